@@ -1,0 +1,564 @@
+//! A small Gemini client: generate (unary and streamed), count tokens, list and get models.
+//!
+//! It speaks the REST API directly with reqwest (WIRE.md §1–§2): the URL is
+//! `{base_url}/{api_version}/models/{model}:{method}`, and the key travels in
+//! the `x-goog-api-key` header, never in the URL, because query strings end up
+//! in proxy and server logs. The header value is marked sensitive so that
+//! hyper and any debug output of the request leave it out, and our own
+//! `tracing` events record the method, model, status and latency only.
+//!
+//! Every call has a deadline ([`ClientConfig::timeout`]): for a unary call
+//! it covers the whole exchange; for a stream it covers the wait for the
+//! response headers and then the wait for each next chunk, so a long answer
+//! that keeps arriving is never cut, but a stalled one is.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use reqwest::Method;
+use reqwest::header::{CONTENT_TYPE, HeaderValue};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use url::Url;
+
+use crate::config::{ApiKey, Config};
+use crate::error::{ApiError, Error, Result, condense};
+use crate::sse::SseDecoder;
+use crate::types::{
+    CountTokensRequest, CountTokensResponse, GenerateContentRequest, GenerateContentResponse,
+    ListModelsResponse, Model,
+};
+
+/// The header the SDKs send the key in (PY `_api_client.py`, JS `_node_auth.ts`).
+const API_KEY_HEADER: &str = "x-goog-api-key";
+
+/// A guard against a server that hands out page tokens forever.
+const MAX_MODEL_PAGES: usize = 1000;
+
+/// How to reach the API.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Scheme, host, port and optional path prefix, without the version (`https://generativelanguage.googleapis.com`).
+    pub base_url: Url,
+    /// The key; `None` sends no key header (the server answers 403).
+    pub api_key: Option<ApiKey>,
+    /// `v1beta` (the SDKs' default) or `v1`.
+    pub api_version: String,
+    /// Deadline of one call (for streams: of the headers and of each chunk).
+    pub timeout: Duration,
+}
+
+impl ClientConfig {
+    /// The configuration the environment describes, with the given timeout.
+    pub fn from_config(config: &Config, timeout: Duration) -> ClientConfig {
+        ClientConfig {
+            base_url: config.effective_base_url(),
+            api_key: config.api_key.clone(),
+            api_version: config.api_version.clone(),
+            timeout,
+        }
+    }
+}
+
+/// A stream of response chunks, as [`Client::stream_generate_content`] returns it.
+///
+/// Boxed so that it has a name a caller can store, and `Unpin` so that
+/// `stream.next().await` works without pinning.
+pub type ResponseStream = Pin<Box<dyn Stream<Item = Result<GenerateContentResponse>> + Send>>;
+
+/// A handle to the Gemini API. Cheap to clone; clones share one connection pool.
+///
+/// It is `Clone` with an `Arc` inside because a batch sends many requests
+/// from many tasks: each task takes its own clone, and all of them reuse the
+/// same pool of TCP/TLS connections (and HTTP/2 streams) instead of opening
+/// a new connection, with its handshakes, for every request.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+/// What the clones share.
+struct Inner {
+    http: reqwest::Client,
+    /// `base_url` with the version segment appended: every endpoint is below it.
+    root: Url,
+    /// The key as a ready, sensitive header value.
+    key: Option<HeaderValue>,
+    config: ClientConfig,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `config` prints its key as ApiKey(<redacted>); the header value is not printed at all.
+        f.debug_struct("Client")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Builds a client. Fails on a base URL that is not http(s), an API version
+    /// that is not a plain path segment, or a key that cannot be sent in a header.
+    pub fn new(config: ClientConfig) -> Result<Client> {
+        let root = endpoint_root(&config.base_url, &config.api_version)?;
+        let key = config.api_key.as_ref().map(key_header).transpose()?;
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("gemini-tutorial-common/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
+        let inner = Inner {
+            http,
+            root,
+            key,
+            config,
+        };
+        Ok(Client {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The base URL requests go to (without the version segment).
+    pub fn base_url(&self) -> &Url {
+        &self.inner.config.base_url
+    }
+
+    /// The per-call deadline.
+    pub fn timeout(&self) -> Duration {
+        self.inner.config.timeout
+    }
+
+    /// `POST models/{model}:generateContent`: one whole answer.
+    pub async fn generate_content(
+        &self,
+        model: &str,
+        req: &GenerateContentRequest,
+    ) -> Result<GenerateContentResponse> {
+        let url = self.model_url(model, Some("generateContent"))?;
+        let body = encode(req)?;
+        self.unary(Method::POST, url, model, Some(body), "generateContent response")
+            .await
+    }
+
+    /// `POST models/{model}:streamGenerateContent?alt=sse`: the answer in chunks, each as it arrives.
+    ///
+    /// Returns once the response headers are in; an error status (bad key,
+    /// unknown model, 429) is returned here, with its details. Each chunk
+    /// holds only the new text. An `{"error":...}` written into the stream
+    /// becomes an `Err` item, as does a body cut in the middle of an event;
+    /// the stream ends after an error.
+    pub async fn stream_generate_content(
+        &self,
+        model: &str,
+        req: &GenerateContentRequest,
+    ) -> Result<ResponseStream> {
+        let mut url = self.model_url(model, Some("streamGenerateContent"))?;
+        url.query_pairs_mut().append_pair("alt", "sse");
+        let body = encode(req)?;
+        let timeout = self.timeout();
+        let started = Instant::now();
+        let response = tokio::time::timeout(
+            timeout,
+            self.send(Method::POST, url, model, Some(body), started),
+        )
+        .await
+        .map_err(|_| Error::Timeout(timeout))??;
+        let chunks = ChunkStream {
+            body: Box::pin(response.bytes_stream()),
+            decoder: SseDecoder::new(),
+            ready: VecDeque::new(),
+            done: false,
+            timeout,
+        };
+        Ok(Box::pin(futures_util::stream::unfold(
+            chunks,
+            |mut chunks| async move { chunks.next_chunk().await.map(|item| (item, chunks)) },
+        )))
+    }
+
+    /// `POST models/{model}:countTokens` with the request's `contents` (the only key the Developer API accepts).
+    pub async fn count_tokens(
+        &self,
+        model: &str,
+        req: &GenerateContentRequest,
+    ) -> Result<CountTokensResponse> {
+        let url = self.model_url(model, Some("countTokens"))?;
+        let body = encode(&CountTokensRequest {
+            contents: req.contents.clone(),
+        })?;
+        self.unary(Method::POST, url, model, Some(body), "countTokens response")
+            .await
+    }
+
+    /// `GET models`, following `nextPageToken` until the last page (server's page size).
+    pub async fn list_models(&self) -> Result<Vec<Model>> {
+        self.list_models_with(None).await
+    }
+
+    /// Like [`list_models`](Self::list_models), asking for pages of `page_size` models.
+    pub async fn list_models_paged(&self, page_size: u32) -> Result<Vec<Model>> {
+        self.list_models_with(Some(page_size)).await
+    }
+
+    /// Follows the page tokens; stops on a missing, empty or repeated token.
+    async fn list_models_with(&self, page_size: Option<u32>) -> Result<Vec<Model>> {
+        let mut models = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_MODEL_PAGES {
+            let page = self.list_models_page(page_size, token.as_deref()).await?;
+            models.extend(page.models);
+            match page.next_page_token.filter(|t| !t.is_empty()) {
+                Some(next) if Some(&next) != token.as_ref() => token = Some(next),
+                _ => return Ok(models),
+            }
+        }
+        Err(Error::decode(
+            "models list",
+            format!("still more pages after {MAX_MODEL_PAGES}"),
+            b"",
+        ))
+    }
+
+    /// `GET models?pageSize=&pageToken=`: one page of the model list.
+    pub async fn list_models_page(
+        &self,
+        page_size: Option<u32>,
+        page_token: Option<&str>,
+    ) -> Result<ListModelsResponse> {
+        let mut url = self.model_url("", None)?;
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(size) = page_size {
+                query.append_pair("pageSize", &size.to_string());
+            }
+            if let Some(token) = page_token {
+                query.append_pair("pageToken", token);
+            }
+        }
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+        self.unary(Method::GET, url, "-", None, "models list").await
+    }
+
+    /// `GET models/{model}`: one model's description (404 if unknown).
+    pub async fn get_model(&self, model: &str) -> Result<Model> {
+        let url = self.model_url(model, None)?;
+        self.unary(Method::GET, url, model, None, "model").await
+    }
+
+    /// The URL of `models/{model}[:{method}]`, or of `models` when `model` is empty.
+    ///
+    /// The model is pushed as one path segment, so a stray `/`, `?` or `#` is
+    /// percent-encoded instead of changing the request.
+    pub fn model_url(&self, model: &str, method: Option<&str>) -> Result<Url> {
+        let mut url = self.inner.root.clone();
+        let id = model.trim().strip_prefix("models/").unwrap_or(model.trim());
+        {
+            // The root was checked to be a base URL in `Client::new`.
+            let mut path = url
+                .path_segments_mut()
+                .map_err(|_| Error::Config("the base URL cannot take a path".into()))?;
+            path.push("models");
+            match (id.is_empty(), method) {
+                (true, None) => {}
+                (true, Some(_)) => return Err(Error::Config("the model name is empty".into())),
+                (false, None) => {
+                    path.push(id);
+                }
+                (false, Some(method)) => {
+                    path.push(&format!("{id}:{method}"));
+                }
+            }
+        }
+        Ok(url)
+    }
+
+    /// One request with a JSON answer, under the deadline.
+    async fn unary<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        url: Url,
+        model: &str,
+        body: Option<Vec<u8>>,
+        what: &'static str,
+    ) -> Result<T> {
+        let timeout = self.timeout();
+        let started = Instant::now();
+        let exchange = async {
+            let response = self.send(method, url, model, body, started).await?;
+            response
+                .bytes()
+                .await
+                .map_err(|e| transport_error(e, self.base_url(), timeout))
+        };
+        let bytes = tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| Error::Timeout(timeout))??;
+        parse_payload(&bytes, what)
+    }
+
+    /// Sends the request; returns the response if its status is a success, else the API error.
+    async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        model: &str,
+        body: Option<Vec<u8>>,
+        started: Instant,
+    ) -> Result<reqwest::Response> {
+        let timeout = self.timeout();
+        let mut request = self.inner.http.request(method.clone(), url);
+        if let Some(key) = &self.inner.key {
+            request = request.header(API_KEY_HEADER, key.clone());
+        }
+        if let Some(body) = body {
+            request = request
+                .header(CONTENT_TYPE, "application/json")
+                .body(body);
+        }
+        let result = request.send().await;
+        let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let response = match result {
+            Ok(response) => response,
+            Err(e) => {
+                tracing::debug!(%method, model, status = "transport error", latency_ms, "gemini request");
+                return Err(transport_error(e, self.base_url(), timeout));
+            }
+        };
+        let status = response.status();
+        tracing::debug!(%method, model, status = status.as_u16(), latency_ms, "gemini request");
+        if status.is_success() {
+            return Ok(response);
+        }
+        // The error body is small; a failure to read it still leaves the status.
+        let body = response.bytes().await.unwrap_or_default();
+        Err(Error::Api(ApiError::from_body(Some(status.as_u16()), &body)))
+    }
+}
+
+/// The endpoint root: `base_url` + `/{version}`, keeping any path prefix of the base.
+fn endpoint_root(base: &Url, version: &str) -> Result<Url> {
+    if !matches!(base.scheme(), "http" | "https") || base.host().is_none() {
+        return Err(Error::Config(format!(
+            "the base URL {base} is not an http(s) server address"
+        )));
+    }
+    if version.is_empty() || !version.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(Error::Config(format!(
+            "{version:?} is not an API version (expected v1beta or v1)"
+        )));
+    }
+    let mut root = base.clone();
+    root.set_query(None);
+    root.set_fragment(None);
+    root.path_segments_mut()
+        .map_err(|_| Error::Config(format!("the base URL {base} cannot take a path")))?
+        .pop_if_empty()
+        .push(version);
+    Ok(root)
+}
+
+/// The key as a header value, marked sensitive so it is never printed by the HTTP stack.
+fn key_header(key: &ApiKey) -> Result<HeaderValue> {
+    let mut value = HeaderValue::from_str(key.expose()).map_err(|_| {
+        Error::Config(format!(
+            "the API key (from {}) contains characters that cannot be sent in an HTTP header",
+            crate::error::KEY_VARS
+        ))
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// Serializes a request body.
+fn encode<T: serde::Serialize>(req: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(req).map_err(|e| Error::Config(format!("cannot encode the request: {e}")))
+}
+
+/// Parses a 2xx payload; an `{"error":...}` object in it is the server's error, not an empty answer.
+///
+/// (Unknown fields are ignored, so without this check an error object would
+/// parse as a response with no candidates.)
+fn parse_payload<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T> {
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|e| Error::decode(what, e, bytes))?;
+    if value.get("error").is_some() {
+        return Err(Error::Api(ApiError::from_body(None, bytes)));
+    }
+    T::deserialize(value).map_err(|e| Error::decode(what, e, bytes))
+}
+
+/// Classifies a reqwest error into the variant that tells the user what to do.
+fn transport_error(e: reqwest::Error, base: &Url, timeout: Duration) -> Error {
+    if e.is_timeout() {
+        return Error::Timeout(timeout);
+    }
+    let host = match (base.host_str(), base.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_string(),
+        _ => base.to_string(),
+    };
+    let is_connect = e.is_connect();
+    let detail = error_chain(&e.without_url());
+    let lower = detail.to_ascii_lowercase();
+    if ["certificate", "tls", "handshake"].iter().any(|w| lower.contains(w)) {
+        Error::Tls { host, detail }
+    } else if is_connect {
+        Error::Connect { host, detail }
+    } else {
+        Error::Transport(detail)
+    }
+}
+
+/// The error and its sources on one line, skipping repeats.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(inner) = source {
+        let text = inner.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = inner.source();
+    }
+    condense(&parts.join(": "))
+}
+
+/// The state of a streamed answer between two polls.
+struct ChunkStream {
+    body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    decoder: SseDecoder,
+    /// Payloads decoded but not yet handed out.
+    ready: VecDeque<String>,
+    /// Set after the body ended or an error was yielded: nothing follows.
+    done: bool,
+    timeout: Duration,
+}
+
+impl ChunkStream {
+    /// The next chunk, reading the body only when no decoded payload is waiting.
+    async fn next_chunk(&mut self) -> Option<Result<GenerateContentResponse>> {
+        loop {
+            if let Some(payload) = self.ready.pop_front() {
+                let item = parse_payload(payload.as_bytes(), "stream chunk");
+                if item.is_err() {
+                    self.finish_with_error();
+                }
+                return Some(item);
+            }
+            if self.done {
+                return None;
+            }
+            let next = tokio::time::timeout(self.timeout, self.body.next()).await;
+            let decoded = match next {
+                Err(_) => Err(Error::Timeout(self.timeout)),
+                Ok(Some(Ok(bytes))) => self.decoder.push(&bytes).map_err(stream_error),
+                Ok(Some(Err(e))) => Err(Error::Stream(format!(
+                    "connection lost mid-answer: {}",
+                    error_chain(&e.without_url())
+                ))),
+                Ok(None) => {
+                    self.done = true;
+                    self.decoder
+                        .finish()
+                        .map(|last| last.into_iter().collect())
+                        .map_err(stream_error)
+                }
+            };
+            match decoded {
+                Ok(payloads) => self.ready.extend(payloads),
+                Err(e) => {
+                    self.finish_with_error();
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+
+    /// After an error nothing more is yielded: the answer is incomplete.
+    fn finish_with_error(&mut self) {
+        self.done = true;
+        self.ready.clear();
+    }
+}
+
+/// A decoder error as the crate's error.
+fn stream_error(e: crate::sse::SseError) -> Error {
+    Error::Stream(e.to_string())
+}
+
+/// Builds a client straight from the environment (key, base URL, version), with a timeout.
+///
+/// Unlike [`crate::connect`] this never starts the emulator.
+pub fn client_from_env(timeout: Duration) -> Result<Client> {
+    let config = Config::from_env()?;
+    Client::new(ClientConfig::from_config(&config, timeout))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(base: &str) -> Client {
+        Client::new(ClientConfig {
+            base_url: Url::parse(base).unwrap(),
+            api_key: ApiKey::new("sekrit"),
+            api_version: crate::config::DEFAULT_API_VERSION.into(),
+            timeout: Duration::from_secs(5),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn urls_have_the_version_and_no_key() {
+        let c = client("http://127.0.0.1:9");
+        let url = c.model_url("models/gemini-2.5-flash", Some("generateContent")).unwrap();
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:9/v1beta/models/gemini-2.5-flash:generateContent"
+        );
+        assert_eq!(c.model_url("", None).unwrap().as_str(), "http://127.0.0.1:9/v1beta/models");
+        let prefixed = client("https://proxy.example/gemini/");
+        assert_eq!(
+            prefixed.model_url("x", None).unwrap().as_str(),
+            "https://proxy.example/gemini/v1beta/models/x"
+        );
+    }
+
+    #[test]
+    fn odd_model_names_cannot_escape_their_segment() {
+        let c = client("http://127.0.0.1:9");
+        let url = c.model_url("a/b?key=x#y", Some("generateContent")).unwrap();
+        assert_eq!(url.path(), "/v1beta/models/a%2Fb%3Fkey=x%23y:generateContent");
+        assert_eq!(url.query(), None);
+        assert!(c.model_url(" ", Some("generateContent")).is_err());
+    }
+
+    #[test]
+    fn debug_never_shows_the_key() {
+        let text = format!("{:?}", client("http://127.0.0.1:9"));
+        assert!(!text.contains("sekrit"), "{text}");
+    }
+
+    #[test]
+    fn keys_that_cannot_be_headers_are_config_errors() {
+        let result = Client::new(ClientConfig {
+            base_url: Url::parse("http://127.0.0.1:9").unwrap(),
+            api_key: ApiKey::new("bad\u{7f}key"),
+            api_version: "v1beta".into(),
+            timeout: Duration::from_secs(1),
+        });
+        assert!(matches!(result, Err(Error::Config(_))));
+    }
+
+    #[test]
+    fn error_object_in_a_200_payload_is_an_error() {
+        let body = br#"{"error":{"code":503,"message":"overloaded","status":"UNAVAILABLE"}}"#;
+        let result: Result<GenerateContentResponse> = parse_payload(body, "x");
+        assert_eq!(result.unwrap_err().api().unwrap().http_status, 503);
+    }
+}

@@ -1,0 +1,594 @@
+//! Everything that can go wrong when talking to Gemini, as one enum.
+//!
+//! Two ideas shape this file. First, an error keeps what the server said: the
+//! HTTP status, the `google.rpc` status name, the message, and the parsed
+//! `details` that matter to a caller (`RetryInfo.retryDelay`, the
+//! `QuotaFailure` violation, `ErrorInfo.reason`). A rate limiter needs the
+//! retry delay and whether the quota was per minute or per day; a person needs
+//! to know which environment variable to fix. Second, every variant prints as
+//! ONE line that says what to do next, because these lines end up in progress
+//! output and logs where a multi-line message breaks the layout.
+//!
+//! The error envelope is `{"error":{"code","message","status","details"}}`
+//! (WIRE.md §8). Odd shapes are handled too: a body that is not JSON (a proxy's
+//! HTML page), an array-wrapped envelope, the JS SDK's double-encoded message,
+//! and the 2024 quota format that put the quota in `ErrorInfo.metadata`.
+//!
+//! `Error` is `Clone` (transport errors are kept as text) so an outcome can be
+//! stored in a report and shared between tasks.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// The crate's result type: `Error` unless said otherwise.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The environment variables that hold a key, for messages that tell people what to set.
+pub(crate) const KEY_VARS: &str = "GOOGLE_API_KEY or GEMINI_API_KEY";
+
+/// How much of an undecodable body an error keeps: enough to recognise it, short enough for one line.
+const SNIPPET_CHARS: usize = 160;
+
+/// Everything that can fail in `common`.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// No API key, and the base URL points at a real (non-local) server.
+    #[error(
+        "no API key: set {KEY_VARS} (in the environment or a .env file), or unset GOOGLE_GEMINI_BASE_URL to run offline on the built-in emulator"
+    )]
+    MissingKey,
+
+    /// The configuration cannot work (bad base URL, unreadable .env, unusable key...).
+    #[error("invalid configuration: {0}")]
+    Config(String),
+
+    /// The server answered with an error (a non-2xx status, or an error object inside a stream).
+    #[error(transparent)]
+    Api(#[from] ApiError),
+
+    /// The TCP connection could not be made (refused, DNS failure, unreachable network).
+    #[error("cannot reach {host}: {detail}; check your network connection and the base URL (GOOGLE_GEMINI_BASE_URL)")]
+    Connect {
+        /// The host we tried to reach.
+        host: String,
+        /// What the transport said, on one line.
+        detail: String,
+    },
+
+    /// No answer within the configured per-request timeout.
+    #[error("no answer within {}s; the server is slow or unreachable: retry, or raise --timeout", .0.as_secs_f64())]
+    Timeout(Duration),
+
+    /// The TLS handshake failed (certificate, protocol).
+    #[error("TLS error talking to {host}: {detail}; check the base URL and any proxy that intercepts HTTPS")]
+    Tls {
+        /// The host we tried to reach.
+        host: String,
+        /// What the transport said, on one line.
+        detail: String,
+    },
+
+    /// Any other transport failure (connection reset or closed mid-request...).
+    #[error("network error: {0}; retry the request")]
+    Transport(String),
+
+    /// The server answered 2xx but the body is not what the API documents.
+    #[error("could not decode the {what}: {detail} (body starts: {snippet:?})")]
+    Decode {
+        /// What we were decoding ("generateContent response", ...).
+        what: &'static str,
+        /// The decoder's complaint.
+        detail: String,
+        /// The first characters of the body, so the odd answer can be recognised.
+        snippet: String,
+    },
+
+    /// The server refused the prompt itself (HTTP 200 with `promptFeedback.blockReason` and no answer).
+    ///
+    /// The response parses fine; callers that want a blocked prompt to count
+    /// as a failure (the steps' reports do) turn it into this variant.
+    #[error("the prompt was blocked ({reason}); rephrase it or adjust safetySettings")]
+    Blocked {
+        /// The `blockReason` (`SAFETY`, `PROHIBITED_CONTENT`, ...).
+        reason: String,
+    },
+
+    /// A streamed answer stopped before it was complete (cut mid-event, connection lost).
+    #[error("the response stream broke: {0}; retry the request")]
+    Stream(String),
+}
+
+impl Error {
+    /// The API error, when the server answered with one.
+    pub fn api(&self) -> Option<&ApiError> {
+        match self {
+            Error::Api(api) => Some(api),
+            _ => None,
+        }
+    }
+
+    /// True for HTTP 429 (`RESOURCE_EXHAUSTED`): a quota was exceeded.
+    pub fn is_rate_limited(&self) -> bool {
+        self.api().is_some_and(|api| api.http_status == 429)
+    }
+
+    /// How long the server asked us to wait (`RetryInfo.retryDelay`), if it said.
+    pub fn retry_delay(&self) -> Option<Duration> {
+        self.api().and_then(|api| api.retry_delay)
+    }
+
+    /// True when the same request may succeed if sent again later.
+    ///
+    /// These are the statuses python-genai retries (408, 429, 500, 502, 503,
+    /// 504, WIRE.md §10) plus timeouts, dropped connections and broken streams.
+    /// A per-day 429 is retryable in this sense too, but only after the daily
+    /// reset: check [`QuotaViolation::is_per_day`] before waiting for it.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Api(api) => matches!(api.http_status, 408 | 429 | 500 | 502 | 503 | 504),
+            Error::Timeout(_) | Error::Transport(_) | Error::Stream(_) => true,
+            _ => false,
+        }
+    }
+
+    /// True when every other request would fail the same way, so a batch should stop.
+    ///
+    /// A bad or missing key, a refused permission, an unknown model, a
+    /// configuration mistake or an unreachable host do not fix themselves.
+    pub fn is_fatal(&self) -> bool {
+        match self {
+            Error::Api(api) => {
+                matches!(api.http_status, 401 | 403 | 404) || api.is_invalid_key()
+            }
+            Error::MissingKey | Error::Config(_) | Error::Connect { .. } | Error::Tls { .. } => {
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Builds a [`Error::Decode`] keeping a short, one-line snippet of the body.
+    pub(crate) fn decode(what: &'static str, detail: impl ToString, body: &[u8]) -> Error {
+        Error::Decode {
+            what,
+            detail: detail.to_string(),
+            snippet: snippet(body),
+        }
+    }
+}
+
+/// What the server said when it refused a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The HTTP status (for an error inside a 200 stream: the envelope's `code`).
+    pub http_status: u16,
+    /// The `google.rpc.Code` name: `RESOURCE_EXHAUSTED`, `INVALID_ARGUMENT`, ...
+    pub status: String,
+    /// The server's message, verbatim (it may contain newlines; `Display` condenses it).
+    pub message: String,
+    /// `RetryInfo.retryDelay`, or the "Please retry in Ns" of the message.
+    pub retry_delay: Option<Duration>,
+    /// The quota that was exceeded (`QuotaFailure`, or the 2024 `ErrorInfo` metadata).
+    pub quota: Option<QuotaViolation>,
+    /// `ErrorInfo.reason`, for example `API_KEY_INVALID` or `SERVICE_DISABLED`.
+    pub reason: Option<String>,
+}
+
+/// One exceeded quota, from `google.rpc.QuotaFailure`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaViolation {
+    /// For example `GenerateRequestsPerMinutePerProjectPerModel-FreeTier`.
+    pub quota_id: String,
+    /// For example `generativelanguage.googleapis.com/generate_content_free_tier_requests`.
+    pub metric: String,
+    /// The `model` quota dimension, when present.
+    pub model: Option<String>,
+    /// The limit, as the server sends it (a string such as `"250000"`).
+    pub value: Option<String>,
+}
+
+impl QuotaViolation {
+    /// True for a per-day quota: waiting a minute will not help, the reset is at midnight Pacific.
+    pub fn is_per_day(&self) -> bool {
+        self.quota_id.contains("PerDay")
+    }
+
+    /// True for a token quota (TPM) rather than a request quota (RPM/RPD).
+    pub fn is_tokens(&self) -> bool {
+        self.quota_id.contains("Token") || self.metric.contains("token")
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    /// One line: what happened, the server's words (condensed), what to do.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let head = format!("{} {}", self.http_status, self.status);
+        let message = condense(&self.message);
+        if self.is_invalid_key() {
+            return write!(
+                f,
+                "API key not valid ({head}, API_KEY_INVALID): check the key in {KEY_VARS}"
+            );
+        }
+        match self.http_status {
+            429 => self.fmt_rate_limited(f, &head),
+            401 | 403 => write!(
+                f,
+                "permission denied ({head}): {message}; check the key in {KEY_VARS} and that the Generative Language API is enabled for its project"
+            ),
+            404 => write!(
+                f,
+                "not found ({head}): {message}; choose another model with --model (GET /v1beta/models lists them)"
+            ),
+            503 => write!(
+                f,
+                "the model is overloaded ({head}): {message}; retry in a moment, with backoff"
+            ),
+            500 | 502 | 504 => write!(f, "server error ({head}): {message}; retry the request"),
+            _ => write!(f, "API error ({head}): {message}"),
+        }
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl ApiError {
+    /// True when the server rejected the key itself (`ErrorInfo.reason` `API_KEY_INVALID`).
+    pub fn is_invalid_key(&self) -> bool {
+        self.reason.as_deref() == Some("API_KEY_INVALID")
+    }
+
+    /// The 429 line: which quota, and how long to wait.
+    fn fmt_rate_limited(&self, f: &mut std::fmt::Formatter<'_>, head: &str) -> std::fmt::Result {
+        let wait = match self.retry_delay {
+            Some(delay) => format!("retry in {}s", fmt_secs(delay)),
+            None => "wait and retry".to_string(),
+        };
+        let Some(quota) = &self.quota else {
+            return write!(f, "rate limited ({head}): {wait}");
+        };
+        let model = quota
+            .model
+            .as_deref()
+            .map(|m| format!(" for {m}"))
+            .unwrap_or_default();
+        let limit = quota
+            .value
+            .as_deref()
+            .map(|v| format!(", limit {v}"))
+            .unwrap_or_default();
+        if quota.is_per_day() {
+            write!(
+                f,
+                "daily quota exhausted ({head}, {}{model}{limit}): it resets at midnight Pacific time; use another model or key, or {wait} only after the reset",
+                quota.quota_id
+            )
+        } else {
+            write!(
+                f,
+                "rate limited, per-minute quota ({head}, {}{model}{limit}): {wait}",
+                quota.quota_id
+            )
+        }
+    }
+
+    /// Parses an error body into an `ApiError`, whatever shape it has.
+    ///
+    /// `http_status` is the status line's code; `None` for an error object
+    /// that arrived inside a 200 stream, where the envelope's `code` is the
+    /// only status there is. Never fails: a body that is not an envelope
+    /// becomes the message (condensed and shortened).
+    pub fn from_body(http_status: Option<u16>, body: &[u8]) -> ApiError {
+        let parsed: Option<Value> = serde_json::from_slice(body).ok();
+        match parsed.as_ref().and_then(envelope) {
+            Some(error) => from_envelope(http_status, error),
+            None => {
+                let code = http_status.unwrap_or(500);
+                ApiError {
+                    http_status: code,
+                    status: canonical_status(code).to_string(),
+                    message: snippet(body),
+                    retry_delay: None,
+                    quota: None,
+                    reason: None,
+                }
+            }
+        }
+    }
+}
+
+/// Finds the `error` object of an envelope: `{"error":{..}}`, `[{"error":{..}}]`, or `{"error":"text"}`.
+fn envelope(value: &Value) -> Option<&Value> {
+    match value {
+        Value::Array(items) => items.first().and_then(envelope),
+        Value::Object(map) => map.get("error").filter(|e| e.is_object() || e.is_string()),
+        _ => None,
+    }
+}
+
+/// Builds the error from the envelope's `error` member.
+fn from_envelope(http_status: Option<u16>, error: &Value) -> ApiError {
+    if let Value::String(text) = error {
+        let code = http_status.unwrap_or(500);
+        return bare(code, None, text.clone());
+    }
+    let code = error
+        .get("code")
+        .and_then(Value::as_u64)
+        .and_then(|c| u16::try_from(c).ok());
+    let message = error
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    // The JS SDK wraps a non-JSON response as {"error":{"message":"<raw body>",...}}:
+    // when the message is itself an envelope, the inner one is what the server said.
+    if let Some(inner) = serde_json::from_str::<Value>(message)
+        .ok()
+        .as_ref()
+        .and_then(envelope)
+        .filter(|e| e.is_object())
+    {
+        return from_envelope(http_status.or(code), inner);
+    }
+    let status = error.get("status").and_then(Value::as_str);
+    let mut api = bare(
+        http_status.or(code).unwrap_or(500),
+        status,
+        message.to_string(),
+    );
+    let details = error.get("details").and_then(Value::as_array);
+    for detail in details.into_iter().flatten() {
+        api.absorb_detail(detail);
+    }
+    if api.retry_delay.is_none() {
+        api.retry_delay = retry_delay_from_message(&api.message);
+    }
+    api
+}
+
+/// An `ApiError` with no details yet; a non-canonical status (JS's "Too Many Requests") is replaced.
+fn bare(code: u16, status: Option<&str>, message: String) -> ApiError {
+    let canonical = |s: &&str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_uppercase() || b == b'_');
+    ApiError {
+        http_status: code,
+        status: status
+            .filter(canonical)
+            .unwrap_or(canonical_status(code))
+            .to_string(),
+        message,
+        retry_delay: None,
+        quota: None,
+        reason: None,
+    }
+}
+
+impl ApiError {
+    /// Reads one `details[]` entry, keyed by its `@type`.
+    fn absorb_detail(&mut self, detail: &Value) {
+        let kind = detail.get("@type").and_then(Value::as_str).unwrap_or("");
+        let kind = kind.rsplit('.').next().unwrap_or(kind);
+        match kind {
+            "RetryInfo" => {
+                self.retry_delay = detail
+                    .get("retryDelay")
+                    .and_then(Value::as_str)
+                    .and_then(parse_duration);
+            }
+            "QuotaFailure" => self.absorb_quota_failure(detail),
+            "ErrorInfo" => {
+                let reason = detail.get("reason").and_then(Value::as_str);
+                self.reason = reason.map(str::to_string);
+                if self.quota.is_none() {
+                    self.quota = legacy_quota(detail);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Keeps the most telling violation: a per-day one wins, as it outlasts any per-minute wait.
+    fn absorb_quota_failure(&mut self, detail: &Value) {
+        let violations = detail.get("violations").and_then(Value::as_array);
+        let parsed: Vec<QuotaViolation> = violations
+            .into_iter()
+            .flatten()
+            .map(|v| {
+                let text = |key: &str| v.get(key).and_then(Value::as_str).map(str::to_string);
+                QuotaViolation {
+                    quota_id: text("quotaId").unwrap_or_default(),
+                    metric: text("quotaMetric").unwrap_or_default(),
+                    model: v
+                        .pointer("/quotaDimensions/model")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                    value: text("quotaValue"),
+                }
+            })
+            .collect();
+        let best = parsed
+            .iter()
+            .find(|v| v.is_per_day())
+            .or(parsed.first())
+            .cloned();
+        if best.is_some() {
+            self.quota = best;
+        }
+    }
+}
+
+/// The 2024 format: `ErrorInfo{reason:"RATE_LIMIT_EXCEEDED", metadata:{quota_limit, quota_metric, ...}}`.
+fn legacy_quota(detail: &Value) -> Option<QuotaViolation> {
+    let meta = detail.get("metadata")?;
+    let text = |key: &str| meta.get(key).and_then(Value::as_str).map(str::to_string);
+    Some(QuotaViolation {
+        quota_id: text("quota_limit")?,
+        metric: text("quota_metric").unwrap_or_default(),
+        model: text("model"),
+        value: text("quota_limit_value"),
+    })
+}
+
+/// The late-2025 429 message ends "Please retry in 39.006833842s." — used when `RetryInfo` is absent.
+fn retry_delay_from_message(message: &str) -> Option<Duration> {
+    let start = message.find("Please retry in ")? + "Please retry in ".len();
+    let rest = &message[start..];
+    let end = rest.find('s')?;
+    parse_duration(&rest[..=end])
+}
+
+/// Parses a protobuf `Duration` string: `"26s"`, `"45.837906927s"`, `"0.5s"`.
+///
+/// Returns `None` for anything else (negative, no unit, garbage): a wrong
+/// delay is worse than none, because the caller then falls back to backoff.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let number = text.trim().strip_suffix('s')?;
+    let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if !frac.bytes().all(|b| b.is_ascii_digit()) || frac.len() > 9 {
+        return None;
+    }
+    let secs: u64 = whole.parse().ok()?;
+    let nanos: u32 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<9}").parse().ok()?
+    };
+    Some(Duration::new(secs, nanos))
+}
+
+/// The `google.rpc.Code` name Google uses for an HTTP status, for bodies that do not say.
+pub(crate) fn canonical_status(http: u16) -> &'static str {
+    match http {
+        400 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        408 | 504 => "DEADLINE_EXCEEDED",
+        409 => "ABORTED",
+        429 => "RESOURCE_EXHAUSTED",
+        499 => "CANCELLED",
+        500 => "INTERNAL",
+        501 => "UNIMPLEMENTED",
+        502 | 503 => "UNAVAILABLE",
+        _ => "UNKNOWN",
+    }
+}
+
+/// Collapses all whitespace (the real 429 message has newlines) so the text fits on one line.
+pub(crate) fn condense(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A one-line, bounded excerpt of a body, cut on a character boundary.
+pub(crate) fn snippet(body: &[u8]) -> String {
+    let text = condense(&String::from_utf8_lossy(body));
+    match text.char_indices().nth(SNIPPET_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+/// Formats a delay as seconds without noise: `26`, `45.8`.
+fn fmt_secs(delay: Duration) -> String {
+    let secs = delay.as_secs_f64();
+    if delay.subsec_millis() == 0 {
+        format!("{}", delay.as_secs())
+    } else {
+        format!("{secs:.1}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_protobuf_durations() {
+        assert_eq!(parse_duration("26s"), Some(Duration::from_secs(26)));
+        assert_eq!(
+            parse_duration("45.837906927s"),
+            Some(Duration::new(45, 837_906_927))
+        );
+        assert_eq!(parse_duration("0.5s"), Some(Duration::from_millis(500)));
+        for bad in ["", "s", "26", "-1s", "1.2.3s", "abc", ".5s", "1.0000000001s"] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn non_json_body_keeps_a_snippet() {
+        let api = ApiError::from_body(Some(502), b"<html>\n<body>Bad Gateway</body></html>");
+        assert_eq!(api.status, "UNAVAILABLE");
+        assert_eq!(api.message, "<html> <body>Bad Gateway</body></html>");
+        assert!(Error::Api(api).is_retryable());
+    }
+
+    #[test]
+    fn js_double_encoded_envelope_is_unwrapped() {
+        let inner = r#"{"error":{"code":429,"message":"Resource exhausted","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"7s"}]}}"#;
+        let outer = serde_json::json!({"error": {"message": inner, "code": 429, "status": "Too Many Requests"}});
+        let api = ApiError::from_body(Some(429), outer.to_string().as_bytes());
+        assert_eq!(api.status, "RESOURCE_EXHAUSTED");
+        assert_eq!(api.message, "Resource exhausted");
+        assert_eq!(api.retry_delay, Some(Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn non_canonical_status_is_replaced() {
+        let body = br#"{"error":{"message":"slow down","code":429,"status":"Too Many Requests"}}"#;
+        let api = ApiError::from_body(Some(429), body);
+        assert_eq!(api.status, "RESOURCE_EXHAUSTED");
+        assert_eq!(api.message, "slow down");
+    }
+
+    #[test]
+    fn array_wrapped_and_string_errors() {
+        let api = ApiError::from_body(Some(503), br#"[{"error":{"code":503,"message":"busy","status":"UNAVAILABLE"}}]"#);
+        assert_eq!((api.http_status, api.status.as_str()), (503, "UNAVAILABLE"));
+        let api = ApiError::from_body(Some(400), br#"{"error":"bad thing"}"#);
+        assert_eq!(api.message, "bad thing");
+    }
+
+    #[test]
+    fn in_stream_error_takes_its_code() {
+        let api = ApiError::from_body(
+            None,
+            br#"{"error":{"code":503,"message":"The model is overloaded.","status":"UNAVAILABLE"}}"#,
+        );
+        assert_eq!(api.http_status, 503);
+        assert!(Error::Api(api).is_retryable());
+    }
+
+    #[test]
+    fn retry_delay_falls_back_to_the_message() {
+        let body = br#"{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","message":"quota.\nPlease retry in 39.006833842s."}}"#;
+        let api = ApiError::from_body(Some(429), body);
+        assert_eq!(api.retry_delay, Some(Duration::new(39, 6_833_842)));
+    }
+
+    #[test]
+    fn snippet_is_bounded_and_char_safe() {
+        let body = "é".repeat(1000);
+        let s = snippet(body.as_bytes());
+        assert_eq!(s.chars().count(), SNIPPET_CHARS + 1);
+    }
+
+    #[test]
+    fn every_display_is_one_line() {
+        let errors = [
+            Error::MissingKey,
+            Error::Config("x".into()),
+            Error::Timeout(Duration::from_millis(1500)),
+            Error::Connect { host: "h".into(), detail: "refused".into() },
+            Error::Stream("cut".into()),
+            Error::Api(ApiError::from_body(Some(429), b"{\"error\":{\"code\":429,\"message\":\"a\\nb\"}}")),
+        ];
+        for e in errors {
+            assert!(!e.to_string().contains('\n'), "{e}");
+        }
+        assert!(Error::MissingKey.to_string().contains("GOOGLE_API_KEY"));
+    }
+}

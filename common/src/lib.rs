@@ -1,0 +1,50 @@
+//! What every step of the tutorial shares: how to reach Gemini, what it says, and how a run ends.
+//!
+//! Start here. A step does three things: it connects, it sends
+//! `generateContent` requests, and it reports what happened. The first two
+//! live in this crate's lower half, the third in its upper half:
+//!
+//! - [`config`]: reads `GOOGLE_API_KEY`/`GEMINI_API_KEY`, `GOOGLE_GEMINI_BASE_URL`
+//!   and a `.env` file the way Google's SDKs do; the key type that never prints.
+//! - [`connect`]: one call that gives a [`Session`]: the real API with a key,
+//!   or the built-in emulator, started in-process, without one.
+//! - [`client`]: the [`Client`]: generate (unary and streamed), count tokens, list
+//!   and get models; one connection pool shared by every clone.
+//! - [`types`]: the request and response bodies, as tolerant as Google's clients
+//!   (unknown fields and enum values are kept, not fatal).
+//! - [`error`]: one [`Error`] enum that keeps what the server said (status, retry
+//!   delay, which quota) and prints as one line saying what to do.
+//! - [`sse`]: the incremental decoder behind streaming.
+//! - [`cli`]: the command-line options every step shares (`--model`, `--prompt`, ...).
+//! - [`report`]: one outcome per request, the progress bar and the final summary.
+//! - [`run`]: the frame of a step's `main`: session, batch, Ctrl-C, exit codes.
+//! - [`timeline`]: the SVG picture of when each request was sent and answered.
+//! - [`testing`]: helpers for the steps' end-to-end tests.
+//!
+//! The smallest program:
+//!
+//! ```no_run
+//! # async fn demo() -> common::Result<()> {
+//! let session = common::connect(common::ConnectOptions::default()).await?;
+//! let request = common::GenerateContentRequest::from_prompt("Why do some birds migrate?");
+//! let answer = session.client.generate_content("gemini-flash-latest", &request).await?;
+//! println!("{}", answer.text());
+//! # Ok(()) }
+//! ```
+
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod connect;
+pub mod error;
+pub mod report;
+pub mod run;
+pub mod sse;
+pub mod testing;
+pub mod timeline;
+pub mod types;
+
+pub use client::{Client, ClientConfig};
+pub use connect::{ConnectOptions, Session, connect};
+pub use error::{Error, Result};
+pub use types::{GenerateContentRequest, GenerateContentResponse};

@@ -1,0 +1,640 @@
+//! What happened to each request, and the summary of a run.
+//!
+//! Every step ends the same way: each request becomes an [`Outcome`] (an
+//! answer, an error, or "not done"), the [`Report`] prints one line per
+//! request in request order while a progress bar runs on stderr, and a
+//! [`Summary`] adds it all up. Nothing is lost on the way: the summary's
+//! `succeeded + failed + not_done` is always the number of requests.
+//!
+//! The report is shared by reference between many concurrent requests, so its
+//! state sits behind a `std::sync::Mutex`: the critical sections are a few
+//! field updates and never hold the lock across an `.await`, which is exactly
+//! when a std mutex is the right (and cheaper) choice over tokio's.
+
+use std::{
+    io::{IsTerminal, Write},
+    path::PathBuf,
+    sync::Mutex,
+    time::Duration,
+};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+use serde_json::json;
+use tokio::time::Instant;
+
+use crate::{
+    cli::CommonArgs,
+    error::Error,
+    timeline,
+    types::{GenerateContentResponse, UsageMetadata},
+};
+
+/// A successful answer, reduced to what a report shows.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The answer's text (thought summaries left out).
+    pub text: String,
+    /// Token counts the server reported.
+    pub usage: UsageMetadata,
+    /// The model that actually ran (an alias such as `gemini-flash-latest` names its target here).
+    pub model_version: Option<String>,
+}
+
+impl Answer {
+    /// Turns a response into an answer, or into the error it really is.
+    ///
+    /// A blocked prompt arrives as HTTP 200 with no candidates: it parses
+    /// fine, but treating it as an empty answer would be a silent wrong
+    /// result, so it becomes [`Error::Blocked`] here.
+    pub fn from_response(response: GenerateContentResponse) -> Result<Answer, Error> {
+        if let Some(reason) = response.blocked() {
+            return Err(Error::Blocked {
+                reason: reason.to_string(),
+            });
+        }
+        Ok(Answer {
+            text: response.text(),
+            usage: response.usage_metadata.clone().unwrap_or_default(),
+            model_version: response.model_version.clone(),
+        })
+    }
+}
+
+/// How one attempt on the wire ended, for the summary and the timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptStatus {
+    /// The server answered with a response.
+    Ok,
+    /// The server answered 429 RESOURCE_EXHAUSTED.
+    RateLimited,
+    /// Any other error: a 5xx, a timeout, a broken connection, ...
+    Failed,
+}
+
+/// One attempt at sending a request, timed from the start of the run.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt {
+    /// When the request left (since the run started).
+    pub sent: Duration,
+    /// When its answer or error arrived (since the run started).
+    pub answered: Duration,
+    /// How it ended.
+    pub status: AttemptStatus,
+}
+
+impl Attempt {
+    /// The attempt's latency: from sending to the answer.
+    pub fn latency(&self) -> Duration {
+        self.answered.saturating_sub(self.sent)
+    }
+}
+
+/// How a request ended. Exactly one of these per request, always.
+#[derive(Debug)]
+pub enum Ended {
+    /// The model answered.
+    Answered(Answer),
+    /// Every attempt failed; this is the last error.
+    Failed(Error),
+    /// The request has no answer and no error of its own: it was never sent
+    /// (the day's quota ran out, or Ctrl-C), or Ctrl-C cut it off in flight.
+    NotDone(String),
+}
+
+/// One request's story: its index, its attempts, and how it ended.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The request's position in the batch, from 0.
+    pub index: usize,
+    /// Every attempt, in order; empty when it was never sent.
+    pub attempts: Vec<Attempt>,
+    /// How it ended.
+    pub ended: Ended,
+}
+
+impl Outcome {
+    /// A request that did not get done, with the reason to report.
+    pub fn not_done(index: usize, reason: impl Into<String>) -> Outcome {
+        Outcome {
+            index,
+            attempts: Vec::new(),
+            ended: Ended::NotDone(reason.into()),
+        }
+    }
+
+    /// The latency of the last attempt, if any was made.
+    pub fn latency(&self) -> Option<Duration> {
+        self.attempts.last().map(Attempt::latency)
+    }
+
+    /// The error, when the request failed.
+    pub fn error(&self) -> Option<&Error> {
+        match &self.ended {
+            Ended::Failed(error) => Some(error),
+            _ => None,
+        }
+    }
+
+    /// One human line: index, latency, tokens and the first words of the answer.
+    pub fn line(&self) -> String {
+        let latency = self
+            .latency()
+            .map_or_else(|| "     -".to_string(), |l| format!("{:5.2}s", l.as_secs_f64()));
+        let retries = match self.attempts.len() {
+            0 | 1 => String::new(),
+            n => format!(" ({} attempts)", n),
+        };
+        match &self.ended {
+            Ended::Answered(answer) => format!(
+                "#{:<4} {latency} {:>6} tokens  {}{retries}",
+                self.index + 1,
+                answer.usage.total_token_count,
+                first_words(&answer.text, 60),
+            ),
+            Ended::Failed(error) => {
+                format!("#{:<4} {latency}  failed: {error}{retries}", self.index + 1)
+            }
+            Ended::NotDone(reason) => format!("#{:<4} {latency}  not done: {reason}", self.index + 1),
+        }
+    }
+
+    /// The line under step 1's answer: which model ran, the tokens, the time.
+    pub fn footer(&self) -> String {
+        let seconds = self.latency().unwrap_or_default().as_secs_f64();
+        match &self.ended {
+            Ended::Answered(answer) => {
+                let u = &answer.usage;
+                format!(
+                    "[{} | tokens: {} prompt + {} thinking + {} answer = {} | {seconds:.2} s]",
+                    answer.model_version.as_deref().unwrap_or("model version not reported"),
+                    u.prompt_token_count,
+                    u.thoughts_token_count,
+                    u.candidates_token_count,
+                    u.total_token_count,
+                )
+            }
+            _ => self.line(),
+        }
+    }
+
+    /// The same facts as [`Outcome::line`], as one JSON object for `--json`.
+    pub fn json_line(&self) -> serde_json::Value {
+        let latency_ms = self.latency().map(|l| l.as_millis() as u64);
+        let attempts = self.attempts.len();
+        match &self.ended {
+            Ended::Answered(answer) => json!({
+                "index": self.index, "ok": true, "latency_ms": latency_ms, "attempts": attempts,
+                "model_version": answer.model_version,
+                "usage": {
+                    "prompt_tokens": answer.usage.prompt_token_count,
+                    "candidates_tokens": answer.usage.candidates_token_count,
+                    "thoughts_tokens": answer.usage.thoughts_token_count,
+                    "total_tokens": answer.usage.total_token_count,
+                },
+                "text": answer.text,
+            }),
+            Ended::Failed(error) => json!({
+                "index": self.index, "ok": false, "latency_ms": latency_ms, "attempts": attempts,
+                "error": error.to_string(),
+            }),
+            Ended::NotDone(reason) => json!({
+                "index": self.index, "ok": false, "attempts": attempts, "not_done": reason,
+            }),
+        }
+    }
+}
+
+/// The first `max` characters of `text` on one line, with an ellipsis if cut.
+fn first_words(text: &str, max: usize) -> String {
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= max {
+        return flat;
+    }
+    let cut: String = flat.chars().take(max).collect();
+    format!("{}…", cut.trim_end())
+}
+
+/// Collects outcomes as they arrive and prints them in request order.
+///
+/// Requests finish in any order when they run concurrently, but a reader
+/// wants `#1, #2, #3...`: the report holds finished outcomes back until every
+/// earlier one has finished too, then prints the run of ready lines. In step 2
+/// that is immediate; in step 3 the lines come out as the prefix completes.
+pub struct Report {
+    total: usize,
+    json: bool,
+    timeline: Option<PathBuf>,
+    timeline_options: timeline::Options,
+    output: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
+    started: Instant,
+    bar: ProgressBar,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    outcomes: Vec<Option<Outcome>>,
+    next_to_print: usize,
+}
+
+impl Report {
+    /// A report for `total` requests, whose clock starts now.
+    ///
+    /// The progress bar is drawn on stderr only when stderr is a terminal and
+    /// the output is not `--json`: a bar in a log file or a pipe is noise.
+    pub fn new(total: usize, args: &CommonArgs) -> Report {
+        let bar = if args.json || !std::io::stderr().is_terminal() {
+            ProgressBar::hidden()
+        } else {
+            let bar = ProgressBar::with_draw_target(
+                Some(total as u64),
+                ProgressDrawTarget::stderr_with_hz(10),
+            );
+            bar.set_style(
+                ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed_precise} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        };
+        Report {
+            total,
+            json: args.json,
+            timeline: args.timeline.clone(),
+            timeline_options: timeline::Options::default(),
+            output: None,
+            started: Instant::now(),
+            bar,
+            state: Mutex::new(State {
+                outcomes: (0..total).map(|_| None).collect(),
+                next_to_print: 0,
+            }),
+        }
+    }
+
+    /// Also writes every outcome, in request order, as one JSON line to
+    /// `path` (step 4's `--output`), so a long run keeps every answer.
+    pub fn with_output(mut self, path: &std::path::Path) -> std::io::Result<Report> {
+        let file = std::fs::File::create(path)?;
+        self.output = Some(Mutex::new(std::io::BufWriter::new(file)));
+        Ok(self)
+    }
+
+    /// Sets what the timeline draws besides the bars (step 4 shades its windows).
+    pub fn with_timeline_options(mut self, options: timeline::Options) -> Report {
+        self.timeline_options = options;
+        self
+    }
+
+    /// How many requests the run has.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// Time since the run started: every attempt is stamped with this.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The progress bar, so a step can show more in its message (step 4 does).
+    pub fn bar(&self) -> &ProgressBar {
+        &self.bar
+    }
+
+    /// Stores one outcome, advances the bar and prints every line now in order.
+    pub fn record(&self, outcome: Outcome) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let index = outcome.index;
+        if index >= self.total || state.outcomes[index].is_some() {
+            // A bug in the caller, not in the run: say so loudly in debug
+            // builds, and never overwrite a recorded outcome.
+            debug_assert!(false, "outcome {index} recorded twice or out of range");
+            return;
+        }
+        state.outcomes[index] = Some(outcome);
+        self.bar.inc(1);
+        while let Some(Some(ready)) = state.outcomes.get(state.next_to_print) {
+            let json = (self.json || self.output.is_some()).then(|| ready.json_line().to_string());
+            if let (Some(output), Some(json)) = (&self.output, &json) {
+                let mut file = output.lock().unwrap_or_else(|e| e.into_inner());
+                if let Err(error) = writeln!(file, "{json}") {
+                    tracing::error!(%error, "could not write to the output file");
+                }
+            }
+            let line = match json {
+                Some(json) if self.json => json,
+                _ => ready.line(),
+            };
+            self.bar.suspend(|| println!("{line}"));
+            state.next_to_print += 1;
+        }
+    }
+
+    /// Ends the run: every request without an outcome is reported as not
+    /// sent with `reason`, the timeline is written, and the summary is made.
+    pub fn finish(self, reason_for_missing: &str) -> Summary {
+        let elapsed = self.elapsed();
+        let missing: Vec<usize> = {
+            let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            (0..self.total)
+                .filter(|&i| state.outcomes[i].is_none())
+                .collect()
+        };
+        for index in missing {
+            self.record(Outcome::not_done(index, reason_for_missing));
+        }
+        self.bar.finish_and_clear();
+        if let Some(output) = &self.output {
+            let mut file = output.lock().unwrap_or_else(|e| e.into_inner());
+            if let Err(error) = file.flush() {
+                tracing::error!(%error, "could not write to the output file");
+            }
+        }
+        let state = self.state.into_inner().unwrap_or_else(|e| e.into_inner());
+        let outcomes: Vec<Outcome> = state.outcomes.into_iter().flatten().collect();
+        let mut summary = Summary::from_outcomes(&outcomes, elapsed, self.json);
+        if let Some(path) = &self.timeline {
+            match timeline::write(path, &outcomes, &self.timeline_options) {
+                Ok(()) => summary.notes.push(format!("timeline written to {}", path.display())),
+                Err(error) => summary.notes.push(format!(
+                    "could not write the timeline to {}: {error}",
+                    path.display()
+                )),
+            }
+        }
+        summary
+    }
+}
+
+/// p50, p95 and the maximum latency, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct Latency {
+    /// The median.
+    pub p50: u64,
+    /// The 95th percentile.
+    pub p95: u64,
+    /// The slowest.
+    pub max: u64,
+}
+
+impl Latency {
+    /// Nearest-rank percentiles of the given latencies (all zero when empty).
+    pub fn of(latencies: &[Duration]) -> Latency {
+        let mut ms: Vec<u64> = latencies.iter().map(|l| l.as_millis() as u64).collect();
+        ms.sort_unstable();
+        let rank = |p: f64| -> u64 {
+            if ms.is_empty() {
+                return 0;
+            }
+            let i = ((p * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1;
+            ms[i]
+        };
+        Latency {
+            p50: rank(0.50),
+            p95: rank(0.95),
+            max: ms.last().copied().unwrap_or(0),
+        }
+    }
+}
+
+/// The figures of one run, as every step prints them.
+///
+/// Serialised, this is the `--json` object; its first fields are fixed by the
+/// tutorial so that a script can compare steps.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// Requests in the batch.
+    pub requests: usize,
+    /// Requests that ended with an answer.
+    pub succeeded: usize,
+    /// Requests that were sent and ended with an error.
+    pub failed: usize,
+    /// 429 answers received, over all attempts.
+    pub rate_limited: usize,
+    /// Attempts beyond the first, over all requests.
+    pub retries: usize,
+    /// Wall time of the run, in seconds.
+    pub elapsed_s: f64,
+    /// Answers per minute over the run.
+    pub throughput_rpm: f64,
+    /// Latency of the answered requests.
+    pub latency_ms: Latency,
+    /// Requests not done: never sent (out of quota for the day, Ctrl-C) or cut off by Ctrl-C.
+    pub not_done: usize,
+    /// The sum of every request's latency: what a one-at-a-time run would take.
+    pub sum_of_latencies_s: f64,
+    /// Extra human lines a step adds (limiter figures, files written).
+    #[serde(skip)]
+    pub notes: Vec<String>,
+    /// Whether the run was cut short by Ctrl-C.
+    #[serde(skip)]
+    pub interrupted: bool,
+    /// Print as JSON rather than as text.
+    #[serde(skip)]
+    pub json: bool,
+}
+
+impl Summary {
+    /// Adds up a run's outcomes.
+    pub fn from_outcomes(outcomes: &[Outcome], elapsed: Duration, json: bool) -> Summary {
+        let count = |f: fn(&Ended) -> bool| outcomes.iter().filter(|o| f(&o.ended)).count();
+        let attempts = outcomes.iter().flat_map(|o| &o.attempts);
+        let answered: Vec<Duration> = outcomes
+            .iter()
+            .filter(|o| matches!(o.ended, Ended::Answered(_)))
+            .filter_map(Outcome::latency)
+            .collect();
+        let succeeded = answered.len();
+        let elapsed_s = elapsed.as_secs_f64();
+        Summary {
+            requests: outcomes.len(),
+            succeeded: count(|e| matches!(e, Ended::Answered(_))),
+            failed: count(|e| matches!(e, Ended::Failed(_))),
+            not_done: count(|e| matches!(e, Ended::NotDone(_))),
+            rate_limited: attempts
+                .clone()
+                .filter(|a| a.status == AttemptStatus::RateLimited)
+                .count(),
+            retries: outcomes
+                .iter()
+                .map(|o| o.attempts.len().saturating_sub(1))
+                .sum(),
+            elapsed_s: round3(elapsed_s),
+            throughput_rpm: if elapsed_s > 0.0 {
+                round3(succeeded as f64 * 60.0 / elapsed_s)
+            } else {
+                0.0
+            },
+            latency_ms: Latency::of(&answered),
+            sum_of_latencies_s: round3(attempts.map(|a| a.latency().as_secs_f64()).sum()),
+            notes: Vec::new(),
+            interrupted: false,
+            json,
+        }
+    }
+
+    /// Whether every request ended with an answer.
+    pub fn all_succeeded(&self) -> bool {
+        self.succeeded == self.requests
+    }
+
+    /// Prints the summary on stdout: text for people, or one JSON line last.
+    pub fn print(&self) {
+        let mut out = std::io::stdout().lock();
+        if self.json {
+            // The notes are diagnostics: they go to stderr so that stdout's
+            // last line stays the one JSON object a script reads.
+            for note in &self.notes {
+                eprintln!("{note}");
+            }
+            let _ = writeln!(out, "{}", serde_json::to_string(self).unwrap_or_default());
+            return;
+        }
+        let _ = writeln!(out, "{self}");
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.requests == 1 && self.succeeded == 1 {
+            // Step 1: its footer line already said it all.
+            return write!(f, "1 request answered in {:.2} s", self.elapsed_s);
+        }
+        write!(
+            f,
+            "{} requests: {} succeeded, {} failed",
+            self.requests, self.succeeded, self.failed
+        )?;
+        if self.not_done > 0 {
+            write!(f, ", {} not done", self.not_done)?;
+        }
+        write!(
+            f,
+            " in {:.2} s ({:.1} req/min)",
+            self.elapsed_s, self.throughput_rpm
+        )?;
+        if self.rate_limited > 0 || self.retries > 0 {
+            write!(f, "; {} answered 429, {} retries", self.rate_limited, self.retries)?;
+        }
+        if self.succeeded > 0 {
+            let l = &self.latency_ms;
+            write!(
+                f,
+                "\nlatency p50 {:.2} s, p95 {:.2} s, max {:.2} s",
+                l.p50 as f64 / 1e3,
+                l.p95 as f64 / 1e3,
+                l.max as f64 / 1e3
+            )?;
+        }
+        if self.requests > 1 && self.elapsed_s > 0.0 && self.sum_of_latencies_s > 0.0 {
+            write!(
+                f,
+                "\none at a time these would take {:.2} s: {:.1}x the speed of sequential",
+                self.sum_of_latencies_s,
+                self.sum_of_latencies_s / self.elapsed_s
+            )?;
+        }
+        if self.interrupted {
+            write!(f, "\ninterrupted by Ctrl-C: the figures above are partial")?;
+        }
+        for note in &self.notes {
+            write!(f, "\n{note}")?;
+        }
+        Ok(())
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answered(index: usize, sent_ms: u64, answered_ms: u64) -> Outcome {
+        Outcome {
+            index,
+            attempts: vec![Attempt {
+                sent: Duration::from_millis(sent_ms),
+                answered: Duration::from_millis(answered_ms),
+                status: AttemptStatus::Ok,
+            }],
+            ended: Ended::Answered(Answer {
+                text: "Birds migrate to follow food.".into(),
+                usage: UsageMetadata::default(),
+                model_version: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let ms: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(
+            Latency::of(&ms),
+            Latency {
+                p50: 50,
+                p95: 95,
+                max: 100
+            }
+        );
+        assert_eq!(Latency::of(&[]), Latency::default());
+    }
+
+    #[test]
+    fn counts_add_up_to_the_number_of_requests() {
+        let outcomes = vec![
+            answered(0, 0, 1000),
+            Outcome {
+                index: 1,
+                attempts: vec![
+                    Attempt {
+                        sent: Duration::ZERO,
+                        answered: Duration::from_millis(10),
+                        status: AttemptStatus::RateLimited,
+                    },
+                    Attempt {
+                        sent: Duration::from_millis(500),
+                        answered: Duration::from_millis(700),
+                        status: AttemptStatus::Failed,
+                    },
+                ],
+                ended: Ended::Failed(Error::Timeout(Duration::from_secs(1))),
+            },
+            Outcome::not_done(2, "interrupted"),
+        ];
+        let s = Summary::from_outcomes(&outcomes, Duration::from_secs(2), false);
+        assert_eq!((s.succeeded, s.failed, s.not_done), (1, 1, 1));
+        assert_eq!(s.succeeded + s.failed + s.not_done, s.requests);
+        assert_eq!((s.rate_limited, s.retries), (1, 1));
+        assert_eq!(s.throughput_rpm, 30.0);
+        assert_eq!(s.sum_of_latencies_s, 1.21);
+    }
+
+    #[test]
+    fn first_words_cuts_on_characters_not_bytes() {
+        assert_eq!(first_words("é".repeat(10).as_str(), 4), "éééé…");
+        assert_eq!(first_words("a\n b", 10), "a b");
+    }
+
+    #[test]
+    fn json_summary_has_the_tutorial_fields() {
+        let s = Summary::from_outcomes(&[answered(0, 0, 250)], Duration::from_secs(1), true);
+        let v = serde_json::to_value(&s).expect("serialises");
+        for field in [
+            "requests",
+            "succeeded",
+            "failed",
+            "rate_limited",
+            "retries",
+            "elapsed_s",
+            "throughput_rpm",
+        ] {
+            assert!(v.get(field).is_some(), "missing {field}");
+        }
+        assert_eq!(v["latency_ms"]["p50"], 250);
+    }
+}

@@ -1,0 +1,53 @@
+//! When each byte of an answer leaves: the latency model.
+//!
+//! A generate request first "thinks" for `base + uniform(0, jitter)` plus `per_output_token`
+//! for every thought token, then writes its answer at `per_output_token` per token. A unary
+//! call answers once everything is done; a stream sends its first chunk after the thinking and
+//! that chunk's tokens, then each further chunk after its own tokens. So streaming and unary
+//! calls of the same request take the same total time, and the first chunk comes early.
+
+use std::time::Duration;
+
+use rand::Rng;
+use rand::rngs::SmallRng;
+
+use crate::settings::Latency;
+
+/// The time before the model starts writing: base, jitter and thinking.
+pub fn thinking_time(latency: &Latency, thought_tokens: u32, rng: &mut SmallRng) -> Duration {
+    let jitter = if latency.jitter.is_zero() {
+        Duration::ZERO
+    } else {
+        latency.jitter.mul_f64(rng.random::<f64>())
+    };
+    latency.base + jitter + writing_time(latency, thought_tokens)
+}
+
+/// The time to write `tokens` tokens.
+pub fn writing_time(latency: &Latency, tokens: u32) -> Duration {
+    latency.per_output_token * tokens
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn the_default_tutorial_request_takes_several_seconds() {
+        let latency = Latency::default();
+        let mut rng = SmallRng::seed_from_u64(1);
+        // Bird answer (389 tokens) plus 294..594 thought tokens.
+        let answer = crate::tokens::count(&crate::text::answer("Why do some birds migrate?"));
+        for thoughts in [294, 594] {
+            let total = thinking_time(&latency, thoughts, &mut rng) + writing_time(&latency, answer);
+            assert!(total >= Duration::from_secs(4) && total <= Duration::from_secs(8), "{total:?}");
+        }
+    }
+
+    #[test]
+    fn zero_latency_is_instant() {
+        let mut rng = SmallRng::seed_from_u64(1);
+        assert_eq!(thinking_time(&Latency::ZERO, 500, &mut rng), Duration::ZERO);
+    }
+}

@@ -1,0 +1,62 @@
+//! A local Gemini API server that clients, including Google's own `google-genai` SDKs, cannot
+//! tell from the real one on the paths it serves.
+//!
+//! It exists so the tutorial runs offline, tests never touch the internet, and benchmarks
+//! can meet a server whose rate limits, latency and failures are real-shaped but
+//! reproducible. Start it in-process with [`start`] or run the binary:
+//!
+//! ```text
+//! cargo run -p emulator -- --port 8080
+//! export GOOGLE_GEMINI_BASE_URL=http://127.0.0.1:8080
+//! ```
+//!
+//! # What it serves
+//!
+//! Under both `/v1beta/` and `/v1/`: `POST models/{model}:generateContent`,
+//! `:streamGenerateContent` (`?alt=sse` framing byte-for-byte like the captures),
+//! `:countTokens`, `GET models` (paged) and `GET models/{model}`. Bodies, error envelopes,
+//! 429 quota bodies and headers follow `WIRE.md` and the recorded fixtures.
+//!
+//! # Faithful defaults
+//!
+//! [`Settings::default`] is the free tier: per-model quotas from [`catalog`] applied as a
+//! strict sliding window per key and model ([`limits`]), and a latency model near the real
+//! `gemini-flash-latest` on the tutorial prompt. The course measured 6.4 s per request (32.1 s
+//! for five in a row) and 8.5 s for five at once. The emulator spends `base` 2.5 s (queueing
+//! and prompt processing) + `jitter` uniform 0-2 s + 3.5 ms per output token (thoughts
+//! included). The bird-migration answer is 389 tokens and the model first "thinks" 294-594
+//! tokens (100 + half the answer + uniform 0-300), so one request takes 4.9-7.9 s, 6.4 s on
+//! average, and five at once finish in about 7.5 s (the slowest of five draws).
+//! [`Settings::instant`] turns all of that off.
+//!
+//! # Modules
+//!
+//! - [`settings`]: every knob, with the faithful and the instant presets.
+//! - [`catalog`]: the models and their free-tier quotas.
+//! - [`tokens`]: the deterministic token estimate shared by countTokens and usage.
+//! - [`text`]: the answers (the bird-migration paragraphs, templated text otherwise).
+//! - [`request`]: reading request bodies with the real validation messages.
+//! - [`reply`]: thoughts, truncation, stream chunks and the bodies that carry them.
+//! - [`wire`]: response types in the real field order, pretty and SSE encodings.
+//! - [`errors`]: the real error bodies (403, 400, 404, 429, 500, 503).
+//! - [`limits`]: the sliding-window quota.
+//! - [`latency`]: when each chunk leaves.
+//! - [`faults`]: injected failures, reproducible with a seed.
+//! - `routes`: the HTTP surface; [`server`]: start, stop and stats.
+
+pub mod catalog;
+pub mod errors;
+pub mod faults;
+pub mod latency;
+pub mod limits;
+pub mod reply;
+pub mod request;
+mod routes;
+pub mod server;
+pub mod settings;
+pub mod text;
+pub mod tokens;
+pub mod wire;
+
+pub use server::{Arrival, Emulator, Stats, TrackedState, start};
+pub use settings::{Faults, Latency, Settings};

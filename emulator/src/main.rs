@@ -1,0 +1,140 @@
+//! The emulator as a program: `cargo run -p emulator -- --port 8080`.
+//!
+//! Prints the line to export on stdout (so `eval "$(emulator ...)"` style use works), logs to
+//! stderr (`RUST_LOG=debug` shows every request), and shuts down gracefully on Ctrl-C.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use emulator::settings::parse_duration;
+use emulator::{Faults, Latency, Settings};
+
+/// A local Gemini API server with real-shaped bodies, quotas, latency and faults.
+#[derive(Debug, Parser)]
+#[command(name = "emulator", version)]
+struct Args {
+    /// Address to bind (loopback by default: never exposed unless asked).
+    #[arg(long, default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// Port to bind (0 = any free port).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Requests per window per key and model (default: the model's free tier; 0 = unlimited).
+    #[arg(long)]
+    rpm: Option<u32>,
+    /// Input tokens per window per key and model (default: free tier; 0 = unlimited).
+    #[arg(long)]
+    tpm: Option<u32>,
+    /// Requests per day per key and model (default: free tier; 0 = unlimited).
+    #[arg(long)]
+    rpd: Option<u32>,
+    /// RPM/TPM window, e.g. 60s, 1s, 500ms.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    window: Duration,
+    /// RPD window, e.g. 24h.
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    day: Duration,
+    /// Base latency of a generate request, in milliseconds.
+    #[arg(long, default_value_t = 2500)]
+    latency_ms: u64,
+    /// Upper bound of the uniform random extra latency, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    jitter_ms: u64,
+    /// Time per output token (thoughts included), in milliseconds (fractions allowed).
+    #[arg(long, default_value_t = 3.5)]
+    per_token_ms: f64,
+    /// Probability of a 503 UNAVAILABLE (model overloaded).
+    #[arg(long, default_value_t = 0.0)]
+    fail_503: f64,
+    /// Probability of a 500 INTERNAL.
+    #[arg(long, default_value_t = 0.0)]
+    fail_500: f64,
+    /// Probability of an odd but valid body.
+    #[arg(long, default_value_t = 0.0)]
+    odd: f64,
+    /// Probability that a stream breaks midway.
+    #[arg(long, default_value_t = 0.0)]
+    broken_stream: f64,
+    /// Probability that a request is never answered.
+    #[arg(long, default_value_t = 0.0)]
+    hang: f64,
+    /// Probability that the connection is dropped without a response.
+    #[arg(long, default_value_t = 0.0)]
+    close: f64,
+    /// Seed for every random choice.
+    #[arg(long, default_value_t = Settings::default().seed)]
+    seed: u64,
+    /// Accept only this API key (default: any non-empty key).
+    #[arg(long, env = "EMULATOR_KEY", hide_env_values = true)]
+    key: Option<String>,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, default_value_t = Settings::default().max_body_bytes)]
+    max_body_bytes: usize,
+    /// Shortcut: no latency and no limits (explicit --rpm/--tpm/--rpd and fault flags still apply).
+    #[arg(long)]
+    instant: bool,
+}
+
+impl Args {
+    fn settings(&self) -> anyhow::Result<Settings> {
+        let per_token = Duration::try_from_secs_f64(self.per_token_ms / 1000.0)
+            .context("--per-token-ms must be a non-negative number")?;
+        let mut settings = Settings {
+            addr: SocketAddr::new(self.host, self.port),
+            key: self.key.clone(),
+            rpm: self.rpm,
+            tpm: self.tpm,
+            rpd: self.rpd,
+            window: self.window,
+            day: self.day,
+            latency: Latency {
+                base: Duration::from_millis(self.latency_ms),
+                jitter: Duration::from_millis(self.jitter_ms),
+                per_output_token: per_token,
+            },
+            faults: Faults {
+                fail_503: self.fail_503,
+                fail_500: self.fail_500,
+                odd_bodies: self.odd,
+                broken_stream: self.broken_stream,
+                hang: self.hang,
+                close: self.close,
+            },
+            seed: self.seed,
+            max_body_bytes: self.max_body_bytes,
+        };
+        if self.instant {
+            let instant = Settings::instant();
+            settings.latency = instant.latency;
+            settings.rpm = self.rpm.or(instant.rpm);
+            settings.tpm = self.tpm.or(instant.tpm);
+            settings.rpd = self.rpd.or(instant.rpd);
+        }
+        Ok(settings)
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let settings = args.settings()?;
+    tracing::info!(?settings, "starting");
+    let emulator = emulator::start(settings)
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
+    println!("export GOOGLE_GEMINI_BASE_URL={}", emulator.base_url());
+    tracing::info!(url = %emulator.base_url(), "emulator ready; Ctrl-C to stop");
+    tokio::signal::ctrl_c().await.context("cannot wait for Ctrl-C")?;
+    tracing::info!("shutting down");
+    emulator.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! Step 1: one request to Gemini, and its answer.
+//!
+//! ```text
+//! cargo run -p step1-hello                 # ask "Why do some birds migrate?"
+//! cargo run -p step1-hello -- --stream     # print the answer as it arrives
+//! cargo run -p step1-hello -- --prompt "Why is the sky blue?"
+//! ```
+//!
+//! With no API key set, the request goes to the built-in emulator, so this
+//! runs offline; put a key in `GOOGLE_API_KEY` (or a `.env` file) to ask the
+//! real Gemini API instead. This is the "hello world" the later steps build
+//! on: a client, a request, an `.await`, an answer.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use common::{
+    Client, GenerateContentRequest, GenerateContentResponse,
+    cli::CommonArgs,
+    report::{Answer, Attempt, AttemptStatus, Ended, Outcome, Summary},
+    run,
+};
+use futures_util::StreamExt;
+use tokio::time::Instant;
+
+/// Step 1: one Gemini request; print the answer, the model, the tokens and the time.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Print the answer as it arrives (streamGenerateContent) instead of all at once.
+    #[arg(long)]
+    stream: bool,
+
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    run::exit(hello(Args::parse()).await)
+}
+
+async fn hello(args: Args) -> Result<Summary, common::Error> {
+    // Connect: the real API with a key, the built-in emulator without one.
+    let session = run::session(&args.common).await?;
+    let client = &session.client;
+    let model = &args.common.model;
+    let request = GenerateContentRequest::from_prompt(&args.common.prompt);
+
+    // One request, one `.await`: nothing else happens until the answer is back.
+    let started = Instant::now();
+    let answer = if args.stream && !args.common.json {
+        stream_to_stdout(client, model, &request).await?
+    } else {
+        let response = client.generate_content(model, &request).await?;
+        let answer = Answer::from_response(response)?;
+        if !args.common.json {
+            println!("{}", answer.text);
+        }
+        answer
+    };
+    let elapsed = started.elapsed();
+
+    // The figures every step reports, for this one request.
+    let outcome = Outcome {
+        index: 0,
+        attempts: vec![Attempt {
+            sent: std::time::Duration::ZERO,
+            answered: elapsed,
+            status: AttemptStatus::Ok,
+        }],
+        ended: Ended::Answered(answer),
+    };
+    if args.common.json {
+        println!("{}", outcome.json_line());
+    } else {
+        println!("\n{}", outcome.footer());
+    }
+    Ok(Summary::from_outcomes(&[outcome], elapsed, args.common.json))
+}
+
+/// Streams the answer: each chunk carries only the new text, printed as it
+/// comes, and the last chunk carries the final token counts.
+async fn stream_to_stdout(
+    client: &Client,
+    model: &str,
+    request: &GenerateContentRequest,
+) -> Result<Answer, common::Error> {
+    use std::io::Write;
+
+    let mut chunks = std::pin::pin!(client.stream_generate_content(model, request).await?);
+    let mut text = String::new();
+    let mut last: Option<GenerateContentResponse> = None;
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk?;
+        let delta = chunk.text();
+        print!("{delta}");
+        let _ = std::io::stdout().flush();
+        text.push_str(&delta);
+        last = Some(chunk);
+    }
+    println!();
+    let mut answer = Answer::from_response(last.unwrap_or_default())?;
+    answer.text = text;
+    Ok(answer)
+}

@@ -1,0 +1,53 @@
+//! Step 1 end to end: one question, one answer, printed.
+
+use common::testing::StepCommand;
+use emulator::Settings;
+
+const STEP: &str = env!("CARGO_BIN_EXE_step1-hello");
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prints_the_answer_and_a_footer() {
+    let server = emulator::start(Settings::instant()).await.expect("emulator starts");
+    let out = StepCommand::new(STEP).against(&server).run().await;
+
+    assert!(out.status.success(), "{}", out.all());
+    assert!(out.stdout.to_lowercase().contains("migrat"), "{}", out.stdout);
+    assert!(out.stdout.contains("tokens:"), "{}", out.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streams_the_same_kind_of_answer() {
+    let server = emulator::start(Settings::instant()).await.expect("emulator starts");
+    let out = StepCommand::new(STEP)
+        .against(&server)
+        .args(["--stream", "--prompt", "Why is the sky blue?"])
+        .run()
+        .await;
+
+    assert!(out.status.success(), "{}", out.all());
+    assert!(out.stdout.len() > 40, "{}", out.stdout);
+    let calls: Vec<String> = server.stats().arrivals.iter().map(|a| a.method.clone()).collect();
+    assert!(calls.contains(&"streamGenerateContent".to_string()), "{calls:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_gives_the_shared_summary_object() {
+    let server = emulator::start(Settings::instant()).await.expect("emulator starts");
+    let out = StepCommand::new(STEP).against(&server).args(["--json"]).run().await;
+
+    let summary = out.summary();
+    assert_eq!(summary["requests"], 1);
+    assert_eq!(summary["succeeded"], 1);
+    assert!(summary["latency_ms"]["max"].is_u64());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_offline_on_the_built_in_emulator_without_a_key() {
+    // The newcomer's path: no key, no base URL. The default emulator has
+    // realistic latency, so this one test takes a few seconds.
+    let out = StepCommand::new(STEP).run().await;
+
+    assert!(out.status.success(), "{}", out.all());
+    assert!(out.stderr.contains("emulator"), "{}", out.stderr);
+    assert!(out.stdout.to_lowercase().contains("migrat"), "{}", out.stdout);
+}

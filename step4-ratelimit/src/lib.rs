@@ -1,0 +1,33 @@
+//! # Step 4: a rate limiter, written by hand
+//!
+//! Step 3 sent every prompt at once, and the free tier answered the
+//! eleventh request of the minute with `429 RESOURCE_EXHAUSTED`. The API has
+//! a quota, and the quota is not one number but three, all enforced at the
+//! same time (see `WIRE.md` §9):
+//!
+//! * requests per minute (**RPM**),
+//! * *input* tokens per minute (**TPM**),
+//! * requests per day (**RPD**).
+//!
+//! Going over any one of them is a 429. This step's lesson is to stay under
+//! all three *without* giving up speed: the program should run exactly at
+//! the limit, with zero 429s, however many prompts it is given.
+//!
+//! We build the limiter ourselves rather than reaching for `governor` or
+//! `tower::limit`. Not because those crates are bad, but because the Gemini
+//! API counts with a *strict sliding window*, and the classic algorithms
+//! (token bucket, GCRA) either burst past it or crawl under it. Seeing why
+//! is the point of the step; [`limiter`]'s documentation tells the story with
+//! timelines and measurements.
+//!
+//! ## Map of the crate
+//!
+//! * [`limiter`]: the rate limiter. A FIFO queue of waiters, one log per
+//!   limit, and one background task that sleeps until the head of the queue
+//!   can go. Everything else in this step is built on top of it.
+//!
+//! The runner (reading prompts, sending them through the limiter, reporting
+//! what the server said) lives in a module of its own, next to it.
+
+pub mod limiter;
+// `pub mod runner;` goes here: the program that drives prompts through the limiter.

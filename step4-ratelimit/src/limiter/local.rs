@@ -1,0 +1,741 @@
+//! [`Limiter`]: the in-process rate limiter.
+//!
+//! The shape is the one mini-redis uses for its database with expiring keys:
+//!
+//! * [`Limiter`] is a handle. Cloning it is cheap, and every clone talks to
+//!   the same `Shared` value.
+//! * `Shared` keeps the state behind a `std::sync::Mutex`, plus a `Notify`
+//!   used to wake the background task.
+//! * The background task, the *driver*, sleeps until the head of the queue
+//!   can go (or until it is told something changed), admits everyone who can
+//!   go, in order, and goes back to sleep. There is exactly one timer however
+//!   many requests wait, and each waiter is woken exactly once, when it is
+//!   admitted.
+//!
+//! The life of a request:
+//!
+//! 1. `acquire` takes an in-flight slot, if there is a cap.
+//! 2. Under the lock: if nobody is queued and every limit has room, the
+//!    request is admitted on the spot (the common case when under the limit:
+//!    no task switch at all). Otherwise it joins the back of the queue with
+//!    a `oneshot` channel and waits on it.
+//! 3. The driver admits it when its turn comes and there is room, and sends
+//!    the admission down the channel.
+//!
+//! Why a `std::sync::Mutex` and not `tokio::sync::Mutex`: the lock is only
+//! held for a few comparisons and `VecDeque` operations, never across an
+//! `.await`. An async mutex earns its cost only when you must hold it while
+//! waiting; here it would only be slower. The compiler keeps us honest: a
+//! std `MutexGuard` is not `Send`, so holding one across an `.await` inside
+//! a spawned task would not compile.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
+
+use futures_util::future::BoxFuture;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::time::{Duration, Instant};
+
+use super::window::Window;
+use super::{LimitError, Limits, Permit, RateLimit, Settle, Stats, Usage};
+
+/// The in-process rate limiter. See the [module documentation](super) for
+/// what it guarantees and how it compares with the usual algorithms.
+///
+/// ```
+/// use std::time::Duration;
+/// use step4_ratelimit::limiter::{Limiter, Limits};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), step4_ratelimit::limiter::LimitError> {
+/// let limiter = Limiter::new(Limits::new(10, 250_000, 250));
+/// let permit = limiter.acquire(12).await?; // 12 input tokens, estimated
+/// // ... send the request; the response says it really was 9 tokens:
+/// permit.settle(9);
+/// assert_eq!(limiter.stats().admitted, 1);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// It needs a Tokio runtime with the time driver: the first time a request
+/// has to wait, the limiter spawns its background task. That task ends when
+/// the last clone of the handle is dropped.
+#[derive(Clone)]
+pub struct Limiter {
+    handle: Arc<Handle>,
+}
+
+/// Owned by the `Limiter` clones (and only by them), so that its `Drop` runs
+/// when the last clone goes, and can tell the driver to stop. The driver and
+/// the permits hold `Shared` directly and so do not keep it alive.
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+/// Everything the handles, the driver and the permits share.
+struct Shared {
+    /// The state. See the module documentation for why a std mutex.
+    state: Mutex<State>,
+    /// Wakes the driver when the head of the queue changed, or when room
+    /// appeared early (a permit settled for fewer tokens).
+    wake_driver: Notify,
+    /// Calls to `acquire` still in progress. An atomic rather than part of
+    /// `State` because it is updated on entry and exit of every call,
+    /// including cancelled ones, and needs no lock.
+    waiting: AtomicUsize,
+    /// The in-flight cap, if any. Tokio's semaphore is itself FIFO, so the
+    /// order of arrival is kept through both stages.
+    slots: Option<Arc<Semaphore>>,
+    /// What we enforce, as configured.
+    limits: Limits,
+}
+
+/// The state behind the lock.
+struct State {
+    /// Requests per window, if limited.
+    requests: Option<Window>,
+    /// Input tokens per window, if limited.
+    tokens: Option<Window>,
+    /// Requests per day, if limited.
+    day: Option<Window>,
+    /// Waiters, in arrival order. Waiters whose caller gave up stay in place
+    /// until they reach the front, where they are skipped: removing them from
+    /// the middle would cost O(n) each, and a mass cancellation (Ctrl-C with
+    /// 100,000 queued) would turn quadratic.
+    queue: VecDeque<Waiter>,
+    /// The next id to hand out. A waiter's id becomes its admission's id, so
+    /// ids grow in queue order and the window logs stay sorted by id.
+    next_id: u64,
+    /// Admit nobody before this instant (the server asked us to back off).
+    paused_until: Option<Instant>,
+    /// Set by `stop`: every `acquire` fails with this reason.
+    stopped: Option<String>,
+    /// Whether the background task exists yet, or should end.
+    driver: Driver,
+    /// Requests admitted so far.
+    admitted: u64,
+    /// Time admitted requests spent in `acquire`, summed.
+    total_wait: Duration,
+    /// How many times the driver woke up.
+    wakeups: u64,
+}
+
+/// The background task's life cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Driver {
+    /// Nobody has had to wait yet, so there is no task.
+    NotStarted,
+    /// The task is running.
+    Running,
+    /// The last handle was dropped: the task should end.
+    ShutDown,
+}
+
+/// A request waiting its turn. Small on purpose: about 40 bytes plus the
+/// channel's allocation, so a queue of 100,000 costs a few megabytes.
+struct Waiter {
+    /// Its place in line, and its admission's id.
+    id: u64,
+    /// The input tokens it needs.
+    tokens: u32,
+    /// When its `acquire` began, for the waiting-time total.
+    since: Instant,
+    /// Where to send the answer. If the caller gave up, the receiving end is
+    /// closed, and `is_closed` tells us to skip it.
+    answer: oneshot::Sender<Answer>,
+}
+
+/// What a waiter is told: admitted, or stopped.
+type Answer = Result<Admission, LimitError>;
+
+/// An admission: which request, and when it was let go.
+#[derive(Debug, Clone, Copy)]
+struct Admission {
+    id: u64,
+    at: Instant,
+}
+
+/// The result of arriving at the limiter.
+enum Arrival {
+    /// Room right away: admitted.
+    Admitted(Admission),
+    /// Queued: wait for the answer on this channel.
+    Queued {
+        id: u64,
+        answer: oneshot::Receiver<Answer>,
+        wake: Wake,
+    },
+}
+
+/// Whom an arrival has to wake.
+enum Wake {
+    /// The driver already has a head to sleep for: nobody.
+    Nobody,
+    /// This waiter is the new head: the driver may be idle, tell it.
+    Driver,
+    /// First waiter ever: start the driver.
+    SpawnDriver,
+}
+
+/// What the driver should do next.
+enum Next {
+    /// Sleep until this instant, when the head of the queue fits.
+    At(Instant),
+    /// Nobody is waiting: sleep until told.
+    Idle,
+    /// The limiter is gone: end.
+    ShutDown,
+}
+
+impl Limiter {
+    /// A limiter enforcing `limits`. Nothing is spawned until a request
+    /// first has to wait.
+    pub fn new(limits: Limits) -> Limiter {
+        let margin = limits.margin_or_default();
+        // A slot counts for the window plus the margin (see the module docs).
+        let hold = limits.window.saturating_add(margin);
+        let day_hold = limits.day.saturating_add(margin);
+        let state = State {
+            requests: limits.rpm_limit().map(|n| Window::new(n, hold)),
+            tokens: limits.tpm_limit().map(|n| Window::new(n, hold)),
+            day: limits.rpd_limit().map(|n| Window::new(n, day_hold)),
+            queue: VecDeque::new(),
+            next_id: 0,
+            paused_until: None,
+            stopped: None,
+            driver: Driver::NotStarted,
+            admitted: 0,
+            total_wait: Duration::ZERO,
+            wakeups: 0,
+        };
+        let slots = limits
+            .in_flight_limit()
+            .map(|n| Arc::new(Semaphore::new(n.min(Semaphore::MAX_PERMITS))));
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+            wake_driver: Notify::new(),
+            waiting: AtomicUsize::new(0),
+            slots,
+            limits,
+        });
+        Limiter {
+            handle: Arc::new(Handle { shared }),
+        }
+    }
+
+    /// What this limiter enforces.
+    pub fn limits(&self) -> &Limits {
+        &self.handle.shared.limits
+    }
+
+    /// Waits until a request of `tokens` input tokens may be sent, and
+    /// returns its permit. Waiters are admitted strictly in arrival order.
+    ///
+    /// Fails at once with [`LimitError::TooLarge`] if `tokens` exceeds the
+    /// tokens-per-window limit, and with [`LimitError::Stopped`] once the
+    /// limiter is stopped (also while waiting).
+    ///
+    /// Cancel-safe: if the future is dropped while waiting, its place in the
+    /// queue is given up, and if it was admitted in the meantime, the slots
+    /// are given back (its caller never saw the permit, so nothing was sent).
+    ///
+    /// Head-of-line blocking is deliberate: a large request at the front is
+    /// not overtaken by small ones behind it, even when they would fit. That
+    /// is what keeps it from being starved, and it costs little, since the
+    /// large request goes as soon as enough tokens have aged out.
+    pub async fn acquire(&self, tokens: u32) -> Result<Permit, LimitError> {
+        let shared = &self.handle.shared;
+        let since = Instant::now();
+        let _waiting = Waiting::enter(&shared.waiting);
+
+        // A request that can never fit fails now rather than waiting forever.
+        match shared.limits.tpm_limit() {
+            Some(limit) if tokens > limit => {
+                return Err(LimitError::TooLarge { tokens, limit });
+            }
+            _ => {}
+        }
+        shared.lock().check_running()?;
+
+        // The in-flight slot comes first: once stamped, a request must leave
+        // at once, or it reaches the server later than the margin allows for.
+        let slot = shared.take_slot().await?;
+
+        // The guard is a temporary, dropped at the end of this statement:
+        // the lock is never held across the `.await` below.
+        let arrival = shared.lock().arrive(tokens, since)?;
+        let admission = match arrival {
+            Arrival::Admitted(admission) => admission,
+            Arrival::Queued { id, answer, wake } => {
+                shared.wake(wake);
+                let ticket = Ticket {
+                    shared: Arc::clone(shared),
+                    id,
+                    since,
+                    answer: Some(answer),
+                };
+                ticket.await?
+            }
+        };
+        Ok(Permit::new(
+            Arc::clone(shared) as Arc<dyn Settle>,
+            admission.id,
+            tokens,
+            admission.at,
+            admission.at.saturating_duration_since(since),
+            slot,
+        ))
+    }
+
+    /// Admits nobody until `deadline`: the server answered 429 with
+    /// `retryDelay`, so its count and ours disagree and everyone must back off,
+    /// not only the request that was refused. A later deadline extends the
+    /// pause; an earlier one does not shorten it.
+    pub fn pause_until(&self, deadline: Instant) {
+        let mut state = self.handle.shared.lock();
+        state.paused_until = Some(state.paused_until.map_or(deadline, |p| p.max(deadline)));
+        // No need to wake the driver: if it sleeps, it wakes at its old
+        // deadline, sees the pause, and sleeps again; if it is idle, the next
+        // arrival finds the pause and queues.
+    }
+
+    /// Fails every waiter now, and every later `acquire`, with
+    /// [`LimitError::Stopped`] carrying `reason` (the first reason given is
+    /// kept). For when going on is pointless, e.g. the daily quota is spent.
+    pub fn stop(&self, reason: &str) {
+        let shared = &self.handle.shared;
+        let (error, queue) = {
+            let mut state = shared.lock();
+            let reason = state
+                .stopped
+                .get_or_insert_with(|| reason.to_owned())
+                .clone();
+            (
+                LimitError::Stopped { reason },
+                std::mem::take(&mut state.queue),
+            )
+        };
+        // Answer outside the lock: sending to 100,000 waiters need not keep
+        // everyone else out. Waiters that already left just miss the message.
+        for waiter in queue {
+            let _ = waiter.answer.send(Err(error.clone()));
+        }
+        // Those still waiting for an in-flight slot fail when it closes.
+        if let Some(slots) = &shared.slots {
+            slots.close();
+        }
+    }
+
+    /// A snapshot of the counters, for a progress bar or a summary.
+    pub fn stats(&self) -> Stats {
+        let shared = &self.handle.shared;
+        let mut state = shared.lock();
+        let now = Instant::now();
+        state.expire(now);
+        let used = |window: &Option<Window>| window.as_ref().map_or(0, Window::used);
+        Stats {
+            limits: shared.limits.clone(),
+            waiting: shared.waiting.load(Ordering::Relaxed),
+            admitted: state.admitted,
+            total_wait: state.total_wait,
+            usage: Usage {
+                requests: used(&state.requests),
+                tokens: used(&state.tokens),
+                day_requests: used(&state.day),
+            },
+            paused_until: state.paused_until.filter(|&p| p > now),
+            stopped: state.stopped.clone(),
+            wakeups: state.wakeups,
+        }
+    }
+}
+
+impl RateLimit for Limiter {
+    fn acquire(&self, tokens: u32) -> BoxFuture<'_, Result<Permit, LimitError>> {
+        Box::pin(Limiter::acquire(self, tokens))
+    }
+
+    fn pause_until(&self, deadline: Instant) {
+        Limiter::pause_until(self, deadline);
+    }
+
+    fn stop(&self, reason: &str) {
+        Limiter::stop(self, reason);
+    }
+
+    fn stats(&self) -> Stats {
+        Limiter::stats(self)
+    }
+}
+
+impl fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Limiter")
+            .field("limits", self.limits())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Handle {
+    /// The last `Limiter` clone is gone: nobody can call `acquire` any more,
+    /// so the driver has nothing left to do.
+    fn drop(&mut self) {
+        self.shared.lock().driver = Driver::ShutDown;
+        self.shared.wake_driver.notify_one();
+    }
+}
+
+impl Shared {
+    /// Locks the state.
+    ///
+    /// A panic while holding the lock would poison it. Our critical sections
+    /// do plain arithmetic and queue operations and never run caller code, so
+    /// the state would still be consistent; carrying on beats turning one
+    /// panic into a panic in every task that uses the limiter.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits for an in-flight slot, if there is a cap.
+    async fn take_slot(&self) -> Result<Option<OwnedSemaphorePermit>, LimitError> {
+        let Some(slots) = &self.slots else {
+            return Ok(None);
+        };
+        match Arc::clone(slots).acquire_owned().await {
+            Ok(slot) => Ok(Some(slot)),
+            // Only `stop` closes the semaphore.
+            Err(_closed) => Err(self.lock().stopped_error()),
+        }
+    }
+
+    /// Does what an arrival asked for.
+    fn wake(self: &Arc<Self>, wake: Wake) {
+        match wake {
+            Wake::Nobody => {}
+            // `notify_one` stores a wake-up if the driver is not waiting yet,
+            // so one sent between its check and its sleep is not lost.
+            Wake::Driver => self.wake_driver.notify_one(),
+            Wake::SpawnDriver => {
+                tokio::spawn(drive(Arc::clone(self)));
+            }
+        }
+    }
+
+    /// A waiter gave up before being admitted. If it was at the front, the
+    /// driver may be sleeping for it: remove it and let the driver look at the
+    /// new front. Anywhere else, it stays until it reaches the front, where
+    /// the driver skips it (its channel is closed).
+    fn leave_queue(&self, id: u64) {
+        let mut state = self.lock();
+        let was_head = state.queue.front().is_some_and(|waiter| waiter.id == id);
+        if was_head {
+            state.queue.pop_front();
+        }
+        drop(state);
+        if was_head {
+            self.wake_driver.notify_one();
+        }
+    }
+
+    /// A waiter was admitted but gave up before it saw its permit, so no
+    /// request went out: give its slots back.
+    fn refund(&self, admission: Admission, since: Instant) {
+        let mut state = self.lock();
+        state.refund(admission, since);
+        let anyone_waiting = !state.queue.is_empty();
+        drop(state);
+        if anyone_waiting {
+            self.wake_driver.notify_one();
+        }
+    }
+}
+
+impl Settle for Shared {
+    fn settle(&self, id: u64, _charged: u32, actual: u32) {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let freed = match &mut state.tokens {
+            Some(tokens) => tokens.reweigh(id, u64::from(actual)),
+            None => false,
+        };
+        // Tokens came back: the head of the queue may fit now, earlier than
+        // the driver planned. (A charge only makes the head wait longer; the
+        // driver finds out when it wakes, so it need not be told.)
+        let wake = freed && !state.queue.is_empty();
+        drop(guard);
+        if wake {
+            self.wake_driver.notify_one();
+        }
+    }
+}
+
+impl State {
+    /// Fails if the limiter was stopped.
+    fn check_running(&self) -> Result<(), LimitError> {
+        match self.stopped {
+            Some(_) => Err(self.stopped_error()),
+            None => Ok(()),
+        }
+    }
+
+    /// The error for a stopped limiter.
+    fn stopped_error(&self) -> LimitError {
+        LimitError::Stopped {
+            reason: self
+                .stopped
+                .clone()
+                .unwrap_or_else(|| "the limiter was stopped".to_owned()),
+        }
+    }
+
+    /// A request arrives: admit it now if nobody is ahead and there is room,
+    /// otherwise queue it.
+    fn arrive(&mut self, tokens: u32, since: Instant) -> Result<Arrival, LimitError> {
+        self.check_running()?;
+        // Read the clock under the lock, so that stamps are taken in the same
+        // order as they are recorded.
+        let now = Instant::now();
+        self.expire(now);
+        self.skip_departed();
+        let id = self.next_id;
+        self.next_id += 1;
+
+        // Only when nobody is queued: jumping ahead of a waiter would break
+        // FIFO order, even if this request happens to fit.
+        if self.queue.is_empty() && self.ready_at(tokens, now) <= now {
+            let admission = Admission { id, at: now };
+            self.record(admission, tokens, since);
+            return Ok(Arrival::Admitted(admission));
+        }
+
+        let (sender, answer) = oneshot::channel();
+        self.queue.push_back(Waiter {
+            id,
+            tokens,
+            since,
+            answer: sender,
+        });
+        let wake = match self.driver {
+            Driver::NotStarted => {
+                self.driver = Driver::Running;
+                Wake::SpawnDriver
+            }
+            _ if self.queue.len() == 1 => Wake::Driver,
+            _ => Wake::Nobody,
+        };
+        Ok(Arrival::Queued { id, answer, wake })
+    }
+
+    /// The driver's turn: admit, in order, every waiter at the front that
+    /// fits now, and say when to look again.
+    fn admit_ready(&mut self, now: Instant) -> Next {
+        if self.driver == Driver::ShutDown {
+            return Next::ShutDown;
+        }
+        self.wakeups += 1;
+        self.expire(now);
+        loop {
+            self.skip_departed();
+            let Some(head) = self.queue.front() else {
+                return Next::Idle;
+            };
+            let ready = self.ready_at(head.tokens, now);
+            if ready > now {
+                return Next::At(ready);
+            }
+            if let Some(waiter) = self.queue.pop_front() {
+                self.grant(waiter, now);
+            }
+        }
+    }
+
+    /// Admits a waiter taken off the front of the queue.
+    fn grant(&mut self, waiter: Waiter, now: Instant) {
+        let admission = Admission {
+            id: waiter.id,
+            at: now,
+        };
+        // Send first, record after: if the caller has gone, the send fails
+        // and nothing is counted. We hold the lock, so nobody sees the gap.
+        if waiter.answer.send(Ok(admission)).is_ok() {
+            self.record(admission, waiter.tokens, waiter.since);
+        }
+    }
+
+    /// Counts an admission in every limited window and in the totals.
+    fn record(&mut self, admission: Admission, tokens: u32, since: Instant) {
+        let Admission { id, at } = admission;
+        if let Some(requests) = &mut self.requests {
+            requests.record(id, 1, at);
+        }
+        if let Some(window) = &mut self.tokens {
+            window.record(id, u64::from(tokens), at);
+        }
+        if let Some(day) = &mut self.day {
+            day.record(id, 1, at);
+        }
+        self.admitted += 1;
+        let waited = at.saturating_duration_since(since);
+        self.total_wait = self.total_wait.saturating_add(waited);
+    }
+
+    /// Undoes [`State::record`] for an admission nobody used. Its entries
+    /// keep their place in the logs but weigh nothing.
+    fn refund(&mut self, admission: Admission, since: Instant) {
+        for window in [&mut self.requests, &mut self.tokens, &mut self.day]
+            .into_iter()
+            .flatten()
+        {
+            window.reweigh(admission.id, 0);
+        }
+        self.admitted = self.admitted.saturating_sub(1);
+        let waited = admission.at.saturating_duration_since(since);
+        self.total_wait = self.total_wait.saturating_sub(waited);
+    }
+
+    /// The earliest instant, not before `now`, at which a request of
+    /// `tokens` fits every limit and no pause is in force. Each window only
+    /// frees room as time passes, so the answer is the latest of their
+    /// answers.
+    fn ready_at(&self, tokens: u32, now: Instant) -> Instant {
+        let mut at = self.paused_until.map_or(now, |pause| pause.max(now));
+        let checks = [
+            (&self.requests, 1),
+            (&self.tokens, u64::from(tokens)),
+            (&self.day, 1),
+        ];
+        for (window, units) in checks {
+            if let Some(window) = window {
+                at = at.max(window.ready_at(units, now));
+            }
+        }
+        at
+    }
+
+    /// Forgets admissions that stopped counting.
+    fn expire(&mut self, now: Instant) {
+        for window in [&mut self.requests, &mut self.tokens, &mut self.day]
+            .into_iter()
+            .flatten()
+        {
+            window.expire(now);
+        }
+    }
+
+    /// Drops waiters at the front whose caller gave up.
+    fn skip_departed(&mut self) {
+        while self
+            .queue
+            .front()
+            .is_some_and(|waiter| waiter.answer.is_closed())
+        {
+            self.queue.pop_front();
+        }
+    }
+}
+
+/// The background task: admits waiters when their time comes.
+///
+/// Like mini-redis's `purge_expired_tasks`: do the work that is due, then
+/// sleep until the next deadline *or* until told that something changed,
+/// whichever comes first. A wake-up that finds nothing to do just computes
+/// the deadline again; nothing ever polls on a timer.
+async fn drive(shared: Arc<Shared>) {
+    loop {
+        let next = {
+            let mut state = shared.lock();
+            // Read the clock under the lock (see `State::arrive`).
+            let now = Instant::now();
+            state.admit_ready(now)
+        };
+        match next {
+            Next::At(deadline) => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(deadline) => {}
+                    () = shared.wake_driver.notified() => {}
+                }
+            }
+            Next::Idle => shared.wake_driver.notified().await,
+            Next::ShutDown => return,
+        }
+    }
+}
+
+/// A queued `acquire`'s claim on its answer.
+///
+/// It is a future that resolves to the answer, and its `Drop` is the
+/// cancel-safety: dropped before the answer was read, it takes the waiter
+/// out of line, or, if the admission was already sent, gives it back.
+struct Ticket {
+    shared: Arc<Shared>,
+    id: u64,
+    since: Instant,
+    /// `None` once the answer was read: nothing left to clean up.
+    answer: Option<oneshot::Receiver<Answer>>,
+}
+
+impl Future for Ticket {
+    type Output = Answer;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer> {
+        let Some(answer) = self.answer.as_mut() else {
+            // Polled again after it finished; futures need not support that,
+            // but an error is kinder than a panic.
+            return Poll::Ready(Err(shut_down()));
+        };
+        let result = match Pin::new(answer).poll(cx) {
+            Poll::Ready(result) => result,
+            Poll::Pending => return Poll::Pending,
+        };
+        self.answer = None;
+        // The sender is only dropped unanswered if the limiter itself is
+        // being torn down.
+        Poll::Ready(result.unwrap_or_else(|_| Err(shut_down())))
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let Some(mut answer) = self.answer.take() else {
+            return;
+        };
+        // Close first: from here on the driver's send fails, so what
+        // `try_recv` says is final. Without this, the driver could admit us
+        // between our look and our leaving, and the slot would be lost.
+        answer.close();
+        match answer.try_recv() {
+            Ok(Ok(admission)) => self.shared.refund(admission, self.since),
+            Ok(Err(_stopped)) => {}
+            Err(_not_answered) => self.shared.leave_queue(self.id),
+        }
+    }
+}
+
+/// The error for a waiter whose limiter went away under it.
+fn shut_down() -> LimitError {
+    LimitError::Stopped {
+        reason: "the rate limiter shut down".to_owned(),
+    }
+}
+
+/// Counts a call to `acquire` as waiting for as long as it is in progress,
+/// including when it is cancelled (the `Drop` runs either way).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Waiting<'a> {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Waiting(counter)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
