@@ -116,7 +116,10 @@ mod tests {
             parse_model("models/gemini-2.5-flash").as_deref(),
             Ok("gemini-2.5-flash")
         );
-        assert_eq!(parse_model("gemini-flash-latest").as_deref(), Ok(DEFAULT_MODEL));
+        assert_eq!(
+            parse_model("gemini-flash-latest").as_deref(),
+            Ok(DEFAULT_MODEL)
+        );
         for bad in ["", "models/", "gemini flash", "a/b", "x?key=1"] {
             assert!(parse_model(bad).is_err(), "{bad} should be refused");
         }

@@ -107,7 +107,10 @@ impl Client {
         let root = endpoint_root(&config.base_url, &config.api_version)?;
         let key = config.api_key.as_ref().map(key_header).transpose()?;
         let http = reqwest::Client::builder()
-            .user_agent(concat!("gemini-tutorial-common/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!(
+                "gemini-tutorial-common/",
+                env!("CARGO_PKG_VERSION")
+            ))
             .build()
             .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
         let inner = Inner {
@@ -139,8 +142,14 @@ impl Client {
     ) -> Result<GenerateContentResponse> {
         let url = self.model_url(model, Some("generateContent"))?;
         let body = encode(req)?;
-        self.unary(Method::POST, url, model, Some(body), "generateContent response")
-            .await
+        self.unary(
+            Method::POST,
+            url,
+            model,
+            Some(body),
+            "generateContent response",
+        )
+        .await
     }
 
     /// `POST models/{model}:streamGenerateContent?alt=sse`: the answer in chunks, each as it arrives.
@@ -316,9 +325,7 @@ impl Client {
             request = request.header(API_KEY_HEADER, key.clone());
         }
         if let Some(body) = body {
-            request = request
-                .header(CONTENT_TYPE, "application/json")
-                .body(body);
+            request = request.header(CONTENT_TYPE, "application/json").body(body);
         }
         let result = request.send().await;
         let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -336,7 +343,10 @@ impl Client {
         }
         // The error body is small; a failure to read it still leaves the status.
         let body = response.bytes().await.unwrap_or_default();
-        Err(Error::Api(ApiError::from_body(Some(status.as_u16()), &body)))
+        Err(Error::from(ApiError::from_body(
+            Some(status.as_u16()),
+            &body,
+        )))
     }
 }
 
@@ -384,10 +394,9 @@ fn encode<T: serde::Serialize>(req: &T) -> Result<Vec<u8>> {
 /// (Unknown fields are ignored, so without this check an error object would
 /// parse as a response with no candidates.)
 fn parse_payload<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T> {
-    let value: Value =
-        serde_json::from_slice(bytes).map_err(|e| Error::decode(what, e, bytes))?;
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| Error::decode(what, e, bytes))?;
     if value.get("error").is_some() {
-        return Err(Error::Api(ApiError::from_body(None, bytes)));
+        return Err(Error::from(ApiError::from_body(None, bytes)));
     }
     T::deserialize(value).map_err(|e| Error::decode(what, e, bytes))
 }
@@ -405,7 +414,10 @@ fn transport_error(e: reqwest::Error, base: &Url, timeout: Duration) -> Error {
     let is_connect = e.is_connect();
     let detail = error_chain(&e.without_url());
     let lower = detail.to_ascii_lowercase();
-    if ["certificate", "tls", "handshake"].iter().any(|w| lower.contains(w)) {
+    if ["certificate", "tls", "handshake"]
+        .iter()
+        .any(|w| lower.contains(w))
+    {
         Error::Tls { host, detail }
     } else if is_connect {
         Error::Connect { host, detail }
@@ -493,7 +505,7 @@ fn stream_error(e: crate::sse::SseError) -> Error {
 
 /// Builds a client straight from the environment (key, base URL, version), with a timeout.
 ///
-/// Unlike [`crate::connect`] this never starts the emulator.
+/// Unlike [`crate::connect()`] this never starts the emulator.
 pub fn client_from_env(timeout: Duration) -> Result<Client> {
     let config = Config::from_env()?;
     Client::new(ClientConfig::from_config(&config, timeout))
@@ -516,12 +528,17 @@ mod tests {
     #[test]
     fn urls_have_the_version_and_no_key() {
         let c = client("http://127.0.0.1:9");
-        let url = c.model_url("models/gemini-2.5-flash", Some("generateContent")).unwrap();
+        let url = c
+            .model_url("models/gemini-2.5-flash", Some("generateContent"))
+            .unwrap();
         assert_eq!(
             url.as_str(),
             "http://127.0.0.1:9/v1beta/models/gemini-2.5-flash:generateContent"
         );
-        assert_eq!(c.model_url("", None).unwrap().as_str(), "http://127.0.0.1:9/v1beta/models");
+        assert_eq!(
+            c.model_url("", None).unwrap().as_str(),
+            "http://127.0.0.1:9/v1beta/models"
+        );
         let prefixed = client("https://proxy.example/gemini/");
         assert_eq!(
             prefixed.model_url("x", None).unwrap().as_str(),
@@ -533,7 +550,10 @@ mod tests {
     fn odd_model_names_cannot_escape_their_segment() {
         let c = client("http://127.0.0.1:9");
         let url = c.model_url("a/b?key=x#y", Some("generateContent")).unwrap();
-        assert_eq!(url.path(), "/v1beta/models/a%2Fb%3Fkey=x%23y:generateContent");
+        assert_eq!(
+            url.path(),
+            "/v1beta/models/a%2Fb%3Fkey=x%23y:generateContent"
+        );
         assert_eq!(url.query(), None);
         assert!(c.model_url(" ", Some("generateContent")).is_err());
     }

@@ -187,7 +187,10 @@ pub fn parse_base_url(text: &str) -> Result<Url> {
     };
     let url = Url::parse(text.trim()).map_err(|e| bad(e.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(bad(format!("scheme {:?} is not http or https", url.scheme())));
+        return Err(bad(format!(
+            "scheme {:?} is not http or https",
+            url.scheme()
+        )));
     }
     if url.host().is_none() {
         return Err(bad("no host".to_string()));
@@ -224,11 +227,19 @@ fn is_version(text: &str) -> bool {
 /// file and the problem: silently ignoring it would leave the user wondering
 /// why their key is not used.
 fn load_dotenv(dir: &Path) -> Result<Option<(PathBuf, HashMap<String, String>)>> {
-    let Some(path) = dir.ancestors().map(|d| d.join(".env")).find(|p| p.is_file()) else {
+    let Some(path) = dir
+        .ancestors()
+        .map(|d| d.join(".env"))
+        .find(|p| p.is_file())
+    else {
         return Ok(None);
     };
     let unreadable = |e: dotenvy::Error| {
-        Error::Config(format!("cannot use {}: {}", path.display(), one_line(&e.to_string())))
+        Error::Config(format!(
+            "cannot use {}: {}",
+            path.display(),
+            dotenv_problem(&e)
+        ))
     };
     let mut vars = HashMap::new();
     for item in dotenvy::from_path_iter(&path).map_err(unreadable)? {
@@ -238,9 +249,25 @@ fn load_dotenv(dir: &Path) -> Result<Option<(PathBuf, HashMap<String, String>)>>
     Ok(Some((path, vars)))
 }
 
-/// Keeps an error message on one line.
-fn one_line(text: &str) -> String {
-    crate::error::condense(text)
+/// What is wrong with a `.env` file, without quoting it.
+///
+/// dotenvy's parse error quotes the whole offending line, and that line is
+/// typically `GEMINI_API_KEY=...`: printing it would print the key.
+fn dotenv_problem(e: &dotenvy::Error) -> String {
+    match e {
+        dotenvy::Error::LineParse(line, index) => {
+            let name = line.split('=').next().unwrap_or("").trim();
+            let name = if name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                name
+            } else {
+                "?"
+            };
+            format!(
+                "the line setting {name} cannot be parsed (at character {index}; check its quotes); the line is not shown as it may hold a secret"
+            )
+        }
+        other => crate::error::condense(&other.to_string()),
+    }
 }
 
 #[cfg(test)]
@@ -248,8 +275,10 @@ mod tests {
     use super::*;
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |name| map.get(name).cloned()
     }
 
@@ -289,7 +318,10 @@ mod tests {
     fn base_url_defaults_and_overrides() {
         let c = Config::from_lookup(lookup(&[])).unwrap();
         assert_eq!(c.base_url, None);
-        assert_eq!(c.effective_base_url().as_str(), "https://generativelanguage.googleapis.com/");
+        assert_eq!(
+            c.effective_base_url().as_str(),
+            "https://generativelanguage.googleapis.com/"
+        );
         assert_eq!(c.api_version, "v1beta");
         let c = Config::from_lookup(lookup(&[("GOOGLE_GEMINI_BASE_URL", "http://127.0.0.1:9")]))
             .unwrap();
@@ -299,21 +331,36 @@ mod tests {
 
     #[test]
     fn bad_base_urls_are_one_line_errors() {
-        for bad in ["not a url", "ftp://example.com", "127.0.0.1:8080", "http://h/?key=x"] {
+        for bad in [
+            "not a url",
+            "ftp://example.com",
+            "127.0.0.1:8080",
+            "http://h/?key=x",
+        ] {
             let err = Config::from_lookup(lookup(&[("GOOGLE_GEMINI_BASE_URL", bad)])).unwrap_err();
             let text = err.to_string();
             assert!(matches!(err, Error::Config(_)), "{bad}");
-            assert!(text.contains("GOOGLE_GEMINI_BASE_URL") && !text.contains('\n'), "{text}");
+            assert!(
+                text.contains("GOOGLE_GEMINI_BASE_URL") && !text.contains('\n'),
+                "{text}"
+            );
         }
     }
 
     #[test]
     fn plain_http_to_a_remote_host_warns() {
-        let c = Config::from_lookup(lookup(&[("GOOGLE_GEMINI_BASE_URL", "http://proxy.example:80")]))
-            .unwrap();
+        let c = Config::from_lookup(lookup(&[(
+            "GOOGLE_GEMINI_BASE_URL",
+            "http://proxy.example:80",
+        )]))
+        .unwrap();
         assert_eq!(c.notices.len(), 1);
         assert!(c.notices[0].contains("unencrypted"));
-        for local in ["http://localhost:1", "http://[::1]:1", "https://proxy.example"] {
+        for local in [
+            "http://localhost:1",
+            "http://[::1]:1",
+            "https://proxy.example",
+        ] {
             let c = Config::from_lookup(lookup(&[("GOOGLE_GEMINI_BASE_URL", local)])).unwrap();
             assert!(c.notices.is_empty(), "{local}");
         }

@@ -211,22 +211,32 @@ mod tests {
             plan(&config(&[("GEMINI_API_KEY", "k")]), true),
             Ok(Plan::Emulator)
         ));
-        let Ok(Plan::Remote { base_url, key, notice }) =
-            plan(&config(&[("GEMINI_API_KEY", "k")]), false)
+        let Ok(Plan::Remote {
+            base_url,
+            key,
+            notice,
+        }) = plan(&config(&[("GEMINI_API_KEY", "k")]), false)
         else {
             panic!("a key means the real API");
         };
-        assert_eq!(base_url.as_str(), "https://generativelanguage.googleapis.com/");
+        assert_eq!(
+            base_url.as_str(),
+            "https://generativelanguage.googleapis.com/"
+        );
         assert_eq!((key.expose(), notice), ("k", None));
-        let Ok(Plan::Remote { key, notice, .. }) =
-            plan(&config(&[("GOOGLE_GEMINI_BASE_URL", "http://localhost:8080")]), false)
-        else {
+        let Ok(Plan::Remote { key, notice, .. }) = plan(
+            &config(&[("GOOGLE_GEMINI_BASE_URL", "http://localhost:8080")]),
+            false,
+        ) else {
             panic!("a local URL without a key is the user's emulator");
         };
         assert_eq!(key.expose(), PLACEHOLDER_KEY);
         assert!(notice.is_some());
         assert!(matches!(
-            plan(&config(&[("GOOGLE_GEMINI_BASE_URL", "https://gemini-proxy.example")]), false),
+            plan(
+                &config(&[("GOOGLE_GEMINI_BASE_URL", "https://gemini-proxy.example")]),
+                false
+            ),
             Err(Error::MissingKey)
         ));
     }

@@ -44,11 +44,17 @@ pub enum Error {
     Config(String),
 
     /// The server answered with an error (a non-2xx status, or an error object inside a stream).
+    ///
+    /// Boxed because `ApiError` keeps a lot (message, quota, reason): inline it
+    /// would make every `Result<_, Error>` ~200 bytes, on every success path too.
+    /// `Error::from(api)` builds it; `error.api()` reads it.
     #[error(transparent)]
-    Api(#[from] ApiError),
+    Api(Box<ApiError>),
 
     /// The TCP connection could not be made (refused, DNS failure, unreachable network).
-    #[error("cannot reach {host}: {detail}; check your network connection and the base URL (GOOGLE_GEMINI_BASE_URL)")]
+    #[error(
+        "cannot reach {host}: {detail}; check your network connection and the base URL (GOOGLE_GEMINI_BASE_URL)"
+    )]
     Connect {
         /// The host we tried to reach.
         host: String,
@@ -61,7 +67,9 @@ pub enum Error {
     Timeout(Duration),
 
     /// The TLS handshake failed (certificate, protocol).
-    #[error("TLS error talking to {host}: {detail}; check the base URL and any proxy that intercepts HTTPS")]
+    #[error(
+        "TLS error talking to {host}: {detail}; check the base URL and any proxy that intercepts HTTPS"
+    )]
     Tls {
         /// The host we tried to reach.
         host: String,
@@ -99,11 +107,17 @@ pub enum Error {
     Stream(String),
 }
 
+impl From<ApiError> for Error {
+    fn from(api: ApiError) -> Error {
+        Error::Api(Box::new(api))
+    }
+}
+
 impl Error {
     /// The API error, when the server answered with one.
     pub fn api(&self) -> Option<&ApiError> {
         match self {
-            Error::Api(api) => Some(api),
+            Error::Api(api) => Some(api.as_ref()),
             _ => None,
         }
     }
@@ -138,9 +152,7 @@ impl Error {
     /// configuration mistake or an unreachable host do not fix themselves.
     pub fn is_fatal(&self) -> bool {
         match self {
-            Error::Api(api) => {
-                matches!(api.http_status, 401 | 403 | 404) || api.is_invalid_key()
-            }
+            Error::Api(api) => matches!(api.http_status, 401 | 403 | 404) || api.is_invalid_key(),
             Error::MissingKey | Error::Config(_) | Error::Connect { .. } | Error::Tls { .. } => {
                 true
             }
@@ -261,7 +273,7 @@ impl ApiError {
         if quota.is_per_day() {
             write!(
                 f,
-                "daily quota exhausted ({head}, {}{model}{limit}): it resets at midnight Pacific time; use another model or key, or {wait} only after the reset",
+                "daily quota exhausted ({head}, {}{model}{limit}): it resets at midnight Pacific time; wait for the reset or use another model or key",
                 quota.quota_id
             )
         } else {
@@ -349,7 +361,8 @@ fn from_envelope(http_status: Option<u16>, error: &Value) -> ApiError {
 
 /// An `ApiError` with no details yet; a non-canonical status (JS's "Too Many Requests") is replaced.
 fn bare(code: u16, status: Option<&str>, message: String) -> ApiError {
-    let canonical = |s: &&str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_uppercase() || b == b'_');
+    let canonical =
+        |s: &&str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_uppercase() || b == b'_');
     ApiError {
         http_status: code,
         status: status
@@ -513,7 +526,16 @@ mod tests {
             Some(Duration::new(45, 837_906_927))
         );
         assert_eq!(parse_duration("0.5s"), Some(Duration::from_millis(500)));
-        for bad in ["", "s", "26", "-1s", "1.2.3s", "abc", ".5s", "1.0000000001s"] {
+        for bad in [
+            "",
+            "s",
+            "26",
+            "-1s",
+            "1.2.3s",
+            "abc",
+            ".5s",
+            "1.0000000001s",
+        ] {
             assert_eq!(parse_duration(bad), None, "{bad:?}");
         }
     }
@@ -523,7 +545,7 @@ mod tests {
         let api = ApiError::from_body(Some(502), b"<html>\n<body>Bad Gateway</body></html>");
         assert_eq!(api.status, "UNAVAILABLE");
         assert_eq!(api.message, "<html> <body>Bad Gateway</body></html>");
-        assert!(Error::Api(api).is_retryable());
+        assert!(Error::from(api).is_retryable());
     }
 
     #[test]
@@ -546,7 +568,10 @@ mod tests {
 
     #[test]
     fn array_wrapped_and_string_errors() {
-        let api = ApiError::from_body(Some(503), br#"[{"error":{"code":503,"message":"busy","status":"UNAVAILABLE"}}]"#);
+        let api = ApiError::from_body(
+            Some(503),
+            br#"[{"error":{"code":503,"message":"busy","status":"UNAVAILABLE"}}]"#,
+        );
         assert_eq!((api.http_status, api.status.as_str()), (503, "UNAVAILABLE"));
         let api = ApiError::from_body(Some(400), br#"{"error":"bad thing"}"#);
         assert_eq!(api.message, "bad thing");
@@ -559,7 +584,7 @@ mod tests {
             br#"{"error":{"code":503,"message":"The model is overloaded.","status":"UNAVAILABLE"}}"#,
         );
         assert_eq!(api.http_status, 503);
-        assert!(Error::Api(api).is_retryable());
+        assert!(Error::from(api).is_retryable());
     }
 
     #[test]
@@ -582,9 +607,15 @@ mod tests {
             Error::MissingKey,
             Error::Config("x".into()),
             Error::Timeout(Duration::from_millis(1500)),
-            Error::Connect { host: "h".into(), detail: "refused".into() },
+            Error::Connect {
+                host: "h".into(),
+                detail: "refused".into(),
+            },
             Error::Stream("cut".into()),
-            Error::Api(ApiError::from_body(Some(429), b"{\"error\":{\"code\":429,\"message\":\"a\\nb\"}}")),
+            Error::from(ApiError::from_body(
+                Some(429),
+                b"{\"error\":{\"code\":429,\"message\":\"a\\nb\"}}",
+            )),
         ];
         for e in errors {
             assert!(!e.to_string().contains('\n'), "{e}");

@@ -6,7 +6,7 @@
 //!
 //! - [`config`]: reads `GOOGLE_API_KEY`/`GEMINI_API_KEY`, `GOOGLE_GEMINI_BASE_URL`
 //!   and a `.env` file the way Google's SDKs do; the key type that never prints.
-//! - [`connect`]: one call that gives a [`Session`]: the real API with a key,
+//! - [`connect`](mod@connect): one call that gives a [`Session`]: the real API with a key,
 //!   or the built-in emulator, started in-process, without one.
 //! - [`client`]: the [`Client`]: generate (unary and streamed), count tokens, list
 //!   and get models; one connection pool shared by every clone.
@@ -16,6 +16,7 @@
 //!   delay, which quota) and prints as one line saying what to do.
 //! - [`sse`]: the incremental decoder behind streaming.
 //! - [`cli`]: the command-line options every step shares (`--model`, `--prompt`, ...).
+//! - [`quota`]: the free tier's requests/tokens per minute and per day, per model.
 //! - [`report`]: one outcome per request, the progress bar and the final summary.
 //! - [`run`]: the frame of a step's `main`: session, batch, Ctrl-C, exit codes.
 //! - [`timeline`]: the SVG picture of when each request was sent and answered.
@@ -37,6 +38,7 @@ pub mod client;
 pub mod config;
 pub mod connect;
 pub mod error;
+pub mod quota;
 pub mod report;
 pub mod run;
 pub mod sse;

@@ -139,9 +139,10 @@ impl Outcome {
 
     /// One human line: index, latency, tokens and the first words of the answer.
     pub fn line(&self) -> String {
-        let latency = self
-            .latency()
-            .map_or_else(|| "     -".to_string(), |l| format!("{:5.2}s", l.as_secs_f64()));
+        let latency = self.latency().map_or_else(
+            || "     -".to_string(),
+            |l| format!("{:5.2}s", l.as_secs_f64()),
+        );
         let retries = match self.attempts.len() {
             0 | 1 => String::new(),
             n => format!(" ({} attempts)", n),
@@ -156,7 +157,9 @@ impl Outcome {
             Ended::Failed(error) => {
                 format!("#{:<4} {latency}  failed: {error}{retries}", self.index + 1)
             }
-            Ended::NotDone(reason) => format!("#{:<4} {latency}  not done: {reason}", self.index + 1),
+            Ended::NotDone(reason) => {
+                format!("#{:<4} {latency}  not done: {reason}", self.index + 1)
+            }
         }
     }
 
@@ -168,7 +171,10 @@ impl Outcome {
                 let u = &answer.usage;
                 format!(
                     "[{} | tokens: {} prompt + {} thinking + {} answer = {} | {seconds:.2} s]",
-                    answer.model_version.as_deref().unwrap_or("model version not reported"),
+                    answer
+                        .model_version
+                        .as_deref()
+                        .unwrap_or("model version not reported"),
                     u.prompt_token_count,
                     u.thoughts_token_count,
                     u.candidates_token_count,
@@ -357,7 +363,9 @@ impl Report {
         let mut summary = Summary::from_outcomes(&outcomes, elapsed, self.json);
         if let Some(path) = &self.timeline {
             match timeline::write(path, &outcomes, &self.timeline_options) {
-                Ok(()) => summary.notes.push(format!("timeline written to {}", path.display())),
+                Ok(()) => summary
+                    .notes
+                    .push(format!("timeline written to {}", path.display())),
                 Err(error) => summary.notes.push(format!(
                     "could not write the timeline to {}: {error}",
                     path.display()
@@ -516,7 +524,11 @@ impl std::fmt::Display for Summary {
             self.elapsed_s, self.throughput_rpm
         )?;
         if self.rate_limited > 0 || self.retries > 0 {
-            write!(f, "; {} answered 429, {} retries", self.rate_limited, self.retries)?;
+            write!(
+                f,
+                "; {} answered 429, {} retries",
+                self.rate_limited, self.retries
+            )?;
         }
         if self.succeeded > 0 {
             let l = &self.latency_ms;
@@ -531,9 +543,9 @@ impl std::fmt::Display for Summary {
         if self.requests > 1 && self.elapsed_s > 0.0 && self.sum_of_latencies_s > 0.0 {
             write!(
                 f,
-                "\none at a time these would take {:.2} s: {:.1}x the speed of sequential",
+                "speed-up over one at a time: {:.1}x (the latencies add up to {:.2} s)",
+                self.sum_of_latencies_s / self.elapsed_s,
                 self.sum_of_latencies_s,
-                self.sum_of_latencies_s / self.elapsed_s
             )?;
         }
         if self.interrupted {

@@ -99,7 +99,10 @@ impl Batch {
             return Ok(());
         }
         let sent = self.report.elapsed();
-        let call = self.session.client.generate_content(&self.model, &self.request);
+        let call = self
+            .session
+            .client
+            .generate_content(&self.model, &self.request);
         let result = tokio::select! {
             result = call => result.and_then(Answer::from_response),
             () = interrupt::grace_over() => {
@@ -114,7 +117,7 @@ impl Batch {
         };
         let ended = match result {
             Ok(answer) => Ended::Answered(answer),
-            Err(error) if error.is_fatal() => return Err(error),
+            Err(error) if stops_the_run(&error) => return Err(error),
             Err(error) => Ended::Failed(error),
         };
         self.report.record(Outcome {
@@ -129,6 +132,17 @@ impl Batch {
     pub fn finish(self) -> Summary {
         self.report.finish("not sent")
     }
+}
+
+/// Whether an error, met in the middle of a run, means every later request
+/// would fail too, so the run should stop with this one line.
+///
+/// A bad key or an unknown model will not get better. A refused connection
+/// is different once the run is under way: [`session`] already reached the
+/// server, so the server went away, and it may come back -- each request
+/// then ends as its own failure and the summary still adds up to N.
+pub fn stops_the_run(error: &Error) -> bool {
+    error.is_fatal() && !matches!(error, Error::Connect { .. })
 }
 
 /// How an attempt's result counts in the summary and the timeline.

@@ -205,7 +205,8 @@ mod tests {
 
     #[test]
     fn bare_error_object_after_events() {
-        let body = "data: {\"a\":1}\n\n{\n  \"error\": {\n    \"message\": \"a } in text\"\n  }\n}\n";
+        let body =
+            "data: {\"a\":1}\n\n{\n  \"error\": {\n    \"message\": \"a } in text\"\n  }\n}\n";
         let events = decode_all(body.as_bytes()).unwrap();
         assert_eq!(events.len(), 2);
         let err: serde_json::Value = serde_json::from_str(&events[1]).unwrap();

@@ -159,10 +159,7 @@ fn legend(svg: &mut String, height: f64) {
             }
         );
     }
-    let _ = writeln!(
-        svg,
-        r#"<text x="{LEFT}" y="{y:.0}">time (s) →</text>"#
-    );
+    let _ = writeln!(svg, r#"<text x="{LEFT}" y="{y:.0}">time (s) →</text>"#);
 }
 
 /// A round tick spacing (1, 2 or 5 times a power of ten) giving about ten ticks.

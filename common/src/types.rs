@@ -461,12 +461,18 @@ impl GenerateContentResponse {
     /// Empty when there is no candidate, no content or no parts; check
     /// [`blocked`](Self::blocked) and [`finish_reason`](Self::finish_reason) to tell why.
     pub fn text(&self) -> String {
-        self.parts().filter(|p| !p.thought).filter_map(|p| p.text.as_deref()).collect()
+        self.parts()
+            .filter(|p| !p.thought)
+            .filter_map(|p| p.text.as_deref())
+            .collect()
     }
 
     /// The thought summaries of the first candidate, joined (empty unless `includeThoughts`).
     pub fn thoughts(&self) -> String {
-        self.parts().filter(|p| p.thought).filter_map(|p| p.text.as_deref()).collect()
+        self.parts()
+            .filter(|p| p.thought)
+            .filter_map(|p| p.text.as_deref())
+            .collect()
     }
 
     /// Why the prompt was blocked, if it was.
@@ -612,7 +618,10 @@ mod tests {
             "promptFeedback": {"blockReason": "NEW_BLOCK"}
         }))
         .unwrap();
-        assert_eq!(r.finish_reason(), Some(&FinishReason::Unknown("BRAND_NEW".into())));
+        assert_eq!(
+            r.finish_reason(),
+            Some(&FinishReason::Unknown("BRAND_NEW".into()))
+        );
         assert_eq!(r.blocked(), Some(&BlockReason::Unknown("NEW_BLOCK".into())));
         let back = serde_json::to_value(&r).unwrap();
         assert_eq!(back["candidates"][0]["finishReason"], "BRAND_NEW");
@@ -630,7 +639,8 @@ mod tests {
         assert_eq!(r.text(), "Mountain View");
         assert_eq!(r.thoughts(), "hmm");
         let empty: GenerateContentResponse =
-            serde_json::from_value(json!({"candidates": [{"content": {"role": "model"}}]})).unwrap();
+            serde_json::from_value(json!({"candidates": [{"content": {"role": "model"}}]}))
+                .unwrap();
         assert_eq!(empty.text(), "");
         assert_eq!(GenerateContentResponse::default().text(), "");
     }
@@ -646,7 +656,10 @@ mod tests {
 
     #[test]
     fn model_id_strips_the_prefix() {
-        let m = Model { name: "models/gemini-2.5-flash".into(), ..Model::default() };
+        let m = Model {
+            name: "models/gemini-2.5-flash".into(),
+            ..Model::default()
+        };
         assert_eq!(m.id(), "gemini-2.5-flash");
     }
 }

@@ -40,11 +40,7 @@ fn the_real_environment_wins_over_the_file() {
         "GOOGLE_API_KEY=file-key\nGOOGLE_GEMINI_BASE_URL=http://127.0.0.1:1\n",
     )
     .unwrap();
-    let config = Config::from_env_in(
-        dir.path(),
-        env(&[("GOOGLE_API_KEY", "env-key")]),
-    )
-    .unwrap();
+    let config = Config::from_env_in(dir.path(), env(&[("GOOGLE_API_KEY", "env-key")])).unwrap();
     assert_eq!(config.api_key.unwrap().expose(), "env-key");
     // A variable only the file sets still comes from the file.
     assert_eq!(config.base_url.unwrap().as_str(), "http://127.0.0.1:1/");
@@ -80,13 +76,25 @@ fn no_dotenv_is_fine() {
 }
 
 #[test]
-fn a_malformed_dotenv_is_a_clear_error() {
+fn a_malformed_dotenv_is_a_clear_error_that_does_not_echo_the_key() {
     let dir = tempfile::tempdir().unwrap();
-    fs::write(dir.path().join(".env"), "GEMINI_API_KEY='never closed\n").unwrap();
+    fs::write(
+        dir.path().join(".env"),
+        "GEMINI_API_KEY='sekrit-never-closed\n",
+    )
+    .unwrap();
     let err = Config::from_env_in(dir.path(), env(&[])).unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, Error::Config(_)), "{err:?}");
-    assert!(text.contains(".env") && !text.contains('\n'), "{text}");
+    assert!(
+        text.contains(".env") && text.contains("GEMINI_API_KEY"),
+        "{text}"
+    );
+    assert!(!text.contains('\n'), "{text}");
+    assert!(
+        !text.contains("sekrit"),
+        "the key must not be echoed: {text}"
+    );
 }
 
 #[test]

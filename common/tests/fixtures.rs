@@ -74,7 +74,10 @@ fn parse_body(bytes: &[u8], http_status: Option<u16>) -> Parsed {
         assert!(count.total_tokens > 0);
         return Parsed::Count(count);
     }
-    if value["name"].as_str().is_some_and(|n| n.starts_with("models/")) {
+    if value["name"]
+        .as_str()
+        .is_some_and(|n| n.starts_with("models/"))
+    {
         let model: Model = serde_json::from_value(value).unwrap();
         assert!(model.input_token_limit.is_some());
         return Parsed::Model(model);
@@ -104,7 +107,11 @@ fn check_recording(bytes: &[u8]) -> usize {
     for interaction in recording["interactions"].as_array().unwrap() {
         for body in interaction["request"]["bodySegments"].as_array().unwrap() {
             let request: GenerateContentRequest = serde_json::from_value(body.clone()).unwrap();
-            assert_eq!(&serde_json::to_value(&request).unwrap(), body, "request round-trip");
+            assert_eq!(
+                &serde_json::to_value(&request).unwrap(),
+                body,
+                "request round-trip"
+            );
         }
         let response = &interaction["response"];
         let status = response["statusCode"].as_u64().map(|s| s as u16);
@@ -138,7 +145,10 @@ fn every_fixture_parses() {
             _ => panic!("{name}: unknown kind of fixture; teach this test how to read it"),
         }
     }
-    assert!(seen > 80, "only {seen} bodies found: is the fixture folder there?");
+    assert!(
+        seen > 80,
+        "only {seen} bodies found: is the fixture folder there?"
+    );
 }
 
 /// The text of a streamed answer: the chunks' deltas, joined.
@@ -166,15 +176,22 @@ fn streamed_reply_joins_its_deltas() {
 fn thought_summaries_are_not_answer_text() {
     let (_, chunks) = streamed_text("streaming-success-thinking-reply-thought-summary.txt");
     assert!(chunks.iter().any(|c| !c.thoughts().is_empty()));
-    let Parsed::Response(unary) = parse_body(&read("unary-success-thinking-reply-thought-summary.json"), None)
-    else {
+    let Parsed::Response(unary) = parse_body(
+        &read("unary-success-thinking-reply-thought-summary.json"),
+        None,
+    ) else {
         panic!("not a response")
     };
     assert_eq!(unary.text(), "Mountain View");
     assert!(unary.thoughts().starts_with("**Thinking About"));
     let usage = unary.usage();
     assert_eq!(
-        (usage.prompt_token_count, usage.candidates_token_count, usage.thoughts_token_count, usage.total_token_count),
+        (
+            usage.prompt_token_count,
+            usage.candidates_token_count,
+            usage.thoughts_token_count,
+            usage.total_token_count
+        ),
         (14, 2, 24, 40)
     );
 }
@@ -184,8 +201,10 @@ fn blocked_prompts_are_an_outcome() {
     let (text, chunks) = streamed_text("streaming-failure-prompt-blocked-safety.txt");
     assert_eq!(text, "");
     assert_eq!(chunks[0].blocked(), Some(&BlockReason::Safety));
-    let Parsed::Response(r) = parse_body(&read("vertexai/unary-failure-prompt-blocked-safety.json"), None)
-    else {
+    let Parsed::Response(r) = parse_body(
+        &read("vertexai/unary-failure-prompt-blocked-safety.json"),
+        None,
+    ) else {
         panic!("not a response")
     };
     assert_eq!(r.blocked(), Some(&BlockReason::Safety));
@@ -194,8 +213,10 @@ fn blocked_prompts_are_an_outcome() {
 
 #[test]
 fn candidates_without_parts_or_content_are_valid() {
-    let Parsed::Response(r) = parse_body(&read("reconstructed/200-max-tokens-no-parts-vertex.json"), None)
-    else {
+    let Parsed::Response(r) = parse_body(
+        &read("reconstructed/200-max-tokens-no-parts-vertex.json"),
+        None,
+    ) else {
         panic!("not a response")
     };
     assert_eq!(r.text(), "");
@@ -207,7 +228,10 @@ fn candidates_without_parts_or_content_are_valid() {
     assert_eq!(r.finish_reason(), Some(&FinishReason::Other));
     assert!(r.candidates[0].finish_message.is_some());
     let (_, chunks) = streamed_text("streaming-failure-recitation-no-content.txt");
-    assert_eq!(chunks.last().unwrap().finish_reason(), Some(&FinishReason::Recitation));
+    assert_eq!(
+        chunks.last().unwrap().finish_reason(),
+        Some(&FinishReason::Recitation)
+    );
 }
 
 #[test]
@@ -218,6 +242,37 @@ fn error_mid_stream_is_the_last_event() {
         panic!("{:?}", parsed[2])
     };
     assert_eq!((api.http_status, api.status.as_str()), (499, "CANCELLED"));
+}
+
+#[test]
+fn models_and_token_counts() {
+    let Parsed::Models(list) =
+        parse_body(&read("reconstructed/200-models-list-excerpt.json"), None)
+    else {
+        panic!("not a models list")
+    };
+    assert_eq!(list.models.len(), 5);
+    assert_eq!(list.next_page_token, None);
+    assert_eq!(list.models[0].id(), "gemini-2.5-flash");
+    let Parsed::Model(model) = parse_body(
+        &read("reconstructed/200-models-get-gemini-2.5-flash.json"),
+        None,
+    ) else {
+        panic!("not a model")
+    };
+    assert_eq!(
+        (model.output_token_limit, model.thinking),
+        (Some(65536), Some(true))
+    );
+    let recording: Value = serde_json::from_slice(&read(
+        "js-genai-recordings/Client_Tests_countTokens_ML_Dev_should_count_tokens_with_specified_parameters.json",
+    ))
+    .unwrap();
+    let body = &recording["interactions"][0]["response"]["bodySegments"][0];
+    let Parsed::Count(count) = parse_body(body.to_string().as_bytes(), Some(200)) else {
+        panic!("not a count")
+    };
+    assert_eq!(count.total_tokens, 11);
 }
 
 /// Parses an error fixture.
@@ -234,10 +289,16 @@ fn error_details_are_parsed() {
     let disabled = api_error("unary-failure-generativelanguage-api-not-enabled.json", 403);
     assert_eq!(disabled.reason.as_deref(), Some("SERVICE_DISABLED"));
 
-    let tpm = api_error("reconstructed/429-quota-freetier-tpm-retryinfo-2025-06.json", 429);
+    let tpm = api_error(
+        "reconstructed/429-quota-freetier-tpm-retryinfo-2025-06.json",
+        429,
+    );
     assert_eq!(tpm.retry_delay, Some(Duration::from_secs(26)));
     let quota = tpm.quota.as_ref().unwrap();
-    assert_eq!(quota.quota_id, "GenerateContentInputTokensPerModelPerMinute-FreeTier");
+    assert_eq!(
+        quota.quota_id,
+        "GenerateContentInputTokensPerModelPerMinute-FreeTier"
+    );
     assert_eq!(quota.model.as_deref(), Some("gemini-2.5-flash"));
     assert_eq!(quota.value.as_deref(), Some("250000"));
     assert!(!quota.is_per_day() && quota.is_tokens());

@@ -33,7 +33,10 @@ fn decode_in_chunks(body: &[u8], cuts: &[Index]) -> Result<Vec<String>, common::
 
 /// The streamed fixtures, read once per test.
 fn stream_fixtures() -> Vec<Vec<u8>> {
-    fixture_files("txt").iter().map(|p| std::fs::read(p).unwrap()).collect()
+    fixture_files("txt")
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect()
 }
 
 /// Fixture files with this extension, outside the js-genai recordings.
@@ -49,7 +52,11 @@ fn fixture_files(ext: &str) -> Vec<PathBuf> {
         }
     }
     let mut out = Vec::new();
-    walk(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"), ext, &mut out);
+    walk(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"),
+        ext,
+        &mut out,
+    );
     out.sort();
     out
 }
@@ -139,7 +146,11 @@ fn sample_bodies() -> Vec<(Value, Kind)> {
     for body in stream_fixtures() {
         for event in decode_all(&body).unwrap() {
             let value: Value = serde_json::from_str(&event).unwrap();
-            let kind = if value.get("error").is_some() { Kind::Error } else { Kind::Response };
+            let kind = if value.get("error").is_some() {
+                Kind::Error
+            } else {
+                Kind::Response
+            };
             out.push((value, kind));
         }
     }
@@ -180,7 +191,11 @@ fn count_objects(value: &Value, count: &mut usize) {
 }
 
 /// Calls `f` on the `target`-th object in pre-order.
-fn visit_objects(value: &mut Value, target: &mut usize, f: &mut dyn FnMut(&mut Map<String, Value>)) {
+fn visit_objects(
+    value: &mut Value,
+    target: &mut usize,
+    f: &mut dyn FnMut(&mut Map<String, Value>),
+) {
     match value {
         Value::Object(map) => {
             if *target == 0 {

@@ -91,6 +91,11 @@ fn split_action(rest: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// The model named in a path: a bare id only (`models/models/x` is not a model).
+fn lookup(model: &str) -> Option<&'static ModelInfo> {
+    if model.contains('/') { None } else { catalog::find(model) }
+}
+
 fn valid_version(version: &str) -> bool {
     version == "v1beta" || version == "v1"
 }
@@ -304,7 +309,7 @@ async fn get_model(
     } else {
         authenticate(&shared, &headers, query.as_deref()).and_then(|_| {
             // Inferred: the 404 wording for models.get mirrors the generateContent one.
-            catalog::find(model).ok_or_else(|| ApiError::model_not_found(model, "getModel", &version))
+            lookup(model).ok_or_else(|| ApiError::model_not_found(model, "getModel", &version))
         })
     };
     let response = match result {
@@ -386,7 +391,7 @@ impl Call {
             Ok(key) => key,
             Err(error) => return self.error(&error),
         };
-        let Some(model) = catalog::find(&self.model) else {
+        let Some(model) = lookup(&self.model) else {
             let error = ApiError::model_not_found(&self.model, self.action.method_in_errors(), &self.version);
             return self.error(&error);
         };

@@ -10,7 +10,7 @@
 //! once and export the line it prints. Without it the test is skipped with a note, except under
 //! CI (env `CI` set), where a skip would hide a regression, so it fails.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
@@ -90,7 +90,10 @@ fn conformance_python() -> Option<String> {
             panic!("CI is set but GEMINI_CONFORMANCE_PYTHON is not: run .ci/setup and export it")
         }
         _ => {
-            eprintln!(
+            // Written to the real stderr, not with `eprintln!`, which the test harness captures
+            // and would only show for a failing test.
+            let _ = writeln!(
+                std::io::stderr(),
                 "note: python_sdk conformance test skipped; run `.ci/setup` and export the \
                  GEMINI_CONFORMANCE_PYTHON line it prints to enable it"
             );

@@ -95,7 +95,8 @@
 //!   shared state behind a `std::sync::Mutex`. The state is one log per limit
 //!   (a `VecDeque` of admissions and when they stop counting) and a FIFO queue
 //!   of waiters (an id, a token count, a start time and a `oneshot` sender:
-//!   about 40 bytes each, so 100,000 waiters cost a few megabytes). A single
+//!   40 bytes, plus about 100 for the channel, so 100,000 waiters cost the
+//!   limiter under 15 MB). A single
 //!   background task sleeps until the head of the queue fits and then admits
 //!   everyone who fits, in order. Nobody polls, and a waiter costs no CPU.
 //! * [`Permit`] is what an admission hands back. Hold it while the request is
@@ -132,7 +133,9 @@ use tokio::time::{Duration, Instant};
 pub enum LimitError {
     /// The request needs more input tokens than the per-window limit. It
     /// could never be admitted, so it fails at once instead of waiting forever.
-    #[error("a request of {tokens} input tokens can never fit a limit of {limit} tokens per window")]
+    #[error(
+        "a request of {tokens} input tokens can never fit a limit of {limit} tokens per window"
+    )]
     TooLarge {
         /// The tokens the request asked for.
         tokens: u32,
