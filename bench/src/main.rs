@@ -1,2 +1,169 @@
-//! placeholder
-fn main() {}
+//! The benchmarks that put figures behind the tutorial's claims.
+//!
+//! ```text
+//! cargo run --release -p bench              # the full bench, about 4 minutes on 2 cores
+//! cargo run --release -p bench -- --quick   # every row, tiny sizes, seconds
+//! cargo run --release -p bench -- --pictures docs   # the README's timelines
+//! ```
+//!
+//! It starts the emulator in-process (on 127.0.0.1, never the real API) and
+//! prints markdown tables on stdout, one per section, progress on stderr:
+//!
+//! - [`steps`]: step 2 against step 3 at a latency of 1 s, N = 10, 100, 1000;
+//! - [`throughput`]: our client's requests per second with no latency, next
+//!   to a bare reqwest loop (the ceiling) and the emulator's own capacity;
+//! - [`limiter`]: step 4's limiter against a strict sliding window, next to
+//!   `governor`; [`acquire`]: what one acquire costs;
+//! - [`memory`]: peak memory of step 3 with 10,000 requests in flight and of
+//!   step 4 with 100,000 queued;
+//! - [`python`]: the seed's Python solution (`google-genai`) as the peer.
+//!
+//! The steps are measured as programs: the bench builds their binaries with
+//! its own profile and runs them as child processes ([`binaries`]). Every
+//! figure is the median of several runs ([`table`]); the sizes are in
+//! [`plan`]. `tests/quick.rs` runs `--quick`, so the bench cannot rot.
+
+mod acquire;
+mod binaries;
+mod limiter;
+mod memory;
+mod pictures;
+mod plan;
+mod python;
+mod steps;
+mod table;
+mod throughput;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Parser;
+
+use crate::binaries::Binaries;
+use crate::plan::Plan;
+use crate::table::Table;
+
+/// Benchmarks of the tutorial's steps against the in-process Gemini emulator.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// A small version of every section, in seconds (what the test runs).
+    #[arg(long)]
+    quick: bool,
+
+    /// Runs per figure; each figure is their median (default: 3, or 1 with --quick).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=50))]
+    runs: Option<u16>,
+
+    /// Only write the README's timelines (step2.svg, step3.svg, step4.svg) into DIR.
+    #[arg(long, value_name = "DIR")]
+    pictures: Option<PathBuf>,
+
+    /// Do not build the step binaries first (use the ones next to the bench's binary).
+    #[arg(long)]
+    no_build: bool,
+
+    /// Internal: hold N waiters in step 4's limiter and wait to be killed (the memory section's fallback).
+    #[arg(long, value_name = "N", hide = true)]
+    child_queue: Option<usize>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs what the arguments ask for; `Ok(false)` if a section failed.
+async fn run(args: Args) -> anyhow::Result<bool> {
+    if let Some(count) = args.child_queue {
+        memory::child_queue(count).await?;
+        return Ok(true);
+    }
+    let bins = Binaries::locate(!args.no_build)?;
+    if let Some(dir) = &args.pictures {
+        pictures::make(dir, &bins).await?;
+        return Ok(true);
+    }
+    let plan = if args.quick {
+        Plan::quick()
+    } else {
+        Plan::full(args.runs.map_or(3, usize::from))
+    };
+    let plan = Plan {
+        runs: args.runs.map_or(plan.runs, usize::from),
+        ..plan
+    };
+    bench(&plan, &bins).await
+}
+
+/// The whole bench: the header, then each section's table as soon as it is done.
+async fn bench(plan: &Plan, bins: &Binaries) -> anyhow::Result<bool> {
+    let started = Instant::now();
+    header(plan, bins);
+    let mut all_ok = true;
+    let mut show = |section: &str, result: anyhow::Result<Table>| match result {
+        Ok(table) => println!("{table}"),
+        Err(error) => {
+            all_ok = false;
+            println!("### {section}\n\nFAILED: {error:#}\n");
+        }
+    };
+    let ours = match steps::run(plan, bins).await {
+        Ok((table, times)) => {
+            show("Step 2 vs step 3", Ok(table));
+            times
+        }
+        Err(error) => {
+            show("Step 2 vs step 3", Err(error));
+            steps::StepTimes::new()
+        }
+    };
+    show("Raw client throughput", throughput::run(plan).await);
+    show("Rate limiting", limiter::run(plan).await);
+    show("Cost of one acquire", acquire::run(plan).await);
+    show("Memory", memory::run(plan, bins).await);
+    show("Python seed", python::run(plan, bins, &ours).await);
+    println!(
+        "Bench finished in {:.0} s.",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(all_ok)
+}
+
+/// What a reader needs to judge the figures: the machine, the runs, the setup.
+fn header(plan: &Plan, bins: &Binaries) {
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let release = !cfg!(debug_assertions);
+    let command = format!(
+        "cargo run {}-p bench{}",
+        if release { "--release " } else { "" },
+        if plan.quick { " -- --quick" } else { "" }
+    );
+    println!(
+        "## Benchmarks{}\n",
+        if plan.quick { " (--quick)" } else { "" }
+    );
+    println!(
+        "`{command}` on {cores} cores ({} {}), {} build; every figure is the median of {} run(s). The emulator runs in the bench's process on 127.0.0.1 (never the real API), with no faults; each section says its latency and quota. Steps run as child processes: {}.\n",
+        std::env::consts::OS,
+        std::env::consts::ARCH,
+        if release { "release" } else { "debug" },
+        plan.runs,
+        [&bins.step2, &bins.step3, &bins.step4]
+            .iter()
+            .filter_map(|bin| bin.as_ref())
+            .filter_map(|bin| bin.file_name())
+            .map(|name| name.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+}

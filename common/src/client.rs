@@ -106,7 +106,10 @@ impl Client {
     pub fn new(config: ClientConfig) -> Result<Client> {
         let root = endpoint_root(&config.base_url, &config.api_version)?;
         let key = config.api_key.as_ref().map(key_header).transpose()?;
+        // rustls with the webpki roots is the only TLS backend compiled in
+        // (no OpenSSL); naming it here makes that a compile-time fact.
         let http = reqwest::Client::builder()
+            .use_rustls_tls()
             .user_agent(concat!(
                 "gemini-tutorial-common/",
                 env!("CARGO_PKG_VERSION")
@@ -373,13 +376,22 @@ fn endpoint_root(base: &Url, version: &str) -> Result<Url> {
 }
 
 /// The key as a header value, marked sensitive so it is never printed by the HTTP stack.
+///
+/// Only visible ASCII is accepted. `HeaderValue` itself would take a space
+/// or the bytes of `é`, and the server would then answer with a confusing
+/// 403 "unregistered callers"; no real key contains such characters, so a
+/// key that does is a copy-paste accident, and saying so up front is clearer.
 fn key_header(key: &ApiKey) -> Result<HeaderValue> {
-    let mut value = HeaderValue::from_str(key.expose()).map_err(|_| {
+    let invalid = || {
         Error::Config(format!(
             "the API key (from {}) contains characters that cannot be sent in an HTTP header",
             crate::error::KEY_VARS
         ))
-    })?;
+    };
+    if !key.expose().bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid());
+    }
+    let mut value = HeaderValue::from_str(key.expose()).map_err(|_| invalid())?;
     value.set_sensitive(true);
     Ok(value)
 }
@@ -566,13 +578,25 @@ mod tests {
 
     #[test]
     fn keys_that_cannot_be_headers_are_config_errors() {
-        let result = Client::new(ClientConfig {
-            base_url: Url::parse("http://127.0.0.1:9").unwrap(),
-            api_key: ApiKey::new("bad\u{7f}key"),
-            api_version: "v1beta".into(),
-            timeout: Duration::from_secs(1),
-        });
-        assert!(matches!(result, Err(Error::Config(_))));
+        for bad in ["bad\u{7f}key", "clé-123", "two words", "line\nbreak"] {
+            let result = Client::new(ClientConfig {
+                base_url: Url::parse("http://127.0.0.1:9").unwrap(),
+                api_key: ApiKey::new(bad),
+                api_version: "v1beta".into(),
+                timeout: Duration::from_secs(1),
+            });
+            let Err(Error::Config(message)) = result else {
+                panic!("{bad:?} should be refused");
+            };
+            assert!(!message.contains(bad), "{message}");
+        }
+    }
+
+    #[test]
+    fn the_key_header_is_sensitive_so_the_http_stack_never_prints_it() {
+        let value = key_header(&ApiKey::new("sekrit-123").unwrap()).unwrap();
+        assert!(value.is_sensitive());
+        assert!(!format!("{value:?}").contains("sekrit"), "{value:?}");
     }
 
     #[test]

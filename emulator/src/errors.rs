@@ -291,7 +291,9 @@ impl ApiError {
             Some(path) => format!(
                 "Invalid JSON payload received. Unknown name \"{name}\" at '{path}': Cannot find field."
             ),
-            None => format!("Invalid JSON payload received. Unknown name \"{name}\": Cannot find field."),
+            None => format!(
+                "Invalid JSON payload received. Unknown name \"{name}\": Cannot find field."
+            ),
         };
         let mut error = ApiError::new(400, "INVALID_ARGUMENT", message.clone());
         error.details = vec![Detail::BadRequest {
@@ -341,7 +343,11 @@ impl ApiError {
 
     /// 429 in the late-2025 format: message with one line per violation and the exact delay,
     /// then details Help, QuotaFailure, RetryInfo.
-    pub fn quota_exceeded(violations: &[(QuotaKind, u32)], model: &str, delay: Duration) -> ApiError {
+    pub fn quota_exceeded(
+        violations: &[(QuotaKind, u32)],
+        model: &str,
+        delay: Duration,
+    ) -> ApiError {
         let mut message = String::from(
             "You exceeded your current quota, please check your plan and billing details. For more \
              information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits. \
@@ -402,7 +408,11 @@ impl ApiError {
 
     /// 503 `UNAVAILABLE` (`fixtures/reconstructed/503-model-overloaded.json`).
     pub fn overloaded() -> ApiError {
-        ApiError::new(503, "UNAVAILABLE", "The model is overloaded. Please try again later.")
+        ApiError::new(
+            503,
+            "UNAVAILABLE",
+            "The model is overloaded. Please try again later.",
+        )
     }
 }
 
@@ -430,9 +440,15 @@ mod tests {
     #[test]
     fn fixed_bodies_match_the_fixtures_byte_for_byte() {
         for (error, path) in [
-            (ApiError::missing_key(), "reconstructed/403-missing-api-key.json"),
+            (
+                ApiError::missing_key(),
+                "reconstructed/403-missing-api-key.json",
+            ),
             (ApiError::internal(), "reconstructed/500-internal.json"),
-            (ApiError::overloaded(), "reconstructed/503-model-overloaded.json"),
+            (
+                ApiError::overloaded(),
+                "reconstructed/503-model-overloaded.json",
+            ),
         ] {
             let expected = fixture(path);
             if !expected.is_empty() {
@@ -445,14 +461,16 @@ mod tests {
     fn not_found_matches_the_recorded_countokens_body() {
         let expected = fixture("vertexai/unary-failure-model-not-found.json");
         if !expected.is_empty() {
-            let body = ApiError::model_not_found("test-model-name", "countTokens", "v1beta").to_body();
+            let body =
+                ApiError::model_not_found("test-model-name", "countTokens", "v1beta").to_body();
             assert_eq!(body, expected);
         }
     }
 
     #[test]
     fn invalid_key_matches_the_fixture_without_the_debug_info() {
-        let body: serde_json::Value = serde_json::from_str(&ApiError::invalid_key().to_body()).unwrap();
+        let body: serde_json::Value =
+            serde_json::from_str(&ApiError::invalid_key().to_body()).unwrap();
         let error = &body["error"];
         assert_eq!(error["code"], 400);
         assert_eq!(error["details"][0]["reason"], "API_KEY_INVALID");

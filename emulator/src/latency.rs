@@ -40,8 +40,12 @@ mod tests {
         // Bird answer (389 tokens) plus 294..594 thought tokens.
         let answer = crate::tokens::count(&crate::text::answer("Why do some birds migrate?"));
         for thoughts in [294, 594] {
-            let total = thinking_time(&latency, thoughts, &mut rng) + writing_time(&latency, answer);
-            assert!(total >= Duration::from_secs(4) && total <= Duration::from_secs(8), "{total:?}");
+            let total =
+                thinking_time(&latency, thoughts, &mut rng) + writing_time(&latency, answer);
+            assert!(
+                total >= Duration::from_secs(4) && total <= Duration::from_secs(8),
+                "{total:?}"
+            );
         }
     }
 

@@ -103,7 +103,14 @@ impl Limiter {
 
     /// Admits or rejects one request of `tokens` prompt tokens at `now`, and records it if
     /// admitted. `key` identifies the caller (a hash of the API key), `model` the quota bucket.
-    pub fn check(&mut self, key: u64, model: &'static str, tokens: u32, limits: Limits, now: Instant) -> Decision {
+    pub fn check(
+        &mut self,
+        key: u64,
+        model: &'static str,
+        tokens: u32,
+        limits: Limits,
+        now: Instant,
+    ) -> Decision {
         self.checks += 1;
         if self.checks % SWEEP_EVERY == 0 {
             self.sweep(now);
@@ -124,7 +131,10 @@ impl Limiter {
         if limits.rpm > 0 && bucket.minute.len() >= limits.rpm as usize {
             // Oldest entries leave first; this many must go to make room for one more.
             let must_leave = bucket.minute.len() + 1 - limits.rpm as usize;
-            let frees_at = bucket.minute.get(must_leave - 1).map(|(at, _)| *at + window);
+            let frees_at = bucket
+                .minute
+                .get(must_leave - 1)
+                .map(|(at, _)| *at + window);
             note(QuotaKind::RequestsPerMinute, limits.rpm, frees_at);
         }
         if limits.tpm > 0 && bucket.minute_tokens + u64::from(tokens) > u64::from(limits.tpm) {
@@ -175,7 +185,10 @@ impl Limiter {
 
     /// Number of log entries currently held, over all buckets and both windows.
     pub fn entries(&self) -> usize {
-        self.buckets.values().map(|b| b.minute.len() + b.day.len()).sum()
+        self.buckets
+            .values()
+            .map(|b| b.minute.len() + b.day.len())
+            .sum()
     }
 }
 
@@ -226,13 +239,17 @@ mod tests {
             let at = t0 + Duration::from_secs(i * 10);
             assert_eq!(limiter.check(1, "m", 5, l, at), Decision::Admitted);
         }
-        let (violations, retry) = rejected(limiter.check(1, "m", 5, l, t0 + Duration::from_secs(25)));
+        let (violations, retry) =
+            rejected(limiter.check(1, "m", 5, l, t0 + Duration::from_secs(25)));
         assert_eq!(violations, vec![(QuotaKind::RequestsPerMinute, 3)]);
         // The first entry (t0) frees its slot at t0 + 60 s.
         assert_eq!(retry, Duration::from_secs(35));
         // One nanosecond early is still too early; exactly on time passes.
         let early = t0 + WINDOW - Duration::from_nanos(1);
-        assert!(matches!(limiter.check(1, "m", 5, l, early), Decision::Rejected { .. }));
+        assert!(matches!(
+            limiter.check(1, "m", 5, l, early),
+            Decision::Rejected { .. }
+        ));
         assert_eq!(limiter.check(1, "m", 5, l, t0 + WINDOW), Decision::Admitted);
     }
 
@@ -244,7 +261,10 @@ mod tests {
         assert_eq!(limiter.check(1, "m", 1, l, t0), Decision::Admitted);
         for i in 1..50 {
             let at = t0 + Duration::from_millis(i * 100);
-            assert!(matches!(limiter.check(1, "m", 1, l, at), Decision::Rejected { .. }));
+            assert!(matches!(
+                limiter.check(1, "m", 1, l, at),
+                Decision::Rejected { .. }
+            ));
         }
         assert_eq!(limiter.check(1, "m", 1, l, t0 + WINDOW), Decision::Admitted);
         assert_eq!(limiter.entries(), 1);
@@ -256,9 +276,16 @@ mod tests {
         let t0 = Instant::now();
         let l = limits(0, 100, 0);
         assert_eq!(limiter.check(1, "m", 40, l, t0), Decision::Admitted);
-        assert_eq!(limiter.check(1, "m", 40, l, t0 + Duration::from_secs(1)), Decision::Admitted);
-        assert_eq!(limiter.check(1, "m", 20, l, t0 + Duration::from_secs(2)), Decision::Admitted);
-        let (violations, retry) = rejected(limiter.check(1, "m", 50, l, t0 + Duration::from_secs(3)));
+        assert_eq!(
+            limiter.check(1, "m", 40, l, t0 + Duration::from_secs(1)),
+            Decision::Admitted
+        );
+        assert_eq!(
+            limiter.check(1, "m", 20, l, t0 + Duration::from_secs(2)),
+            Decision::Admitted
+        );
+        let (violations, retry) =
+            rejected(limiter.check(1, "m", 50, l, t0 + Duration::from_secs(3)));
         assert_eq!(violations, vec![(QuotaKind::InputTokensPerMinute, 100)]);
         // 100 in the window; 50 more need 50 to leave: the first two entries (t0, t0+1s).
         assert_eq!(retry, Duration::from_secs(58));
@@ -277,8 +304,14 @@ mod tests {
         assert_eq!(violations, vec![(QuotaKind::RequestsPerDay, 2)]);
         assert_eq!(retry, DAY - 2 * WINDOW);
         // Another key or another model has its own quota.
-        assert_eq!(limiter.check(2, "m", 1, l, t0 + 2 * WINDOW), Decision::Admitted);
-        assert_eq!(limiter.check(1, "n", 1, l, t0 + 2 * WINDOW), Decision::Admitted);
+        assert_eq!(
+            limiter.check(2, "m", 1, l, t0 + 2 * WINDOW),
+            Decision::Admitted
+        );
+        assert_eq!(
+            limiter.check(1, "n", 1, l, t0 + 2 * WINDOW),
+            Decision::Admitted
+        );
     }
 
     #[test]

@@ -133,7 +133,9 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
     println!("export GOOGLE_GEMINI_BASE_URL={}", emulator.base_url());
     tracing::info!(url = %emulator.base_url(), "emulator ready; Ctrl-C to stop");
-    tokio::signal::ctrl_c().await.context("cannot wait for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot wait for Ctrl-C")?;
     tracing::info!("shutting down");
     emulator.shutdown().await;
     Ok(())

@@ -14,7 +14,9 @@ use serde_json::{Map, Value, json};
 use crate::catalog::ModelInfo;
 use crate::faults::Odd;
 use crate::request::GenerateRequest;
-use crate::wire::{Candidate, Content, GenerateContentResponse, Part, PromptFeedback, SafetyRating, UsageMetadata};
+use crate::wire::{
+    Candidate, Content, GenerateContentResponse, Part, PromptFeedback, SafetyRating, UsageMetadata,
+};
 use crate::{text, tokens};
 
 const ID_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -94,7 +96,10 @@ impl Plan {
                 block_reason: "SAFETY",
                 safety_ratings: ratings
                     .iter()
-                    .map(|&(category, probability)| SafetyRating { category, probability })
+                    .map(|&(category, probability)| SafetyRating {
+                        category,
+                        probability,
+                    })
                     .collect(),
             }),
             usage_metadata: Some(UsageMetadata::new(self.prompt_tokens, 0, 0)),
@@ -167,7 +172,11 @@ impl Plan {
             };
             events.push(self.chunk_event(Some(part), 0, 0, None));
         }
-        let chunks: &[(String, u32)] = if self.odd == Some(Odd::NoPartsMaxTokens) { &[] } else { &self.chunks };
+        let chunks: &[(String, u32)] = if self.odd == Some(Odd::NoPartsMaxTokens) {
+            &[]
+        } else {
+            &self.chunks
+        };
         let mut sent = 0;
         for (i, (delta, n)) in chunks.iter().enumerate() {
             sent += n;
@@ -187,7 +196,13 @@ impl Plan {
         events
     }
 
-    fn chunk_event(&self, part: Option<Part>, tokens: u32, sent: u32, finish: Option<&str>) -> Event {
+    fn chunk_event(
+        &self,
+        part: Option<Part>,
+        tokens: u32,
+        sent: u32,
+        finish: Option<&str>,
+    ) -> Event {
         let candidate = Candidate {
             content: Some(Content {
                 parts: part.map(|p| vec![p]),
@@ -204,7 +219,12 @@ impl Plan {
 }
 
 /// Decides the reply to `request` on `model`.
-pub fn plan(request: &GenerateRequest, model: &'static ModelInfo, odd: Option<Odd>, rng: &mut SmallRng) -> Plan {
+pub fn plan(
+    request: &GenerateRequest,
+    model: &'static ModelInfo,
+    odd: Option<Odd>,
+    rng: &mut SmallRng,
+) -> Plan {
     let full_answer = text::answer(&request.prompt);
     let full_tokens = tokens::count(&full_answer);
     let mut thoughts = thought_tokens(request, model, full_tokens, rng);
@@ -221,7 +241,8 @@ pub fn plan(request: &GenerateRequest, model: &'static ModelInfo, odd: Option<Od
             finish_reason = "MAX_TOKENS";
         }
     }
-    let thought_summary = (request.include_thoughts && thoughts > 0).then(|| text::thought_summary(&request.prompt));
+    let thought_summary =
+        (request.include_thoughts && thoughts > 0).then(|| text::thought_summary(&request.prompt));
     Plan {
         response_id: response_id(rng),
         model_version: model.model_version,
@@ -235,7 +256,12 @@ pub fn plan(request: &GenerateRequest, model: &'static ModelInfo, odd: Option<Od
 }
 
 /// How long the model thinks, in tokens: roughly proportional to the answer, with spread.
-fn thought_tokens(request: &GenerateRequest, model: &ModelInfo, answer_tokens: u32, rng: &mut SmallRng) -> u32 {
+fn thought_tokens(
+    request: &GenerateRequest,
+    model: &ModelInfo,
+    answer_tokens: u32,
+    rng: &mut SmallRng,
+) -> u32 {
     let dynamic = 100 + answer_tokens / 2 + rng.random_range(0..=300);
     match request.thinking_budget {
         Some(0) => 0,
@@ -298,18 +324,33 @@ mod tests {
     #[test]
     fn chunks_add_up_to_the_unary_answer() {
         let mut rng = SmallRng::seed_from_u64(3);
-        let plan = plan(&request("Why do some birds migrate?"), flash(), None, &mut rng);
+        let plan = plan(
+            &request("Why do some birds migrate?"),
+            flash(),
+            None,
+            &mut rng,
+        );
         assert!(plan.chunks.len() > 3);
-        assert_eq!(plan.answer_tokens(), tokens::count(&text::answer("Why do some birds migrate?")));
+        assert_eq!(
+            plan.answer_tokens(),
+            tokens::count(&text::answer("Why do some birds migrate?"))
+        );
         let body = plan.unary_body();
         let usage = body.usage_metadata.clone().unwrap();
-        assert_eq!(usage.total_token_count, usage.prompt_token_count + usage.candidates_token_count + usage.thoughts_token_count);
+        assert_eq!(
+            usage.total_token_count,
+            usage.prompt_token_count + usage.candidates_token_count + usage.thoughts_token_count
+        );
         assert_eq!(plan.model_version, "gemini-2.5-flash");
         assert_eq!(plan.response_id.len(), 23);
         let events = plan.events();
         let last = events.last().unwrap().body.usage_metadata.clone().unwrap();
         assert_eq!(last, usage);
-        assert!(events[..events.len() - 1].iter().all(|e| e.body.candidates.as_ref().unwrap()[0].finish_reason.is_none()));
+        assert!(events[..events.len() - 1].iter().all(|e| {
+            e.body.candidates.as_ref().unwrap()[0]
+                .finish_reason
+                .is_none()
+        }));
     }
 
     #[test]
@@ -318,12 +359,25 @@ mod tests {
         let mut req = request("Why do some birds migrate?");
         req.max_output_tokens = Some(5);
         let tiny = plan(&req, flash(), None, &mut rng);
-        assert_eq!((tiny.thoughts, tiny.answer_tokens(), tiny.finish_reason), (5, 0, "MAX_TOKENS"));
-        assert!(tiny.unary_body().candidates.unwrap()[0].content.as_ref().unwrap().parts.is_none());
+        assert_eq!(
+            (tiny.thoughts, tiny.answer_tokens(), tiny.finish_reason),
+            (5, 0, "MAX_TOKENS")
+        );
+        assert!(
+            tiny.unary_body().candidates.unwrap()[0]
+                .content
+                .as_ref()
+                .unwrap()
+                .parts
+                .is_none()
+        );
 
         req.thinking_budget = Some(0);
         req.max_output_tokens = Some(20);
         let cut = plan(&req, flash(), None, &mut rng);
-        assert_eq!((cut.thoughts, cut.answer_tokens(), cut.finish_reason), (0, 20, "MAX_TOKENS"));
+        assert_eq!(
+            (cut.thoughts, cut.answer_tokens(), cut.finish_reason),
+            (0, 20, "MAX_TOKENS")
+        );
     }
 }

@@ -71,10 +71,16 @@ pub fn decode(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
 
 /// Looks a field up by its camelCase or snake_case name.
 fn field<'a>(obj: &'a Map<String, Value>, camel: &str, snake: &str) -> Option<&'a Value> {
-    obj.get(camel).or_else(|| obj.get(snake)).filter(|v| !v.is_null())
+    obj.get(camel)
+        .or_else(|| obj.get(snake))
+        .filter(|v| !v.is_null())
 }
 
-fn reject_unknown(obj: &Map<String, Value>, known: &[&str], at: Option<&str>) -> Result<(), ApiError> {
+fn reject_unknown(
+    obj: &Map<String, Value>,
+    known: &[&str],
+    at: Option<&str>,
+) -> Result<(), ApiError> {
     match obj.keys().find(|k| !known.contains(&k.as_str())) {
         Some(name) => Err(ApiError::unknown_name(name, at)),
         None => Ok(()),
@@ -94,16 +100,20 @@ fn content_type(version: &str) -> String {
 }
 
 /// Reads a GenerateContentRequest (for generateContent and streamGenerateContent).
-pub fn generate_request(obj: &Map<String, Value>, version: &str) -> Result<GenerateRequest, ApiError> {
+pub fn generate_request(
+    obj: &Map<String, Value>,
+    version: &str,
+) -> Result<GenerateRequest, ApiError> {
     reject_unknown(obj, GENERATE_FIELDS, None)?;
     let mut request = contents(obj, version, "GenerateContentRequest")?;
     if let Some(system) = field(obj, "systemInstruction", "system_instruction") {
-        let system = system
-            .as_object()
-            .ok_or_else(|| ApiError::invalid_value("system_instruction", &content_type(version), system))?;
+        let system = system.as_object().ok_or_else(|| {
+            ApiError::invalid_value("system_instruction", &content_type(version), system)
+        })?;
         if let Some(parts) = system.get("parts") {
             for (j, part) in repeated(parts).into_iter().enumerate() {
-                request.prompt_tokens += part_tokens(part, &format!("system_instruction.parts[{j}]"))?.0;
+                request.prompt_tokens +=
+                    part_tokens(part, &format!("system_instruction.parts[{j}]"))?.0;
             }
         }
     }
@@ -119,7 +129,11 @@ pub fn count_tokens_request(obj: &Map<String, Value>, version: &str) -> Result<u
     reject_unknown(obj, COUNT_FIELDS, None)?;
     if let Some(inner) = field(obj, "generateContentRequest", "generate_content_request") {
         let inner = inner.as_object().ok_or_else(|| {
-            ApiError::invalid_value("generate_content_request", "type.googleapis.com/google.ai.generativelanguage.GenerateContentRequest", inner)
+            ApiError::invalid_value(
+                "generate_content_request",
+                "type.googleapis.com/google.ai.generativelanguage.GenerateContentRequest",
+                inner,
+            )
         })?;
         return Ok(generate_request(inner, version)?.prompt_tokens);
     }
@@ -128,9 +142,20 @@ pub fn count_tokens_request(obj: &Map<String, Value>, version: &str) -> Result<u
 }
 
 /// Validates `contents` and collects the prompt and its tokens.
-fn contents(obj: &Map<String, Value>, version: &str, request_name: &str) -> Result<GenerateRequest, ApiError> {
-    let missing = || ApiError::validation(&format!("{request_name}.contents"), "contents is not specified");
-    let items = field(obj, "contents", "contents").map(repeated).unwrap_or_default();
+fn contents(
+    obj: &Map<String, Value>,
+    version: &str,
+    request_name: &str,
+) -> Result<GenerateRequest, ApiError> {
+    let missing = || {
+        ApiError::validation(
+            &format!("{request_name}.contents"),
+            "contents is not specified",
+        )
+    };
+    let items = field(obj, "contents", "contents")
+        .map(repeated)
+        .unwrap_or_default();
     if items.is_empty() {
         return Err(missing());
     }
@@ -141,7 +166,9 @@ fn contents(obj: &Map<String, Value>, version: &str, request_name: &str) -> Resu
             .as_object()
             .ok_or_else(|| ApiError::invalid_value(&at, &content_type(version), item))?;
         reject_unknown(content, CONTENT_FIELDS, Some(&at))?;
-        let parts = field(content, "parts", "parts").map(repeated).unwrap_or_default();
+        let parts = field(content, "parts", "parts")
+            .map(repeated)
+            .unwrap_or_default();
         if parts.is_empty() {
             return Err(ApiError::validation(
                 &format!("{request_name}.{at}.parts"),
@@ -154,7 +181,10 @@ fn contents(obj: &Map<String, Value>, version: &str, request_name: &str) -> Resu
             request.prompt_tokens += tokens;
             text.push_str(part_text);
         }
-        let role = content.get("role").and_then(Value::as_str).unwrap_or("user");
+        let role = content
+            .get("role")
+            .and_then(Value::as_str)
+            .unwrap_or("user");
         if role != "model" {
             request.prompt = text;
         }
@@ -164,9 +194,13 @@ fn contents(obj: &Map<String, Value>, version: &str, request_name: &str) -> Resu
 
 /// Tokens and text of one part.
 fn part_tokens<'a>(part: &'a Value, at: &str) -> Result<(u32, &'a str), ApiError> {
-    let part = part
-        .as_object()
-        .ok_or_else(|| ApiError::invalid_value(at, "type.googleapis.com/google.ai.generativelanguage.Part", part))?;
+    let part = part.as_object().ok_or_else(|| {
+        ApiError::invalid_value(
+            at,
+            "type.googleapis.com/google.ai.generativelanguage.Part",
+            part,
+        )
+    })?;
     let mut tokens = 0;
     let mut text = "";
     if let Some(value) = part.get("text") {
@@ -209,10 +243,14 @@ fn read_generation_config(config: &Value, request: &mut GenerateRequest) -> Resu
         // Zero or negative means "not set" to the real API.
         request.max_output_tokens = u32::try_from(max).ok().filter(|m| *m > 0);
     }
-    if let Some(thinking) = field(config, "thinkingConfig", "thinking_config").and_then(Value::as_object) {
+    if let Some(thinking) =
+        field(config, "thinkingConfig", "thinking_config").and_then(Value::as_object)
+    {
         if let Some(budget) = field(thinking, "thinkingBudget", "thinking_budget") {
-            request.thinking_budget =
-                Some(int_field(budget, "generation_config.thinking_config.thinking_budget")?);
+            request.thinking_budget = Some(int_field(
+                budget,
+                "generation_config.thinking_config.thinking_budget",
+            )?);
         }
         request.include_thoughts = field(thinking, "includeThoughts", "include_thoughts")
             .and_then(Value::as_bool)
@@ -247,8 +285,14 @@ mod tests {
     #[test]
     fn bad_bodies_get_the_real_messages() {
         let message = |body: &str| parse(body).unwrap_err().message;
-        assert_eq!(message("{\"contents\": ["), "Invalid JSON payload received. Unexpected end of string.");
-        assert_eq!(message("{contents}"), "Invalid JSON payload received. Unexpected token.");
+        assert_eq!(
+            message("{\"contents\": ["),
+            "Invalid JSON payload received. Unexpected end of string."
+        );
+        assert_eq!(
+            message("{contents}"),
+            "Invalid JSON payload received. Unexpected token."
+        );
         assert_eq!(
             message(r#"{"contents":[],"foo":1}"#),
             "Invalid JSON payload received. Unknown name \"foo\": Cannot find field."
@@ -257,8 +301,14 @@ mod tests {
             message(r#"{"contents":[{"content":"x","parts":[{"text":"a"}]}]}"#),
             "Invalid JSON payload received. Unknown name \"content\" at 'contents[0]': Cannot find field."
         );
-        assert_eq!(message("{}"), "* GenerateContentRequest.contents: contents is not specified\n");
-        assert_eq!(message(r#"{"contents":[]}"#), "* GenerateContentRequest.contents: contents is not specified\n");
+        assert_eq!(
+            message("{}"),
+            "* GenerateContentRequest.contents: contents is not specified\n"
+        );
+        assert_eq!(
+            message(r#"{"contents":[]}"#),
+            "* GenerateContentRequest.contents: contents is not specified\n"
+        );
         assert_eq!(
             message(r#"{"contents":[{"parts":[]}]}"#),
             "* GenerateContentRequest.contents[0].parts: contents.parts must not be empty.\n"
@@ -272,10 +322,17 @@ mod tests {
 
     #[test]
     fn count_tokens_matches_generate() {
-        let body = r#"{"contents":[{"parts":[{"text":"The quick brown fox jumps over the lazy dog."}]}]}"#;
+        let body =
+            r#"{"contents":[{"parts":[{"text":"The quick brown fox jumps over the lazy dog."}]}]}"#;
         let obj = decode(body.as_bytes()).unwrap();
-        assert_eq!(count_tokens_request(&obj, "v1").unwrap(), parse(body).unwrap().prompt_tokens);
+        assert_eq!(
+            count_tokens_request(&obj, "v1").unwrap(),
+            parse(body).unwrap().prompt_tokens
+        );
         let wrapped = format!(r#"{{"generateContentRequest":{body}}}"#);
-        assert_eq!(count_tokens_request(&decode(wrapped.as_bytes()).unwrap(), "v1").unwrap(), 10);
+        assert_eq!(
+            count_tokens_request(&decode(wrapped.as_bytes()).unwrap(), "v1").unwrap(),
+            10
+        );
     }
 }

@@ -51,7 +51,10 @@ const MAX_PAGE_SIZE: usize = 1000;
 pub(crate) fn router(shared: AppState) -> Router {
     Router::new()
         .route("/{version}/models", get(list_models))
-        .route("/{version}/models/{*rest}", get(get_model).post(post_action))
+        .route(
+            "/{version}/models/{*rest}",
+            get(get_model).post(post_action),
+        )
         .fallback(fallback)
         .with_state(shared)
 }
@@ -93,7 +96,11 @@ fn split_action(rest: &str) -> (&str, Option<&str>) {
 
 /// The model named in a path: a bare id only (`models/models/x` is not a model).
 fn lookup(model: &str) -> Option<&'static ModelInfo> {
-    if model.contains('/') { None } else { catalog::find(model) }
+    if model.contains('/') {
+        None
+    } else {
+        catalog::find(model)
+    }
 }
 
 fn valid_version(version: &str) -> bool {
@@ -105,7 +112,9 @@ fn valid_version(version: &str) -> bool {
 
 fn percent_decode(text: &str) -> String {
     fn hex(byte: u8) -> Option<u8> {
-        (byte as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
+        (byte as char)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
     }
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -138,7 +147,11 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
 }
 
 /// Checks the API key (header first, then `?key=`). The key is only compared, never kept.
-fn authenticate(shared: &Shared, headers: &HeaderMap, query: Option<&str>) -> Result<u64, ApiError> {
+fn authenticate(
+    shared: &Shared,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<u64, ApiError> {
     let from_header = headers
         .get("x-goog-api-key")
         .and_then(|v| v.to_str().ok())
@@ -164,9 +177,18 @@ fn authenticate(shared: &Shared, headers: &HeaderMap, query: Option<&str>) -> Re
 /// Adds the headers Google's front end sends on every response.
 fn google_headers(headers: &mut HeaderMap, started: Instant) {
     let elapsed = started.elapsed().as_millis();
-    headers.insert(header::SERVER, HeaderValue::from_static("scaffolding on HTTPServer2"));
-    headers.insert(header::VARY, HeaderValue::from_static("Origin, X-Origin, Referer"));
-    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    headers.insert(
+        header::SERVER,
+        HeaderValue::from_static("scaffolding on HTTPServer2"),
+    );
+    headers.insert(
+        header::VARY,
+        HeaderValue::from_static("Origin, X-Origin, Referer"),
+    );
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     headers.insert("x-frame-options", HeaderValue::from_static("SAMEORIGIN"));
     headers.insert("x-xss-protection", HeaderValue::from_static("0"));
     if let Ok(timing) = HeaderValue::from_str(&format!("gfet4t7; dur={elapsed}")) {
@@ -176,7 +198,8 @@ fn google_headers(headers: &mut HeaderMap, started: Instant) {
 
 fn respond(status: u16, content_type: &'static str, body: Body, started: Instant) -> Response {
     let mut response = Response::new(body);
-    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     google_headers(headers, started);
@@ -187,14 +210,22 @@ fn respond(status: u16, content_type: &'static str, body: Body, started: Instant
 /// the plain pretty JSON, with no `data:` prefix (WIRE.md §7).
 fn error_response(error: &ApiError, streaming: bool, started: Instant) -> Response {
     let content_type = if streaming { EVENT_STREAM } else { JSON_UTF8 };
-    respond(error.code, content_type, Body::from(error.to_body()), started)
+    respond(
+        error.code,
+        content_type,
+        Body::from(error.to_body()),
+        started,
+    )
 }
 
 /// A response that never gets written: the body fails before its first byte, so the server
 /// drops the connection without sending anything.
 fn dropped_connection() -> Response {
     let body = futures_util::stream::once(async {
-        Err::<Bytes, io::Error>(io::Error::new(io::ErrorKind::ConnectionAborted, "emulator dropped the connection"))
+        Err::<Bytes, io::Error>(io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            "emulator dropped the connection",
+        ))
     });
     Response::new(Body::from_stream(body))
 }
@@ -272,7 +303,12 @@ fn parse_page_token(token: &str) -> Option<usize> {
     usize::from_str_radix(hex, 16).ok()
 }
 
-fn list_page(shared: &Shared, version: &str, query: Option<&str>, headers: &HeaderMap) -> Result<ListModelsResponse, ApiError> {
+fn list_page(
+    shared: &Shared,
+    version: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<ListModelsResponse, ApiError> {
     if !valid_version(version) {
         return Err(ApiError::method_not_found());
     }
@@ -313,7 +349,12 @@ async fn get_model(
         })
     };
     let response = match result {
-        Ok(info) => respond(200, JSON_UTF8, Body::from(wire::pretty(&Model::from(info))), started),
+        Ok(info) => respond(
+            200,
+            JSON_UTF8,
+            Body::from(wire::pretty(&Model::from(info))),
+            started,
+        ),
         Err(error) => error_response(&error, false, started),
     };
     shared.finish(arrival, response.status().as_u16());
@@ -342,7 +383,8 @@ async fn post_action(
     let method = action_name.unwrap_or("unknown");
     let arrival = shared.arrive(model, method);
     let action = action_name.and_then(Action::parse);
-    let in_flight = matches!(action, Some(Action::Generate | Action::Stream)).then(|| InFlight::new(&shared));
+    let in_flight =
+        matches!(action, Some(Action::Generate | Action::Stream)).then(|| InFlight::new(&shared));
 
     let (response, status) = match action {
         _ if !valid_version(&version) || action_name.is_none() => {
@@ -353,7 +395,14 @@ async fn post_action(
             let headers = request.headers().clone();
             match authenticate(&shared, &headers, query.as_deref()) {
                 // A method the models do not support: the real 404 names it.
-                Ok(_) => (error_response(&ApiError::model_not_found(model, method, &version), false, started), 404),
+                Ok(_) => (
+                    error_response(
+                        &ApiError::model_not_found(model, method, &version),
+                        false,
+                        started,
+                    ),
+                    404,
+                ),
                 Err(error) => (error_response(&error, false, started), error.code),
             }
         }
@@ -380,25 +429,38 @@ impl Call {
     }
 
     fn error(&self, error: &ApiError) -> (Response, u16) {
-        (error_response(error, self.streaming(), self.started), error.code)
+        (
+            error_response(error, self.streaming(), self.started),
+            error.code,
+        )
     }
 
     /// Runs a generate or countTokens call; returns the response and the status to record
     /// (0 when no response is sent).
-    async fn run(self, query: Option<&str>, request: Request, in_flight: Option<InFlight>) -> (Response, u16) {
+    async fn run(
+        self,
+        query: Option<&str>,
+        request: Request,
+        in_flight: Option<InFlight>,
+    ) -> (Response, u16) {
         let (parts, body) = request.into_parts();
         let key = match authenticate(&self.shared, &parts.headers, query) {
             Ok(key) => key,
             Err(error) => return self.error(&error),
         };
         let Some(model) = lookup(&self.model) else {
-            let error = ApiError::model_not_found(&self.model, self.action.method_in_errors(), &self.version);
+            let error = ApiError::model_not_found(
+                &self.model,
+                self.action.method_in_errors(),
+                &self.version,
+            );
             return self.error(&error);
         };
-        let parsed = match read_body(body, &parts.headers, self.shared.settings.max_body_bytes).await {
-            Ok(bytes) => request::decode(&bytes),
-            Err(error) => Err(error),
-        };
+        let parsed =
+            match read_body(body, &parts.headers, self.shared.settings.max_body_bytes).await {
+                Ok(bytes) => request::decode(&bytes),
+                Err(error) => Err(error),
+            };
         let object = match parsed {
             Ok(object) => object,
             Err(error) => return self.error(&error),
@@ -410,7 +472,15 @@ impl Call {
                         total_tokens: total,
                         prompt_tokens_details: wire::text_details(total),
                     };
-                    (respond(200, JSON_UTF8, Body::from(wire::pretty(&body)), self.started), 200)
+                    (
+                        respond(
+                            200,
+                            JSON_UTF8,
+                            Body::from(wire::pretty(&body)),
+                            self.started,
+                        ),
+                        200,
+                    )
                 }
                 Err(error) => self.error(&error),
             };
@@ -437,15 +507,32 @@ impl Call {
             tpm: resolve(settings.tpm, model.free_tier.tpm),
             rpd: resolve(settings.rpd, model.free_tier.rpd),
         };
-        if limits == (Limits { rpm: 0, tpm: 0, rpd: 0 }) {
+        if limits
+            == (Limits {
+                rpm: 0,
+                tpm: 0,
+                rpd: 0,
+            })
+        {
             return Ok(());
         }
-        let decision = lock(&self.shared.limiter).check(key, model.model_version, tokens, limits, Instant::now());
+        let decision = lock(&self.shared.limiter).check(
+            key,
+            model.model_version,
+            tokens,
+            limits,
+            Instant::now(),
+        );
         match decision {
             Decision::Admitted => Ok(()),
-            Decision::Rejected { violations, retry_after } => {
-                Err(ApiError::quota_exceeded(&violations, model.model_version, retry_after))
-            }
+            Decision::Rejected {
+                violations,
+                retry_after,
+            } => Err(ApiError::quota_exceeded(
+                &violations,
+                model.model_version,
+                retry_after,
+            )),
         }
     }
 
@@ -469,7 +556,11 @@ impl Call {
                 if !sleep_unless_shutdown(settings.latency.base, &mut shutdown).await {
                     return (dropped_connection(), 0);
                 }
-                let error = if fault == Fault::Overloaded { ApiError::overloaded() } else { ApiError::internal() };
+                let error = if fault == Fault::Overloaded {
+                    ApiError::overloaded()
+                } else {
+                    ApiError::internal()
+                };
                 return self.error(&error);
             }
             _ => {}
@@ -505,11 +596,17 @@ impl Call {
             _in_flight: in_flight,
         };
         let content_type = if self.sse { EVENT_STREAM } else { JSON_UTF8 };
-        let mut response = respond(200, content_type, Body::from_stream(stream.into_stream()), self.started);
+        let mut response = respond(
+            200,
+            content_type,
+            Body::from_stream(stream.into_stream()),
+            self.started,
+        );
         if self.sse {
-            response
-                .headers_mut()
-                .insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment"));
+            response.headers_mut().insert(
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_static("attachment"),
+            );
         }
         (response, 200)
     }
@@ -518,7 +615,11 @@ impl Call {
 /// Where a broken stream breaks: after at least one chunk when there are several.
 fn break_point(events: &[Event], rng: &mut SmallRng) -> usize {
     use rand::Rng;
-    if events.len() < 2 { 0 } else { rng.random_range(1..events.len()) }
+    if events.len() < 2 {
+        0
+    } else {
+        rng.random_range(1..events.len())
+    }
 }
 
 /// Mixes the seed with the request number (splitmix64), so neighbouring requests get unrelated
@@ -546,7 +647,9 @@ struct ChunkStream {
 }
 
 impl ChunkStream {
-    fn into_stream(self) -> impl futures_util::Stream<Item = Result<Bytes, io::Error>> + Send + 'static {
+    fn into_stream(
+        self,
+    ) -> impl futures_util::Stream<Item = Result<Bytes, io::Error>> + Send + 'static {
         futures_util::stream::unfold(self, |mut state| async move {
             let item = state.next_item().await?;
             Some((item, state))
@@ -560,10 +663,16 @@ impl ChunkStream {
         if let Some((at, how)) = self.broken {
             if self.sent == at {
                 self.done = true;
+                // Let the server flush what was written so far, so the break comes midway
+                // through a started body rather than before the response head.
+                tokio::task::yield_now().await;
                 return Some(match how {
                     // The Firebase capture writes the error as raw pretty JSON after the events.
                     Break::ErrorObject => Ok(Bytes::from(ApiError::overloaded().to_body())),
-                    Break::Abort => Err(io::Error::new(io::ErrorKind::ConnectionAborted, "stream broken")),
+                    Break::Abort => Err(io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        "stream broken",
+                    )),
                 });
             }
         }
@@ -572,16 +681,24 @@ impl ChunkStream {
             // A JSON-array stream closes its array; an SSE stream just ends.
             return (!self.sse && self.sent > 0).then(|| Ok(Bytes::from_static(b"]")));
         };
-        let delay = self.thinking.take().unwrap_or_default() + latency::writing_time(&self.latency, event.tokens);
+        let delay = self.thinking.take().unwrap_or_default()
+            + latency::writing_time(&self.latency, event.tokens);
         if !sleep_unless_shutdown(delay, &mut self.shutdown).await {
             self.done = true;
-            return Some(Err(io::Error::new(io::ErrorKind::ConnectionAborted, "emulator shutting down")));
+            return Some(Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "emulator shutting down",
+            )));
         }
         let bytes = if self.sse {
             wire::sse_event(&event.body)
         } else {
             // Without alt=sse the server streams one JSON array (**unverified** framing).
-            let mut out = if self.sent == 0 { b"[".to_vec() } else { b",\r\n".to_vec() };
+            let mut out = if self.sent == 0 {
+                b"[".to_vec()
+            } else {
+                b",\r\n".to_vec()
+            };
             let pretty = wire::pretty(&event.body);
             out.extend_from_slice(pretty.strip_suffix(b"\n").unwrap_or(&pretty));
             Bytes::from(out)
@@ -597,7 +714,10 @@ mod tests {
 
     #[test]
     fn actions_split_at_the_last_colon() {
-        assert_eq!(split_action("gemini-2.5-flash:generateContent"), ("gemini-2.5-flash", Some("generateContent")));
+        assert_eq!(
+            split_action("gemini-2.5-flash:generateContent"),
+            ("gemini-2.5-flash", Some("generateContent"))
+        );
         assert_eq!(split_action("gemini-2.5-flash"), ("gemini-2.5-flash", None));
     }
 

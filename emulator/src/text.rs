@@ -88,13 +88,24 @@ fn templated(prompt: &str) -> String {
     let topic = topic(prompt);
     let h = stable_hash(prompt);
     let openings = [
-        format!("Great question! When it comes to {topic}, the short answer is that a few connected ideas explain most of what is going on."),
-        format!("That's a good thing to wonder about. {} comes down to a handful of factors that work together.", capitalise(&topic)),
-        format!("Here's a clear overview of {topic}, starting with the essentials and then adding the details that matter in practice."),
+        format!(
+            "Great question! When it comes to {topic}, the short answer is that a few connected ideas explain most of what is going on."
+        ),
+        format!(
+            "That's a good thing to wonder about. {} comes down to a handful of factors that work together.",
+            capitalise(&topic)
+        ),
+        format!(
+            "Here's a clear overview of {topic}, starting with the essentials and then adding the details that matter in practice."
+        ),
     ];
     let closings = [
-        format!("In short, {topic} makes sense once you see how these pieces fit together. If you'd like, I can go deeper into any one of them."),
-        format!("Put simply: understand the basics, look at the main causes, and keep the trade-offs in mind, and {topic} becomes much easier to reason about."),
+        format!(
+            "In short, {topic} makes sense once you see how these pieces fit together. If you'd like, I can go deeper into any one of them."
+        ),
+        format!(
+            "Put simply: understand the basics, look at the main causes, and keep the trade-offs in mind, and {topic} becomes much easier to reason about."
+        ),
     ];
     let opening = &openings[(h % openings.len() as u64) as usize];
     let closing = &closings[((h >> 8) % closings.len() as u64) as usize];

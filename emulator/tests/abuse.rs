@@ -57,16 +57,43 @@ async fn oversized_bodies_are_refused_without_being_read() {
 
     // A chunked body with no length is cut off as soon as it passes the limit.
     let big = vec![b' '; 4096];
-    let reply = post_raw(&emu, "v1beta", "gemini-2.5-flash:generateContent", Some("k"), big).await;
+    let reply = post_raw(
+        &emu,
+        "v1beta",
+        "gemini-2.5-flash:generateContent",
+        Some("k"),
+        big,
+    )
+    .await;
     assert_eq!(reply.status, 400);
-    let url = format!("{}/v1beta/models/gemini-2.5-flash:countTokens", emu.base_url());
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..64).map(|_| Ok(vec![b' '; 100])).collect();
+    let url = format!(
+        "{}/v1beta/models/gemini-2.5-flash:countTokens",
+        emu.base_url()
+    );
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..64).map(|_| Ok(vec![b' '; 100])).collect();
     let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
-    let response = client().post(url).header("x-goog-api-key", "k").body(body).send().await.unwrap();
+    let response = client()
+        .post(url)
+        .header("x-goog-api-key", "k")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 400);
     assert!(response.text().await.unwrap().contains("exceeds the limit"));
     // Still serving.
-    assert_eq!(post(&emu, "v1beta", "gemini-2.5-flash:countTokens", &prompt_body("x")).await.status, 200);
+    assert_eq!(
+        post(
+            &emu,
+            "v1beta",
+            "gemini-2.5-flash:countTokens",
+            &prompt_body("x")
+        )
+        .await
+        .status,
+        200
+    );
 }
 
 #[tokio::test]
@@ -77,8 +104,19 @@ async fn invalid_utf8_is_400_not_a_panic() {
         b"\xc3\x28".to_vec(),
         vec![0u8; 10],
     ] {
-        for action in ["generateContent", "countTokens", "streamGenerateContent?alt=sse"] {
-            let reply = post_raw(&emu, "v1beta", &format!("gemini-2.5-flash:{action}"), Some("k"), body.clone()).await;
+        for action in [
+            "generateContent",
+            "countTokens",
+            "streamGenerateContent?alt=sse",
+        ] {
+            let reply = post_raw(
+                &emu,
+                "v1beta",
+                &format!("gemini-2.5-flash:{action}"),
+                Some("k"),
+                body.clone(),
+            )
+            .await;
             assert_eq!(reply.status, 400, "{}", reply.text);
             assert_eq!(reply.json()["error"]["status"], "INVALID_ARGUMENT");
         }
@@ -116,9 +154,14 @@ async fn two_thousand_concurrent_connections_are_all_served() {
     };
     let emu = start(Settings::instant()).await;
     let addr = emu.addr();
-    let request = b"POST /v1beta/models/gemini-2.5-flash:generateContent HTTP/1.1\r\nHost: x\r\n\
-                    x-goog-api-key: k\r\nContent-Type: application/json\r\nContent-Length: 45\r\n\
-                    Connection: close\r\n\r\n{\"contents\":[{\"parts\":[{\"text\":\"hello\"}]}]}";
+    let body = r#"{"contents":[{"parts":[{"text":"hello"}]}]}"#;
+    let request = format!(
+        "POST /v1beta/models/gemini-2.5-flash:generateContent HTTP/1.1\r\nHost: x\r\n\
+         x-goog-api-key: k\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let request: std::sync::Arc<[u8]> = request.into_bytes().into();
     // Open every connection first, so they are all held at the same time.
     let mut streams = Vec::with_capacity(connections);
     for _ in 0..connections {
@@ -127,10 +170,12 @@ async fn two_thousand_concurrent_connections_are_all_served() {
     let tasks: Vec<_> = streams
         .into_iter()
         .map(|mut stream| {
+            let request = request.clone();
             tokio::spawn(async move {
-                stream.write_all(request).await?;
+                stream.write_all(&request).await?;
                 let mut response = Vec::new();
-                stream.read_to_end(&mut response).await?;
+                let read = stream.read_to_end(&mut response);
+                tokio::time::timeout(Duration::from_secs(60), read).await??;
                 Ok::<bool, std::io::Error>(response.starts_with(b"HTTP/1.1 200"))
             })
         })
@@ -161,7 +206,10 @@ async fn keep_alive_soak_keeps_state_bounded() {
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let url = format!("{}/v1beta/models/gemini-2.5-flash:generateContent", emu.base_url());
+    let url = format!(
+        "{}/v1beta/models/gemini-2.5-flash:generateContent",
+        emu.base_url()
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
     let workers: Vec<_> = (0..8)
         .map(|_| {
@@ -192,7 +240,11 @@ async fn keep_alive_soak_keeps_state_bounded() {
     // Everything older than 200 ms has been pruned: nowhere near one entry per request.
     tokio::time::sleep(Duration::from_millis(250)).await;
     let state = emu.tracked_state();
-    assert_eq!((state.quota_buckets, state.quota_entries), (0, 0), "{state:?}");
+    assert_eq!(
+        (state.quota_buckets, state.quota_entries),
+        (0, 0),
+        "{state:?}"
+    );
     assert_eq!(state.arrivals as u64, total);
     assert_eq!(emu.stats().in_flight, 0);
 }

@@ -14,9 +14,15 @@ fn prints_the_line_to_export_and_serves() {
     let stdout = child.stdout.take().expect("stdout");
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).expect("a line");
-    let url = line.trim().strip_prefix("export GOOGLE_GEMINI_BASE_URL=").map(str::to_string);
+    let url = line
+        .trim()
+        .strip_prefix("export GOOGLE_GEMINI_BASE_URL=")
+        .map(str::to_string);
     let served = url.as_ref().map(|url| {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         runtime.block_on(async {
             reqwest::Client::new()
                 .get(format!("{url}/v1beta/models"))

@@ -18,11 +18,19 @@ fn with_faults(faults: Faults, seed: u64) -> Settings {
 /// Sends `n` unary requests one after another; returns their statuses (0 = no response).
 async fn statuses(emu: &emulator::Emulator, n: usize) -> Vec<u16> {
     let client = client();
-    let url = format!("{}/v1beta/models/gemini-2.5-flash:generateContent", emu.base_url());
+    let url = format!(
+        "{}/v1beta/models/gemini-2.5-flash:generateContent",
+        emu.base_url()
+    );
     let body = prompt_body("hello").to_string();
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
-        let sent = client.post(&url).header("x-goog-api-key", "k").body(body.clone()).send().await;
+        let sent = client
+            .post(&url)
+            .header("x-goog-api-key", "k")
+            .body(body.clone())
+            .send()
+            .await;
         out.push(match sent {
             Ok(response) => response.status().as_u16(),
             Err(_) => 0,
@@ -44,7 +52,10 @@ async fn fault_rates_match_with_a_fixed_seed_and_repeat() {
     let internal = first.iter().filter(|s| **s == 500).count();
     assert!((60..=140).contains(&overloaded), "{overloaded} 503s");
     assert!((20..=80).contains(&internal), "{internal} 500s");
-    assert_eq!(overloaded + internal + first.iter().filter(|s| **s == 200).count(), 1000);
+    assert_eq!(
+        overloaded + internal + first.iter().filter(|s| **s == 200).count(),
+        1000
+    );
 
     // Same seed, same order: the same requests fail. Another seed: a different pattern.
     let again = start(with_faults(faults.clone(), 42)).await;
@@ -55,15 +66,41 @@ async fn fault_rates_match_with_a_fixed_seed_and_repeat() {
 
 #[tokio::test]
 async fn error_faults_have_the_real_bodies() {
-    let emu = start(with_faults(Faults { fail_503: 1.0, ..Faults::default() }, 1)).await;
-    let reply = post(&emu, "v1beta", "gemini-2.5-flash:generateContent", &prompt_body("x")).await;
+    let emu = start(with_faults(
+        Faults {
+            fail_503: 1.0,
+            ..Faults::default()
+        },
+        1,
+    ))
+    .await;
+    let reply = post(
+        &emu,
+        "v1beta",
+        "gemini-2.5-flash:generateContent",
+        &prompt_body("x"),
+    )
+    .await;
     assert_eq!(reply.status, 503);
     assert_eq!(
         reply.text,
         "{\n  \"error\": {\n    \"code\": 503,\n    \"message\": \"The model is overloaded. Please try again later.\",\n    \"status\": \"UNAVAILABLE\"\n  }\n}\n"
     );
-    let emu = start(with_faults(Faults { fail_500: 1.0, ..Faults::default() }, 1)).await;
-    let reply = post(&emu, "v1beta", "gemini-2.5-flash:streamGenerateContent?alt=sse", &prompt_body("x")).await;
+    let emu = start(with_faults(
+        Faults {
+            fail_500: 1.0,
+            ..Faults::default()
+        },
+        1,
+    ))
+    .await;
+    let reply = post(
+        &emu,
+        "v1beta",
+        "gemini-2.5-flash:streamGenerateContent?alt=sse",
+        &prompt_body("x"),
+    )
+    .await;
     assert_eq!(reply.status, 500);
     assert_eq!(reply.content_type, "text/event-stream");
     assert_eq!(reply.json()["error"]["status"], "INTERNAL");
@@ -71,10 +108,23 @@ async fn error_faults_have_the_real_bodies() {
 
 #[tokio::test]
 async fn odd_bodies_are_valid_and_varied() {
-    let emu = start(with_faults(Faults { odd_bodies: 1.0, ..Faults::default() }, 5)).await;
+    let emu = start(with_faults(
+        Faults {
+            odd_bodies: 1.0,
+            ..Faults::default()
+        },
+        5,
+    ))
+    .await;
     let (mut no_parts, mut extra, mut unknown_reason, mut blocked) = (0, 0, 0, 0);
     for _ in 0..60 {
-        let reply = post(&emu, "v1beta", "gemini-2.5-flash:generateContent", &prompt_body(BIRDS)).await;
+        let reply = post(
+            &emu,
+            "v1beta",
+            "gemini-2.5-flash:generateContent",
+            &prompt_body(BIRDS),
+        )
+        .await;
         assert_eq!(reply.status, 200);
         let json = reply.json();
         match json.get("candidates") {
@@ -99,23 +149,47 @@ async fn odd_bodies_are_valid_and_varied() {
     }
     assert!(no_parts > 0 && extra > 0 && unknown_reason > 0 && blocked > 0);
     // Streams show the same oddities; a blocked prompt is a single event.
-    let stream = post(&emu, "v1beta", "gemini-2.5-flash:streamGenerateContent?alt=sse", &prompt_body(BIRDS)).await;
+    let stream = post(
+        &emu,
+        "v1beta",
+        "gemini-2.5-flash:streamGenerateContent?alt=sse",
+        &prompt_body(BIRDS),
+    )
+    .await;
     assert_eq!(stream.status, 200);
     assert!(!sse_events(&stream.text).is_empty());
 }
 
 #[tokio::test]
 async fn broken_streams_end_with_an_error_object_or_an_abort() {
-    let emu = start(with_faults(Faults { broken_stream: 1.0, ..Faults::default() }, 9)).await;
-    let url = format!("{}/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse", emu.base_url());
+    let emu = start(with_faults(
+        Faults {
+            broken_stream: 1.0,
+            ..Faults::default()
+        },
+        9,
+    ))
+    .await;
+    let url = format!(
+        "{}/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+        emu.base_url()
+    );
     let (mut error_objects, mut aborts) = (0, 0);
     for _ in 0..20 {
-        let response = client().post(&url).header("x-goog-api-key", "k").json(&prompt_body(BIRDS)).send().await.unwrap();
+        let response = client()
+            .post(&url)
+            .header("x-goog-api-key", "k")
+            .json(&prompt_body(BIRDS))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200);
         match response.text().await {
             Ok(text) => {
                 assert!(!text.contains("finishReason"), "the stream never finishes");
-                let error_at = text.find("{\n  \"error\": {").expect("an error object in the stream");
+                let error_at = text
+                    .find("{\n  \"error\": {")
+                    .expect("an error object in the stream");
                 assert!(text[error_at..].contains("\"status\": \"UNAVAILABLE\""));
                 assert!(text[..error_at].is_empty() || text[..error_at].ends_with("\r\n\r\n"));
                 error_objects += 1;
@@ -123,16 +197,44 @@ async fn broken_streams_end_with_an_error_object_or_an_abort() {
             Err(_) => aborts += 1,
         }
     }
-    assert!(error_objects > 0 && aborts > 0, "{error_objects} error objects, {aborts} aborts");
+    assert!(
+        error_objects > 0 && aborts > 0,
+        "{error_objects} error objects, {aborts} aborts"
+    );
     // Unary calls are not affected by this fault.
-    assert_eq!(post(&emu, "v1beta", "gemini-2.5-flash:generateContent", &prompt_body("x")).await.status, 200);
+    assert_eq!(
+        post(
+            &emu,
+            "v1beta",
+            "gemini-2.5-flash:generateContent",
+            &prompt_body("x")
+        )
+        .await
+        .status,
+        200
+    );
 }
 
 #[tokio::test]
 async fn close_drops_the_connection_without_a_response() {
-    let emu = start(with_faults(Faults { close: 1.0, ..Faults::default() }, 1)).await;
-    let url = format!("{}/v1beta/models/gemini-2.5-flash:generateContent", emu.base_url());
-    let result = client().post(&url).header("x-goog-api-key", "k").json(&prompt_body("x")).send().await;
+    let emu = start(with_faults(
+        Faults {
+            close: 1.0,
+            ..Faults::default()
+        },
+        1,
+    ))
+    .await;
+    let url = format!(
+        "{}/v1beta/models/gemini-2.5-flash:generateContent",
+        emu.base_url()
+    );
+    let result = client()
+        .post(&url)
+        .header("x-goog-api-key", "k")
+        .json(&prompt_body("x"))
+        .send()
+        .await;
     let error = result.expect_err("no response");
     assert!(!error.is_timeout());
     assert_eq!(emu.stats().arrivals[0].status, 0);
@@ -141,9 +243,22 @@ async fn close_drops_the_connection_without_a_response() {
 
 #[tokio::test]
 async fn hang_never_answers_and_shutdown_still_completes() {
-    let emu = start(with_faults(Faults { hang: 1.0, ..Faults::default() }, 1)).await;
-    let url = format!("{}/v1beta/models/gemini-2.5-flash:generateContent", emu.base_url());
-    let client = reqwest::Client::builder().timeout(Duration::from_millis(300)).build().unwrap();
+    let emu = start(with_faults(
+        Faults {
+            hang: 1.0,
+            ..Faults::default()
+        },
+        1,
+    ))
+    .await;
+    let url = format!(
+        "{}/v1beta/models/gemini-2.5-flash:generateContent",
+        emu.base_url()
+    );
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
     let error = client
         .post(&url)
         .header("x-goog-api-key", "k")

@@ -35,8 +35,12 @@ fn check_429(reply: &Reply, quota_id: &str, limit: u32) -> Duration {
     let json = reply.json();
     assert_eq!(json["error"]["status"], "RESOURCE_EXHAUSTED");
     let message = json["error"]["message"].as_str().unwrap();
-    assert!(message.starts_with("You exceeded your current quota, please check your plan and billing details."));
-    assert!(message.contains(&format!(", limit: {limit}, model: gemini-2.5-flash\nPlease retry in ")));
+    assert!(message.starts_with(
+        "You exceeded your current quota, please check your plan and billing details."
+    ));
+    assert!(message.contains(&format!(
+        ", limit: {limit}, model: gemini-2.5-flash\nPlease retry in "
+    )));
     assert!(message.ends_with("s."));
     let types: Vec<&str> = json["error"]["details"]
         .as_array()
@@ -66,8 +70,14 @@ fn check_429(reply: &Reply, quota_id: &str, limit: u32) -> Duration {
 /// `WINDOW - (rejected_at - first_sent)` and `WINDOW`, plus the 1 ms rounding up.
 fn check_delay(delay: Duration, first_sent: Instant, rejected_at: Instant) {
     let lower = WINDOW.saturating_sub(rejected_at - first_sent);
-    assert!(delay + Duration::from_millis(1) >= lower, "{delay:?} < {lower:?}");
-    assert!(delay <= WINDOW + Duration::from_millis(1), "{delay:?} > window");
+    assert!(
+        delay + Duration::from_millis(1) >= lower,
+        "{delay:?} < {lower:?}"
+    );
+    assert!(
+        delay <= WINDOW + Duration::from_millis(1),
+        "{delay:?} > window"
+    );
 }
 
 #[tokio::test]
@@ -79,15 +89,43 @@ async fn rpm_holds_at_the_boundary_and_the_retry_delay_is_true() {
     }
     let rejected = generate(&emu, "hello").await;
     let rejected_at = Instant::now();
-    let delay = check_429(&rejected, "GenerateRequestsPerMinutePerProjectPerModel-FreeTier", 3);
+    let delay = check_429(
+        &rejected,
+        "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+        3,
+    );
     check_delay(delay, first_sent, rejected_at);
     // Not rate limited: countTokens and models.
-    assert_eq!(post(&emu, "v1beta", "gemini-2.5-flash:countTokens", &prompt_body("x")).await.status, 200);
+    assert_eq!(
+        post(
+            &emu,
+            "v1beta",
+            "gemini-2.5-flash:countTokens",
+            &prompt_body("x")
+        )
+        .await
+        .status,
+        200
+    );
     assert_eq!(get(&emu, "v1beta", "models").await.status, 200);
     // Another model has its own bucket.
-    assert_eq!(post(&emu, "v1beta", "gemini-2.5-pro:generateContent", &prompt_body("x")).await.status, 200);
+    assert_eq!(
+        post(
+            &emu,
+            "v1beta",
+            "gemini-2.5-pro:generateContent",
+            &prompt_body("x")
+        )
+        .await
+        .status,
+        200
+    );
     tokio::time::sleep(delay).await;
-    assert_eq!(generate(&emu, "hello").await.status, 200, "a retry after retryDelay passes");
+    assert_eq!(
+        generate(&emu, "hello").await.status,
+        200,
+        "a retry after retryDelay passes"
+    );
 }
 
 #[tokio::test]
@@ -100,7 +138,11 @@ async fn rejected_requests_do_not_count() {
     let mut delay = Duration::ZERO;
     for _ in 0..5 {
         let reply = generate(&emu, "c").await;
-        delay = check_429(&reply, "GenerateRequestsPerMinutePerProjectPerModel-FreeTier", 2);
+        delay = check_429(
+            &reply,
+            "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+            2,
+        );
     }
     check_delay(delay, first_sent, Instant::now());
     tokio::time::sleep(delay).await;
@@ -108,7 +150,14 @@ async fn rejected_requests_do_not_count() {
     assert_eq!(generate(&emu, "d").await.status, 200);
     // The second admitted request (600 ms later) is still there, with "d": full again.
     assert_eq!(generate(&emu, "e").await.status, 429);
-    assert_eq!(emu.stats().arrivals.iter().filter(|a| a.status == 429).count(), 6);
+    assert_eq!(
+        emu.stats()
+            .arrivals
+            .iter()
+            .filter(|a| a.status == 429)
+            .count(),
+        6
+    );
 }
 
 #[tokio::test]
@@ -121,7 +170,11 @@ async fn tpm_counts_input_tokens() {
     assert_eq!(generate(&emu, prompt).await.status, 200);
     assert_eq!(generate(&emu, prompt).await.status, 200);
     let rejected = generate(&emu, prompt).await;
-    let delay = check_429(&rejected, "GenerateContentInputTokensPerModelPerMinute-FreeTier", 12);
+    let delay = check_429(
+        &rejected,
+        "GenerateContentInputTokensPerModelPerMinute-FreeTier",
+        12,
+    );
     check_delay(delay, first_sent, Instant::now());
     let metric = "generativelanguage.googleapis.com/generate_content_free_tier_input_token_count";
     assert!(rejected.text.contains(metric));
@@ -143,8 +196,15 @@ async fn rpd_uses_the_day_window() {
     assert_eq!(generate(&emu, "x").await.status, 200);
     assert_eq!(generate(&emu, "x").await.status, 200);
     let rejected = generate(&emu, "x").await;
-    let delay = check_429(&rejected, "GenerateRequestsPerDayPerProjectPerModel-FreeTier", 2);
-    assert!(delay > Duration::from_millis(100), "the day window, not the minute one");
+    let delay = check_429(
+        &rejected,
+        "GenerateRequestsPerDayPerProjectPerModel-FreeTier",
+        2,
+    );
+    assert!(
+        delay > Duration::from_millis(100),
+        "the day window, not the minute one"
+    );
     assert!(delay <= Duration::from_secs(3) + Duration::from_millis(1));
     assert!(delay + Duration::from_millis(1) + first_sent.elapsed() >= Duration::from_secs(3));
     tokio::time::sleep(delay).await;
@@ -160,21 +220,70 @@ async fn default_settings_use_the_free_tier() {
     })
     .await;
     for _ in 0..5 {
-        assert_eq!(post(&emu, "v1beta", "gemini-2.5-pro:generateContent", &prompt_body("x")).await.status, 200);
+        assert_eq!(
+            post(
+                &emu,
+                "v1beta",
+                "gemini-2.5-pro:generateContent",
+                &prompt_body("x")
+            )
+            .await
+            .status,
+            200
+        );
     }
-    let rejected = post(&emu, "v1beta", "gemini-2.5-pro:generateContent", &prompt_body("x")).await;
+    let rejected = post(
+        &emu,
+        "v1beta",
+        "gemini-2.5-pro:generateContent",
+        &prompt_body("x"),
+    )
+    .await;
     assert_eq!(rejected.status, 429);
     assert!(rejected.text.contains("limit: 5, model: gemini-2.5-pro"));
     // The alias and its target share one bucket: flash-latest runs gemini-2.5-flash (10 RPM).
     for _ in 0..5 {
-        assert_eq!(post(&emu, "v1", "gemini-flash-latest:generateContent", &prompt_body("x")).await.status, 200);
-        assert_eq!(post(&emu, "v1", "gemini-2.5-flash:generateContent", &prompt_body("x")).await.status, 200);
+        assert_eq!(
+            post(
+                &emu,
+                "v1",
+                "gemini-flash-latest:generateContent",
+                &prompt_body("x")
+            )
+            .await
+            .status,
+            200
+        );
+        assert_eq!(
+            post(
+                &emu,
+                "v1",
+                "gemini-2.5-flash:generateContent",
+                &prompt_body("x")
+            )
+            .await
+            .status,
+            200
+        );
     }
-    let shared = post(&emu, "v1", "gemini-flash-latest:generateContent", &prompt_body("x")).await;
+    let shared = post(
+        &emu,
+        "v1",
+        "gemini-flash-latest:generateContent",
+        &prompt_body("x"),
+    )
+    .await;
     assert_eq!(shared.status, 429);
     assert!(shared.text.contains("limit: 10, model: gemini-2.5-flash"));
     // Each key (project) has its own quota.
-    let other = post_raw(&emu, "v1", "gemini-2.5-flash:generateContent", Some("other-key"), prompt_body("x").to_string().into()).await;
+    let other = post_raw(
+        &emu,
+        "v1",
+        "gemini-2.5-flash:generateContent",
+        Some("other-key"),
+        prompt_body("x").to_string().into(),
+    )
+    .await;
     assert_eq!(other.status, 200);
 }
 
@@ -182,10 +291,17 @@ async fn default_settings_use_the_free_tier() {
 async fn streaming_429_is_plain_json_with_the_stream_content_type() {
     let emu = start(limited(1, 0, 0)).await;
     let path = "gemini-2.5-flash:streamGenerateContent?alt=sse";
-    assert_eq!(post(&emu, "v1beta", path, &prompt_body("x")).await.status, 200);
+    assert_eq!(
+        post(&emu, "v1beta", path, &prompt_body("x")).await.status,
+        200
+    );
     let rejected = post(&emu, "v1beta", path, &prompt_body("x")).await;
     assert_eq!(rejected.status, 429);
     assert_eq!(rejected.content_type, "text/event-stream");
-    assert!(rejected.text.starts_with("{\n  \"error\": {\n    \"code\": 429,"));
+    assert!(
+        rejected
+            .text
+            .starts_with("{\n  \"error\": {\n    \"code\": 429,")
+    );
     assert!(rejected.text.ends_with("}\n"));
 }

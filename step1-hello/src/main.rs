@@ -76,7 +76,11 @@ async fn hello(args: Args) -> Result<Summary, common::Error> {
     } else {
         println!("\n{}", outcome.footer());
     }
-    Ok(Summary::from_outcomes(&[outcome], elapsed, args.common.json))
+    Ok(Summary::from_outcomes(
+        &[outcome],
+        elapsed,
+        args.common.json,
+    ))
 }
 
 /// Streams the answer: each chunk carries only the new text, printed as it
@@ -92,7 +96,17 @@ async fn stream_to_stdout(
     let mut text = String::new();
     let mut last: Option<GenerateContentResponse> = None;
     while let Some(chunk) = chunks.next().await {
-        let chunk = chunk?;
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(error) => {
+                // End the half-printed answer's line, so the error line that
+                // follows on stderr starts on a line of its own.
+                if !text.is_empty() {
+                    println!();
+                }
+                return Err(error);
+            }
+        };
         let delta = chunk.text();
         print!("{delta}");
         let _ = std::io::stdout().flush();

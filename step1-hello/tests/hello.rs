@@ -7,17 +7,25 @@ const STEP: &str = env!("CARGO_BIN_EXE_step1-hello");
 
 #[tokio::test(flavor = "multi_thread")]
 async fn prints_the_answer_and_a_footer() {
-    let server = emulator::start(Settings::instant()).await.expect("emulator starts");
+    let server = emulator::start(Settings::instant())
+        .await
+        .expect("emulator starts");
     let out = StepCommand::new(STEP).against(&server).run().await;
 
     assert!(out.status.success(), "{}", out.all());
-    assert!(out.stdout.to_lowercase().contains("migrat"), "{}", out.stdout);
+    assert!(
+        out.stdout.to_lowercase().contains("migrat"),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains("tokens:"), "{}", out.stdout);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn streams_the_same_kind_of_answer() {
-    let server = emulator::start(Settings::instant()).await.expect("emulator starts");
+    let server = emulator::start(Settings::instant())
+        .await
+        .expect("emulator starts");
     let out = StepCommand::new(STEP)
         .against(&server)
         .args(["--stream", "--prompt", "Why is the sky blue?"])
@@ -26,14 +34,28 @@ async fn streams_the_same_kind_of_answer() {
 
     assert!(out.status.success(), "{}", out.all());
     assert!(out.stdout.len() > 40, "{}", out.stdout);
-    let calls: Vec<String> = server.stats().arrivals.iter().map(|a| a.method.clone()).collect();
-    assert!(calls.contains(&"streamGenerateContent".to_string()), "{calls:?}");
+    let calls: Vec<String> = server
+        .stats()
+        .arrivals
+        .iter()
+        .map(|a| a.method.clone())
+        .collect();
+    assert!(
+        calls.contains(&"streamGenerateContent".to_string()),
+        "{calls:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn json_gives_the_shared_summary_object() {
-    let server = emulator::start(Settings::instant()).await.expect("emulator starts");
-    let out = StepCommand::new(STEP).against(&server).args(["--json"]).run().await;
+    let server = emulator::start(Settings::instant())
+        .await
+        .expect("emulator starts");
+    let out = StepCommand::new(STEP)
+        .against(&server)
+        .args(["--json"])
+        .run()
+        .await;
 
     let summary = out.summary();
     assert_eq!(summary["requests"], 1);
@@ -49,5 +71,9 @@ async fn runs_offline_on_the_built_in_emulator_without_a_key() {
 
     assert!(out.status.success(), "{}", out.all());
     assert!(out.stderr.contains("emulator"), "{}", out.stderr);
-    assert!(out.stdout.to_lowercase().contains("migrat"), "{}", out.stdout);
+    assert!(
+        out.stdout.to_lowercase().contains("migrat"),
+        "{}",
+        out.stdout
+    );
 }

@@ -32,7 +32,9 @@ fn generate_calls(server: &emulator::Emulator) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sends_one_request_at_a_time() {
-    let server = emulator::start(settings(40)).await.expect("emulator starts");
+    let server = emulator::start(settings(40))
+        .await
+        .expect("emulator starts");
     let out = StepCommand::new(STEP)
         .against(&server)
         .args(["-n", "5", "--json"])
@@ -84,8 +86,10 @@ async fn a_failed_request_is_reported_and_the_run_goes_on() {
     assert!(failed > 0 && failed < 20, "{}", out.stdout);
     assert!(out.stdout.contains("overloaded"), "{}", out.stdout);
     assert!(
-        out.stdout
-            .contains(&format!("20 requests: {} succeeded, {failed} failed", 20 - failed)),
+        out.stdout.contains(&format!(
+            "20 requests: {} succeeded, {failed} failed",
+            20 - failed
+        )),
         "{}",
         out.stdout
     );

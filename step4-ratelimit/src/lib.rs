@@ -22,12 +22,27 @@
 //!
 //! ## Map of the crate
 //!
+//! Read them in this order:
+//!
+//! * [`ramp`]: `--ramp`, the experiment first. Send 10, 20, 40, ... requests
+//!   at once until the server answers 429, and read what it says: which
+//!   quota, what limit, how long to wait.
 //! * [`limiter`]: the rate limiter. A FIFO queue of waiters, one log per
 //!   limit, and one background task that sleeps until the head of the queue
 //!   can go. Everything else in this step is built on top of it.
+//! * [`runner`]: the program that drives prompts through the limiter: a
+//!   permit before each request, the real token count settled after it,
+//!   retries that wait as long as the server says (or back off with jitter
+//!   when it does not say), and a clean stop when the daily quota runs out.
+//! * [`options`] and [`prompts`]: the command line (limits default to the
+//!   model's free tier) and the prompts to send (`--prompts FILE`).
 //!
-//! The runner (reading prompts, sending them through the limiter, reporting
-//! what the server said) lives in a module of its own, next to it.
+//! The binary (`src/main.rs`) puts them together in a page: parse the
+//! arguments, connect, build the limiter, run the batch through it.
 
 pub mod limiter;
-// `pub mod runner;` goes here: the program that drives prompts through the limiter.
+pub mod options;
+pub mod prompts;
+pub mod ramp;
+pub mod runner;
+pub mod shared;

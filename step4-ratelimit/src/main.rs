@@ -1,2 +1,114 @@
-//! placeholder
-fn main() {}
+//! Step 4: find the rate limit, then run exactly at it with zero 429s.
+//!
+//! ```text
+//! cargo run -p step4-ratelimit -- --ramp             # where does the free tier say 429?
+//! cargo run -p step4-ratelimit -- -n 20 --no-limit   # step 3 with retries: see the 429s
+//! cargo run -p step4-ratelimit -- -n 20              # through the limiter: zero 429s
+//! cargo run -p step4-ratelimit -- --prompts questions.txt --output answers.jsonl
+//! ```
+//!
+//! Step 3 sent every request at once; past the quota the server answers
+//! `429 RESOURCE_EXHAUSTED`. This step first finds that point (`--ramp`),
+//! then puts a limiter between the requests and the network. Each request
+//! asks the limiter for a permit and waits until the free tier's windows have
+//! room for it: 20 requests at 10 per minute go as 10 at once, then 10 more
+//! the moment the first ones leave the window (about 61 s), with no 429 on
+//! the way. When the server still refuses, the runner listens: it waits the
+//! `retryDelay` the server gave, backs off with jitter from a 503, and stops
+//! cleanly when the daily quota is spent.
+//!
+//! The library part of this crate holds the machinery; this file only puts
+//! it together. Start with the `limiter` module's documentation.
+
+use std::{process::ExitCode, sync::Arc};
+
+use clap::Parser;
+use common::{cli::BatchArgs, report::Summary, run};
+use step4_ratelimit::{
+    limiter::{Limiter, RateLimit},
+    options::LimitArgs,
+    prompts::Prompts,
+    ramp,
+    runner::{self, RunOptions, Runner},
+};
+
+/// Step 4: N Gemini requests paced by a rate limiter, so that none gets a 429.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    #[command(flatten)]
+    batch: BatchArgs,
+
+    #[command(flatten)]
+    limit: LimitArgs,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.limit.ramp {
+        ramp::exit(find_breaking_point(&args).await)
+    } else {
+        run::exit(send_all(&args).await)
+    }
+}
+
+/// `--ramp`: 10, 20, 40, ... requests at once until the server says 429.
+async fn find_breaking_point(args: &Args) -> anyhow::Result<ramp::Ramp> {
+    let common = &args.batch.common;
+    let session = run::session(common).await?;
+    let ramp = ramp::find_breaking_point(
+        &session.client,
+        &common.model,
+        &common.prompt,
+        args.limit.ramp_max,
+        common.json,
+    )
+    .await?;
+    Ok(ramp)
+}
+
+/// Every prompt, sent through the limiter.
+async fn send_all(args: &Args) -> anyhow::Result<Summary> {
+    let common = &args.batch.common;
+
+    // Check what we can before connecting: a missing prompts file or a model
+    // with no known limits is one line, and no request is spent on it.
+    let prompts = Prompts::from_args(
+        &common.prompt,
+        args.batch.requests,
+        args.limit.prompts.as_deref(),
+    )?;
+    let limiter = build_limiter(&args.limit, &common.model)?;
+
+    // Connect (the real API with a key, the built-in emulator without one)
+    // and check the model exists.
+    let session = run::session(common).await?;
+
+    // The report prints each outcome in order, and the summary at the end.
+    let window = (!args.limit.no_limit).then_some(args.limit.window);
+    let report = runner::report(prompts.len(), common, args.limit.output.as_deref(), window)?;
+
+    // All requests are queued at once, as in step 3; the limiter decides
+    // when each one may go.
+    let runner = Runner::new(
+        session.client.clone(),
+        limiter,
+        report,
+        RunOptions {
+            model: common.model.clone(),
+            retry: args.limit.retry_policy(),
+            paced: !args.limit.no_limit,
+        },
+    );
+    Ok(runner.run(&prompts).await?)
+}
+
+/// The limiter the runner paces itself with.
+///
+/// The runner only sees `Arc<dyn RateLimit>`, so another implementation (one
+/// shared through Redis by several processes, say) is one more branch here.
+fn build_limiter(args: &LimitArgs, model: &str) -> anyhow::Result<Arc<dyn RateLimit>> {
+    let limits = args.limits(model)?;
+    Ok(Arc::new(Limiter::new(limits)))
+}

@@ -43,13 +43,29 @@ impl Reply {
 
 /// POSTs `body` to `{base}/{version}/models/{path}` with the key header.
 pub async fn post(emu: &Emulator, version: &str, path: &str, body: &Value) -> Reply {
-    post_raw(emu, version, path, Some("test-key"), body.to_string().into_bytes()).await
+    post_raw(
+        emu,
+        version,
+        path,
+        Some("test-key"),
+        body.to_string().into_bytes(),
+    )
+    .await
 }
 
 /// POSTs raw bytes, with an optional key header.
-pub async fn post_raw(emu: &Emulator, version: &str, path: &str, key: Option<&str>, body: Vec<u8>) -> Reply {
+pub async fn post_raw(
+    emu: &Emulator,
+    version: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Vec<u8>,
+) -> Reply {
     let url = format!("{}/{version}/models/{path}", emu.base_url());
-    let mut request = client().post(url).header("content-type", "application/json").body(body);
+    let mut request = client()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body);
     if let Some(key) = key {
         request = request.header("x-goog-api-key", key);
     }
@@ -59,7 +75,12 @@ pub async fn post_raw(emu: &Emulator, version: &str, path: &str, key: Option<&st
 /// GETs `{base}/{version}/{path}` with the key header.
 pub async fn get(emu: &Emulator, version: &str, path: &str) -> Reply {
     let url = format!("{}/{version}/{path}", emu.base_url());
-    let response = client().get(url).header("x-goog-api-key", "test-key").send().await.expect("sent");
+    let response = client()
+        .get(url)
+        .header("x-goog-api-key", "test-key")
+        .send()
+        .await
+        .expect("sent");
     finish(response).await
 }
 
@@ -107,7 +128,10 @@ pub fn key_sequence(text: &str) -> Vec<String> {
 
 /// Splits an SSE body into its JSON payloads, checking the exact framing.
 pub fn sse_events(text: &str) -> Vec<String> {
-    assert!(text.ends_with("\r\n\r\n"), "SSE body must end with CRLF CRLF: {text:?}");
+    assert!(
+        text.ends_with("\r\n\r\n"),
+        "SSE body must end with CRLF CRLF: {text:?}"
+    );
     text.split("\r\n\r\n")
         .filter(|e| !e.is_empty())
         .map(|e| {
@@ -123,10 +147,20 @@ pub fn quota_details(body: &Value) -> (String, String, Duration) {
     let details = body["error"]["details"].as_array().expect("details");
     let violation = &details[1]["violations"][0];
     let delay = details[2]["retryDelay"].as_str().expect("retryDelay");
-    let seconds: f64 = delay.strip_suffix('s').expect("ends in s").parse().expect("number");
+    let seconds: f64 = delay
+        .strip_suffix('s')
+        .expect("ends in s")
+        .parse()
+        .expect("number");
     (
-        violation["quotaId"].as_str().unwrap_or_default().to_string(),
-        violation["quotaValue"].as_str().unwrap_or_default().to_string(),
+        violation["quotaId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        violation["quotaValue"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
         Duration::from_secs_f64(seconds),
     )
 }

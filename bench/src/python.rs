@@ -1,0 +1,189 @@
+//! Section 5: the seed's own Python solution, as the peer.
+//!
+//! `bench/python/seed_sequential.py` and `seed_concurrent.py` are the seed
+//! tutorial's steps 2 and 3 with Google's `google-genai` SDK (see
+//! `bench/python/README.md`). They run against the same emulator, pointed at
+//! it the way any `google-genai` program is (`GOOGLE_GEMINI_BASE_URL` and
+//! `GOOGLE_API_KEY`), and time themselves the way our steps do: first request
+//! to last answer, client construction not counted.
+//!
+//! The interpreter is `$GEMINI_CONFORMANCE_PYTHON`, else the venv that
+//! `.ci/setup` makes (`target/ci-venv/bin/python`), else `python3`, provided
+//! `import google.genai` works in it; otherwise the rows are skipped with a
+//! note.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, bail};
+
+use crate::binaries::{Binaries, run_step};
+use crate::plan::{self, Plan};
+use crate::steps::{Mode, StepTimes};
+use crate::table::{self, Table, median};
+
+/// Runs the section; `ours` are the step medians of section 1 (same emulator settings).
+pub async fn run(plan: &Plan, bins: &Binaries, ours: &StepTimes) -> anyhow::Result<Table> {
+    let settings = plan::fixed_latency(plan.latency);
+    let mut table = Table::new(
+        "Rust steps vs the seed's Python solution (google-genai)",
+        format!(
+            "{}, and with no latency in the last row; both sides time first request to last answer; Rust figures from the section above; median of {} run(s).",
+            plan::describe(&settings),
+            plan.runs
+        ),
+        &["run", "N", "Rust", "Python seed", "Python / Rust"],
+    );
+    let Some(python) = find_python() else {
+        table.note("No Python with google-genai found (set GEMINI_CONFORMANCE_PYTHON, or run `bash .ci/setup`): Python rows skipped.");
+        return Ok(table);
+    };
+    let server = emulator::start(settings).await?;
+    let mut cases: Vec<(Mode, u32)> = Vec::new();
+    if let Some(&n) = plan.batches.iter().find(|&&n| n <= plan.sequential_max) {
+        cases.push((Mode::Sequential, n));
+    }
+    cases.extend(plan.batches.iter().map(|&n| (Mode::Concurrent, n)));
+    for (mode, n) in cases {
+        let script = match mode {
+            Mode::Sequential => "seed_sequential.py",
+            Mode::Concurrent => "seed_concurrent.py",
+        };
+        let theirs = median_of(plan, &python, script, &server, n).await?;
+        let rust = ours.get(&(mode, n)).copied().unwrap_or(f64::NAN);
+        table.row(vec![
+            format!(
+                "{} (L = {})",
+                match mode {
+                    Mode::Sequential => "sequential: step 2 / seed_sequential.py",
+                    Mode::Concurrent => "concurrent: step 3 / seed_concurrent.py",
+                },
+                plan::ms(plan.latency)
+            ),
+            n.to_string(),
+            table::secs(rust),
+            table::secs(theirs),
+            table::times(theirs / rust),
+        ]);
+    }
+    server.shutdown().await;
+    zero_latency_row(plan, bins, &python, &mut table).await?;
+    table.note(format!("Python: {}", python.display()));
+    Ok(table)
+}
+
+/// The largest concurrent batch again, with no emulator latency: what is left
+/// is each side's own cost per request.
+async fn zero_latency_row(
+    plan: &Plan,
+    bins: &Binaries,
+    python: &Path,
+    table: &mut Table,
+) -> anyhow::Result<()> {
+    let (Some(step3), Some(&n)) = (&bins.step3, plan.batches.last()) else {
+        return Ok(());
+    };
+    let server = emulator::start(emulator::Settings::instant()).await?;
+    let mut walls = Vec::new();
+    for run in 1..=plan.runs {
+        eprintln!("bench: step 3 -n {n}, no latency (run {run}/{})", plan.runs);
+        walls.push(
+            run_step(step3, &server, &["-n".into(), n.to_string()])
+                .await?
+                .elapsed_s,
+        );
+    }
+    let rust = median(&walls);
+    let theirs = median_of(plan, python, "seed_concurrent.py", &server, n).await?;
+    table.row(vec![
+        "concurrent, no latency (client + server cost only)".into(),
+        n.to_string(),
+        table::secs(rust),
+        table::secs(theirs),
+        table::times(theirs / rust),
+    ]);
+    server.shutdown().await;
+    Ok(())
+}
+
+/// The Python to use, if one with `google-genai` is found.
+pub fn find_python() -> Option<PathBuf> {
+    let venv = std::env::current_exe().ok().and_then(|exe| {
+        // target/<profile>/bench -> target/ci-venv/bin/python
+        Some(exe.parent()?.parent()?.join("ci-venv/bin/python"))
+    });
+    std::env::var_os("GEMINI_CONFORMANCE_PYTHON")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(venv)
+        .chain([PathBuf::from("python3")])
+        .find(|python| has_genai(python))
+}
+
+/// Whether `import google.genai` works in this interpreter.
+fn has_genai(python: &Path) -> bool {
+    Command::new(python)
+        .args(["-c", "import google.genai"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// The median `elapsed_s` of `plan.runs` runs of a seed script with N requests.
+async fn median_of(
+    plan: &Plan,
+    python: &Path,
+    script: &str,
+    server: &emulator::Emulator,
+    n: u32,
+) -> anyhow::Result<f64> {
+    let mut walls = Vec::new();
+    for run in 1..=plan.runs {
+        eprintln!("bench: python {script} {n} (run {run}/{})", plan.runs);
+        walls.push(run_script(python, script, server, n).await?);
+    }
+    Ok(median(&walls))
+}
+
+/// Runs one seed script and returns its `elapsed_s`; a run with failures is an error.
+async fn run_script(
+    python: &Path,
+    script: &str,
+    server: &emulator::Emulator,
+    n: u32,
+) -> anyhow::Result<f64> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(script);
+    let mut command = Command::new(python);
+    command
+        .arg(&path)
+        .arg(n.to_string())
+        .env_remove("GEMINI_API_KEY")
+        .env("GOOGLE_GEMINI_BASE_URL", server.base_url())
+        .env("GOOGLE_API_KEY", common::testing::TEST_KEY)
+        .stdin(Stdio::null());
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .context("the python thread panicked")?
+        .with_context(|| format!("cannot run {}", python.display()))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    let summary: serde_json::Value = serde_json::from_str(last).with_context(|| {
+        format!(
+            "{script} printed no JSON line: {}",
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .last()
+                .unwrap_or_default()
+        )
+    })?;
+    if summary["failed"].as_u64() != Some(0) {
+        bail!("{script} {n}: some requests failed: {summary}");
+    }
+    summary["elapsed_s"]
+        .as_f64()
+        .context("no elapsed_s in the script's output")
+}

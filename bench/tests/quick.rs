@@ -1,0 +1,130 @@
+//! The bench must keep working: run `bench --quick` and check its tables.
+//!
+//! The assertions are about shape and sanity, never speed (machines are noisy
+//! and shared): every section is there with its rows, the numbers parse, and
+//! they are physically possible (an efficiency above 1, a 429 from step 4's
+//! limiter, or a negative figure would mean the bench measures the wrong
+//! thing). The Python rows are checked only when a Python with `google-genai`
+//! is available, as the bench itself decides.
+
+use std::process::Command;
+
+/// The bench's stdout from `--quick`, after checking it exited successfully.
+fn quick_output() -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .arg("--quick")
+        .output()
+        .expect("the bench binary starts");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "bench --quick failed\n--- stdout\n{stdout}\n--- stderr\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// The rows (cells trimmed) of the table under the heading that starts with `title`.
+fn table(stdout: &str, title: &str) -> Vec<Vec<String>> {
+    let section = stdout
+        .split("### ")
+        .find(|s| s.starts_with(title))
+        .unwrap_or_else(|| panic!("no section {title:?} in\n{stdout}"));
+    section
+        .lines()
+        .filter(|l| l.starts_with('|') && !l.starts_with("|---"))
+        .skip(1) // the header row
+        .map(|l| {
+            l.trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().to_string())
+                .collect()
+        })
+        .collect()
+}
+
+/// The first number in a cell ("1,234 req/s" -> 1234.0, "0.96" -> 0.96).
+fn number(cell: &str) -> f64 {
+    let start = cell
+        .find(|c: char| c.is_ascii_digit())
+        .unwrap_or_else(|| panic!("no number in {cell:?}"));
+    let digits: String = cell[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ',')
+        .filter(|c| *c != ',')
+        .collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("bad number in {cell:?}"))
+}
+
+/// Finds the row whose first cell starts with `first`.
+fn row<'a>(rows: &'a [Vec<String>], first: &str) -> &'a [String] {
+    rows.iter()
+        .find(|r| r[0].starts_with(first))
+        .unwrap_or_else(|| panic!("no row {first:?} in {rows:?}"))
+}
+
+#[test]
+fn quick_bench_prints_every_section_with_sane_numbers() {
+    let out = quick_output();
+    assert!(out.contains("cores"), "the header names the core count");
+
+    // Steps: one row per N; step 2 measured at the smallest N only;
+    // efficiency is L / wall, so between 0 and 1.
+    let steps = table(&out, "Step 2 (sequential) vs step 3");
+    assert_eq!(steps.len(), 3, "{steps:?}");
+    assert!(!steps[0][1].contains("not run"), "{steps:?}");
+    assert!(steps[0][1].ends_with(" s"));
+    for r in &steps {
+        assert!(number(&r[2]) > 0.0, "{r:?}");
+        let efficiency = number(&r[3]);
+        assert!(efficiency > 0.0 && efficiency <= 1.0, "{r:?}");
+    }
+    assert!(steps[1][1].contains("not run") && steps[2][1].contains("not run"));
+
+    // Throughput: every level has both clients and a ratio; plus the capacity row.
+    let throughput = table(&out, "Raw client throughput");
+    assert_eq!(throughput.len(), 3, "{throughput:?}");
+    for r in &throughput[..2] {
+        assert!(number(&r[1]) > 0.0 && number(&r[2]) > 0.0, "{r:?}");
+        assert!(r[3].ends_with('%'), "{r:?}");
+    }
+    assert!(throughput[2][0].contains("emulator capacity"));
+
+    // Rate limiting: step 4's limiter never draws a 429 from a strict window
+    // it is configured for, and never lets more than the limit into one.
+    let limiting = table(&out, "Rate limiting");
+    assert_eq!(limiting.len(), 5, "{limiting:?}");
+    let ours = row(&limiting, "step 4 `Limiter`, default margin");
+    assert_eq!(ours[1], "0", "{ours:?}");
+    assert_eq!(number(&ours[2]), 10.0, "{ours:?}");
+    row(&limiting, "governor 0.10 (GCRA), burst 10");
+    row(&limiting, "governor 0.10 (GCRA), burst 1");
+
+    // Cost of acquire: a positive figure for both limiters.
+    let acquire = table(&out, "Cost of one acquire");
+    for name in ["step 4", "governor"] {
+        let r = row(&acquire, name);
+        assert!(number(&r[1]) > 0.0 && number(&r[2]) > 0.0, "{r:?}");
+    }
+
+    // Memory: step 3's baseline and loaded peaks, and step 4's queue.
+    let memory = table(&out, "Memory");
+    assert_eq!(memory.len(), 3, "{memory:?}");
+    let base = number(&row(&memory, "step 3, baseline")[2]);
+    let loaded = number(&row(&memory, "step 3, all in flight")[2]);
+    assert!(base > 1.0 && loaded >= base, "{memory:?}");
+    assert!(number(&memory[2][2]) > 1.0, "{memory:?}");
+
+    // Python: rows only when the bench found a Python with google-genai.
+    let python = table(&out, "Rust steps vs the seed's Python");
+    if out.contains("No Python with google-genai found") {
+        assert!(python.is_empty());
+    } else {
+        assert_eq!(python.len(), 5, "{python:?}");
+        for r in &python {
+            assert!(number(&r[2]) > 0.0 && number(&r[3]) > 0.0, "{r:?}");
+        }
+    }
+}

@@ -1,0 +1,699 @@
+//! The runner: sends a run's prompts through a rate limiter and retries the
+//! way the server asks.
+//!
+//! Step 3 sent N futures at once with `try_join_all`. So does this runner;
+//! the difference is what each future does before and after its HTTP call:
+//!
+//! ```text
+//!   for each request, concurrently:
+//!     loop {
+//!       permit = limiter.acquire(estimated tokens)   // wait for room in every window
+//!       result = client.generate_content(...)        // one attempt on the wire
+//!       ok  -> permit.settle(real prompt tokens); done
+//!       err -> ask the retry policy:
+//!                429 with retryDelay -> limiter.pause_until(now + delay): everyone waits
+//!                503, 500, timeout   -> sleep a random backoff (full jitter)
+//!                429 per day         -> limiter.stop(): the rest end as "not done"
+//!                bad key, 404 model  -> stop the run with one line
+//!                anything else       -> the request failed
+//!     }
+//! ```
+//!
+//! Every request ends as exactly one [`Outcome`] in the shared [`Report`]:
+//! answered, failed, or not done. Nothing is dropped on the floor, so the
+//! summary always adds up to N.
+//!
+//! The runner talks to the limiter through `Arc<dyn RateLimit>` only: it
+//! neither knows nor cares whether the limiter lives in this process or is
+//! shared with others.
+//!
+//! ## Stopping early
+//!
+//! Two things stop a run before its end: Ctrl-C, and a spent daily quota.
+//! Both go through one [`Halt`] signal (a `watch` channel) that every request
+//! checks before it asks for a permit and waits on while it queues or backs
+//! off. Requests already on the wire are left alone: after Ctrl-C they get
+//! the shared grace period ([`interrupt::grace_over`]); after the daily
+//! quota, their answers are as good as any.
+
+pub mod daily;
+pub mod retry;
+
+use std::{
+    convert::Infallible,
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use common::{
+    Client, Error,
+    cli::CommonArgs,
+    report::{Answer, Attempt, AttemptStatus, Ended, Outcome, Report, Summary},
+    run::{interrupt, status_of},
+    timeline,
+    types::GenerateContentRequest,
+};
+use futures_util::future::try_join_all;
+use rand::{SeedableRng, rngs::SmallRng};
+use tokio::{sync::watch, time::Instant};
+
+pub use retry::{Decision, RetryPolicy};
+
+use crate::{
+    limiter::{LimitError, Limits, Permit, RateLimit, Stats},
+    prompts::Prompts,
+};
+
+/// Why requests were not sent after Ctrl-C.
+const INTERRUPTED: &str = "not sent: interrupted by Ctrl-C";
+/// Why a request on the wire has no answer after Ctrl-C's grace period.
+const CUT_OFF: &str = "cut off by Ctrl-C before the answer came";
+/// The reason given to the limiter when the day's quota is spent.
+const DAILY_QUOTA: &str = "the daily quota is spent";
+
+/// What a run needs to know besides the limiter and the report.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The model to call.
+    pub model: String,
+    /// When and how to retry.
+    pub retry: RetryPolicy,
+    /// Whether requests are paced by the limiter (`false` with `--no-limit`).
+    ///
+    /// It decides who waits out a 429's `retryDelay`: with a limiter, the
+    /// whole limiter pauses, since every request would meet the same full
+    /// window; without one, only the request that was refused waits.
+    pub paced: bool,
+}
+
+/// The `--output` file could not be created.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot create the output file {}: {source}", path.display())]
+pub struct OutputError {
+    /// The file.
+    pub path: PathBuf,
+    /// What the system said.
+    pub source: std::io::Error,
+}
+
+/// The report of a step 4 run: the shared one, plus the `--output` file and
+/// the limiter's window shaded on the `--timeline`.
+pub fn report(
+    total: usize,
+    common: &CommonArgs,
+    output: Option<&Path>,
+    window: Option<Duration>,
+) -> Result<Report, OutputError> {
+    let report = Report::new(total, common).with_timeline_options(timeline::Options {
+        title: Some(format!("step 4: {total} requests to {}", common.model)),
+        window,
+    });
+    match output {
+        None => Ok(report),
+        Some(path) => report.with_output(path).map_err(|source| OutputError {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// A request's input tokens, estimated before it is sent.
+///
+/// The limiter must charge tokens against TPM *before* the request goes,
+/// but only the response says the real count (`promptTokenCount`). Google's
+/// rule of thumb is about four characters per token for English; we charge
+/// one token per *three* characters, which errs high for most text. Erring
+/// high costs a little speed when TPM is what binds; erring low risks a 429.
+/// Either way [`Permit::settle`] puts the books right when the answer comes.
+/// (The alternative, a `countTokens` call per distinct prompt, is exact but
+/// costs a round trip before the first request can go.)
+pub fn estimate_tokens(prompt: &str) -> u32 {
+    let tokens = prompt.chars().count().div_ceil(3).max(1);
+    u32::try_from(tokens).unwrap_or(u32::MAX)
+}
+
+/// Sends a run's prompts through a limiter and reports each outcome.
+pub struct Runner {
+    client: Client,
+    limiter: Arc<dyn RateLimit>,
+    options: RunOptions,
+    report: Report,
+    halt: Halt,
+    live: Live,
+    /// Randomness for the backoff's jitter. A std mutex: held for one draw.
+    rng: Mutex<SmallRng>,
+}
+
+impl Runner {
+    /// A runner that sends with `client`, through `limiter`, into `report`.
+    pub fn new(
+        client: Client,
+        limiter: Arc<dyn RateLimit>,
+        report: Report,
+        options: RunOptions,
+    ) -> Runner {
+        Runner {
+            client,
+            limiter,
+            options,
+            report,
+            halt: Halt::new(),
+            live: Live::default(),
+            rng: Mutex::new(SmallRng::seed_from_u64(seed())),
+        }
+    }
+
+    /// Sends every prompt, all of them queued at once, and adds up the run.
+    ///
+    /// Returns an error only when the run had to stop because every request
+    /// would fail (a bad key, say): that is one line for the user, not N.
+    pub async fn run(self, prompts: &Prompts) -> Result<Summary, Error> {
+        let requests = (0..prompts.len()).map(|index| self.request(index, prompts.get(index)));
+        let result = tokio::select! {
+            result = try_join_all(requests) => result,
+            never = self.monitor() => match never {},
+        };
+        if let Err(error) = result {
+            self.report.bar().finish_and_clear();
+            return Err(error);
+        }
+        let stats = self.limiter.stats();
+        let pace = self.live.pace();
+        let mut summary = self.report.finish("not sent");
+        let notes = notes(&stats, &pace, &summary, self.options.paced);
+        summary.notes.splice(0..0, notes);
+        Ok(summary)
+    }
+
+    /// One request, from its first permit to its outcome, retries included.
+    async fn request(&self, index: usize, prompt: &str) -> Result<(), Error> {
+        let request = GenerateContentRequest::from_prompt(prompt);
+        let tokens = estimate_tokens(prompt);
+        let mut attempts = Vec::new();
+        let ended = loop {
+            let permit = match self.admit(tokens).await {
+                Ok(permit) => permit,
+                Err(ended) => break ended,
+            };
+            let Some((attempt, result)) = self.attempt(&request).await else {
+                break Ended::NotDone(CUT_OFF.into());
+            };
+            attempts.push(attempt);
+            let error = match result {
+                Ok(answer) => {
+                    // Correct the limiter's books with the real count.
+                    permit.settle(answer.usage.prompt_token_count);
+                    break Ended::Answered(answer);
+                }
+                Err(error) => error,
+            };
+            // Frees the in-flight slot. The window slot keeps counting: the
+            // server counted this attempt whatever it answered.
+            drop(permit);
+            let retries = attempts.len().saturating_sub(1) as u32;
+            match self.options.retry.decide(&error, retries) {
+                Decision::StopTheRun => return Err(error),
+                Decision::StopForTheDay => {
+                    self.stop_for_the_day(&error);
+                    break Ended::Failed(error);
+                }
+                Decision::GiveUp => break Ended::Failed(error),
+                Decision::RetryAfter(delay) => self.wait_for_server(delay).await,
+                Decision::Backoff => self.back_off(retries).await,
+            }
+            // Round again: `admit` notices if the run was halted meanwhile.
+        };
+        self.report.record(Outcome {
+            index,
+            attempts,
+            ended,
+        });
+        Ok(())
+    }
+
+    /// Waits for the limiter to let a request go, unless the run is halted
+    /// first (then the request ends as not done, with the reason).
+    async fn admit(&self, tokens: u32) -> Result<Permit, Ended> {
+        if let Some(reason) = self.halted() {
+            return Err(Ended::NotDone(reason));
+        }
+        // Dropping `acquire` when the halt wins gives the place in the queue
+        // up: the limiter's `acquire` is cancel-safe.
+        let acquired = tokio::select! {
+            acquired = self.limiter.acquire(tokens) => acquired,
+            reason = self.halt.stopped() => return Err(Ended::NotDone(reason)),
+        };
+        let permit = match acquired {
+            Ok(permit) => permit,
+            Err(LimitError::Stopped { reason }) => {
+                return Err(Ended::NotDone(format!("not sent: {reason}")));
+            }
+            Err(too_large @ LimitError::TooLarge { .. }) => {
+                return Err(Ended::Failed(Error::Config(format!(
+                    "{too_large}: raise --tpm or shorten the prompt"
+                ))));
+            }
+        };
+        // Ctrl-C may have come while we queued.
+        if let Some(reason) = self.halted() {
+            return Err(Ended::NotDone(reason));
+        }
+        self.live.admitted(permit.admitted_at());
+        Ok(permit)
+    }
+
+    /// One attempt on the wire, timed. `None` if Ctrl-C's grace period ran
+    /// out before the answer came.
+    async fn attempt(
+        &self,
+        request: &GenerateContentRequest,
+    ) -> Option<(Attempt, Result<Answer, Error>)> {
+        let _in_flight = Gauge::enter(&self.live.in_flight);
+        let sent = self.report.elapsed();
+        let call = self.client.generate_content(&self.options.model, request);
+        let result = tokio::select! {
+            result = call => result.and_then(Answer::from_response),
+            () = interrupt::grace_over() => return None,
+        };
+        let attempt = Attempt {
+            sent,
+            answered: self.report.elapsed(),
+            status: status_of(&result),
+        };
+        if attempt.status == AttemptStatus::RateLimited {
+            self.live.rate_limited.fetch_add(1, Ordering::Relaxed);
+        }
+        Some((attempt, result))
+    }
+
+    /// The server said "retry in `delay`".
+    ///
+    /// With a limiter, its window and the server's disagree (the server
+    /// counted something we did not: another program on the same project, or
+    /// lower limits than we were told), so nobody should go before the delay
+    /// is over, not only this request: the whole limiter pauses, and this
+    /// request queues again behind the others.
+    async fn wait_for_server(&self, delay: Duration) {
+        if self.options.paced {
+            self.limiter.pause_until(Instant::now() + delay);
+        } else {
+            self.sleep_unless_halted(delay).await;
+        }
+    }
+
+    /// Sleeps a random backoff before retry number `retries + 1`.
+    async fn back_off(&self, retries: u32) {
+        let delay = {
+            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+            self.options.retry.backoff(retries, &mut *rng)
+        };
+        self.sleep_unless_halted(delay).await;
+    }
+
+    /// Sleeps, but wakes at once if the run is halted.
+    async fn sleep_unless_halted(&self, delay: Duration) {
+        let _backing_off = Gauge::enter(&self.live.backing_off);
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = self.halt.stopped() => {}
+        }
+    }
+
+    /// The day's quota is spent: stop the limiter (waiters fail at once and
+    /// end as not done) and say so in one line, once.
+    fn stop_for_the_day(&self, error: &Error) {
+        self.limiter.stop(DAILY_QUOTA);
+        if self.halt.stop(&format!("not sent: {DAILY_QUOTA}")) {
+            let line = daily_quota_line(error);
+            self.report.bar().suspend(|| eprintln!("{line}"));
+        }
+    }
+
+    /// Why the run is halted, if it is. Checks Ctrl-C itself too, so a
+    /// request never starts in the moment before the monitor notices it.
+    fn halted(&self) -> Option<String> {
+        if interrupt::requested() {
+            self.halt.stop(INTERRUPTED);
+        }
+        self.halt.reason()
+    }
+
+    /// Runs beside the requests for as long as they run: turns Ctrl-C into
+    /// a halt, and keeps the progress bar's message up to date.
+    ///
+    /// `common`'s Ctrl-C flag can be read but not awaited, so this looks at
+    /// it ten times a second: one cheap check in one task, whatever N is.
+    async fn monitor(&self) -> Infallible {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let _ = self.halted();
+            let bar = self.report.bar();
+            if !bar.is_hidden() {
+                bar.set_message(self.progress());
+            }
+        }
+    }
+
+    /// The progress bar's message: where every request is, and how full the
+    /// window is.
+    fn progress(&self) -> String {
+        let stats = self.limiter.stats();
+        let waiting = stats.waiting + self.live.backing_off.load(Ordering::Relaxed);
+        let mut message = format!(
+            "{} in flight, {waiting} waiting, {} × 429",
+            self.live.in_flight.load(Ordering::Relaxed),
+            self.live.rate_limited.load(Ordering::Relaxed),
+        );
+        if let Some(rpm) = stats.limits.rpm.filter(|&n| n > 0) {
+            message += &format!(
+                ", window {}/{rpm} per {}",
+                stats.usage.requests,
+                seconds(stats.limits.window)
+            );
+        }
+        if let Some(until) = stats.paused_until {
+            let left = until.saturating_duration_since(Instant::now());
+            message += &format!(", paused {} by the server", seconds(left));
+        }
+        message
+    }
+}
+
+/// The one line printed when the daily quota runs out.
+fn daily_quota_line(error: &Error) -> String {
+    let quota = error.api().and_then(|api| api.quota.as_ref());
+    let what = quota
+        .map(|q| {
+            let limit = q.value.as_deref().map(|v| format!(", limit {v} per day"));
+            let model = q.model.as_deref().map(|m| format!(" for {m}"));
+            format!(
+                " ({}{}{})",
+                q.quota_id,
+                limit.unwrap_or_default(),
+                model.unwrap_or_default()
+            )
+        })
+        .unwrap_or_default();
+    let reset = match error.retry_delay() {
+        Some(delay) => format!("in {} (the server's retryDelay)", daily::human(delay)),
+        None => format!(
+            "at midnight Pacific time, in {}",
+            daily::human(daily::until_midnight_pacific())
+        ),
+    };
+    format!(
+        "daily quota spent{what}: no more requests until it resets {reset}; the requests not yet sent are reported as not done"
+    )
+}
+
+/// The notes under the summary: what the limiter enforced, how long
+/// requests waited in it, and how close to the limit the run went.
+fn notes(stats: &Stats, pace: &Pace, summary: &Summary, paced: bool) -> Vec<String> {
+    if !paced {
+        let mut notes = vec!["no limiter (--no-limit): every request was sent at once".to_string()];
+        if summary.rate_limited > 0 {
+            notes.push(format!(
+                "the server answered 429 {}: run without --no-limit to stay under the limit",
+                times(summary.rate_limited)
+            ));
+        }
+        return notes;
+    }
+    let mut notes = vec![describe(&stats.limits)];
+    if stats.admitted > 0 {
+        notes.push(format!(
+            "waited in the limiter: {:.1} s in all, {:.1} s per request on average",
+            stats.total_wait.as_secs_f64(),
+            stats.total_wait.as_secs_f64() / stats.admitted as f64,
+        ));
+    }
+    notes.extend(pace_against_limit(&stats.limits, pace));
+    if summary.rate_limited > 0 {
+        notes.push(format!(
+            "the server still answered 429 {}: its limits are lower than the limiter's (set --rpm/--tpm/--rpd to your project's limits, and --window to the server's)",
+            times(summary.rate_limited)
+        ));
+    }
+    notes
+}
+
+/// What the limiter enforced, in one line.
+fn describe(limits: &Limits) -> String {
+    let window = seconds(limits.window);
+    let mut parts = Vec::new();
+    match (limits.rpm.filter(|&n| n > 0), limits.tpm.filter(|&n| n > 0)) {
+        (Some(rpm), Some(tpm)) => {
+            parts.push(format!(
+                "{rpm} requests and {tpm} input tokens per {window}"
+            ));
+        }
+        (Some(rpm), None) => parts.push(format!("{rpm} requests per {window}")),
+        (None, Some(tpm)) => parts.push(format!("{tpm} input tokens per {window}")),
+        (None, None) => {}
+    }
+    if let Some(rpd) = limits.rpd.filter(|&n| n > 0) {
+        parts.push(format!("{rpd} requests per day"));
+    }
+    if let Some(k) = limits.max_in_flight.filter(|&k| k > 0) {
+        parts.push(format!("at most {k} in flight"));
+    }
+    if parts.is_empty() {
+        return "limiter: no limits (all set to 0)".into();
+    }
+    format!(
+        "limiter: {} (each slot held {} past its window, for the trip to the server)",
+        parts.join(", "),
+        seconds(limits.margin_or_default())
+    )
+}
+
+/// How the run's pace compares with the request limit.
+///
+/// The fastest any client may go against a strict window of `rpm`: the first
+/// `rpm` requests at once, then `rpm` more each window, so admission number
+/// `count` can go no earlier than `(ceil(count / rpm) - 1)` windows after the
+/// first. Dividing that by when our last admission really went says what
+/// share of the allowed rate we reached (the margin costs about 2%).
+fn pace_against_limit(limits: &Limits, pace: &Pace) -> Option<String> {
+    let rpm = limits.rpm.filter(|&n| n > 0)?;
+    let (first, last) = (pace.first?, pace.last?);
+    if pace.count <= u64::from(rpm) {
+        return Some(format!(
+            "all {} requests sent fit in one window of {rpm}: none had to wait for the limit",
+            pace.count
+        ));
+    }
+    let windows = pace.count.div_ceil(u64::from(rpm)) - 1;
+    let ideal = limits.window.as_secs_f64() * windows as f64;
+    let actual = last.saturating_duration_since(first).as_secs_f64();
+    if actual <= 0.0 {
+        return None;
+    }
+    let share = (ideal / actual).min(1.0);
+    let allowed = f64::from(rpm) * 60.0 / limits.window.as_secs_f64();
+    Some(format!(
+        "pace: {:.1} req/min of {} allowed ({:.1}%): the last of {} requests went at {:.1} s, the limit allows {:.1} s at the earliest",
+        allowed * share,
+        trim(allowed),
+        share * 100.0,
+        pace.count,
+        actual,
+        ideal,
+    ))
+}
+
+/// `60 s`, `1.5 s`, `250 ms`.
+fn seconds(duration: Duration) -> String {
+    if duration < Duration::from_secs(1) {
+        format!("{} ms", duration.as_millis())
+    } else {
+        format!("{} s", trim(duration.as_secs_f64()))
+    }
+}
+
+/// `once`, `twice`, `5 times`.
+fn times(n: usize) -> String {
+    match n {
+        1 => "once".into(),
+        2 => "twice".into(),
+        n => format!("{n} times"),
+    }
+}
+
+/// A number without a useless `.0`.
+fn trim(x: f64) -> String {
+    if (x - x.round()).abs() < 1e-9 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.1}")
+    }
+}
+
+/// A seed for the jitter: different in every run, which is the point of jitter.
+fn seed() -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ u64::from(std::process::id()).rotate_left(32)
+}
+
+/// The stop signal of a run: `None` while it goes on, then the reason its
+/// remaining requests are not done. The first reason given is kept.
+///
+/// A `watch` channel, so any number of requests can wait on it without
+/// polling, and one that arrives late still sees it.
+struct Halt(watch::Sender<Option<String>>);
+
+impl Halt {
+    fn new() -> Halt {
+        Halt(watch::channel(None).0)
+    }
+
+    /// Halts the run; true if this call did (it was not halted before).
+    fn stop(&self, reason: &str) -> bool {
+        self.0.send_if_modified(|current| {
+            let first = current.is_none();
+            if first {
+                *current = Some(reason.to_string());
+            }
+            first
+        })
+    }
+
+    /// The reason, once halted.
+    fn reason(&self) -> Option<String> {
+        self.0.borrow().clone()
+    }
+
+    /// Completes with the reason once the run is halted.
+    async fn stopped(&self) -> String {
+        let mut receiver = self.0.subscribe();
+        // Clone the reason out at once: the `Ref` holds a read lock.
+        let reason = receiver
+            .wait_for(Option::is_some)
+            .await
+            .map(|reason| reason.clone().unwrap_or_default());
+        match reason {
+            Ok(reason) => reason,
+            // The sender lives as long as the runner, which outlives this.
+            Err(_) => std::future::pending().await,
+        }
+    }
+}
+
+/// Live counters, for the progress bar and the final notes.
+#[derive(Default)]
+struct Live {
+    /// Attempts on the wire right now.
+    in_flight: AtomicUsize,
+    /// Requests sleeping before a retry.
+    backing_off: AtomicUsize,
+    /// 429 answers so far.
+    rate_limited: AtomicUsize,
+    /// When admissions happened. A std mutex: a few comparisons per admission.
+    pace: Mutex<Pace>,
+}
+
+/// The first and last admission of a run, and how many there were.
+#[derive(Debug, Clone, Copy, Default)]
+struct Pace {
+    first: Option<Instant>,
+    last: Option<Instant>,
+    count: u64,
+}
+
+impl Live {
+    fn admitted(&self, at: Instant) {
+        let mut pace = self.pace.lock().unwrap_or_else(|e| e.into_inner());
+        pace.first = Some(pace.first.map_or(at, |first| first.min(at)));
+        pace.last = Some(pace.last.map_or(at, |last| last.max(at)));
+        pace.count += 1;
+    }
+
+    fn pace(&self) -> Pace {
+        *self.pace.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Counts something as in progress for as long as the guard lives, however
+/// the future holding it ends (finished, or dropped by a `select!`).
+struct Gauge<'a>(&'a AtomicUsize);
+
+impl<'a> Gauge<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Gauge<'a> {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Gauge(counter)
+    }
+}
+
+impl Drop for Gauge<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_estimate_errs_high_for_english() {
+        let prompt = "Why do some birds migrate?";
+        assert_eq!(estimate_tokens(prompt), 9);
+        assert!(
+            estimate_tokens(prompt) >= 26 / 4,
+            "at least the 4-characters rule"
+        );
+        assert_eq!(estimate_tokens(""), 1);
+    }
+
+    #[test]
+    fn pace_compares_the_last_admission_with_the_earliest_allowed() {
+        let limits = Limits::new(10, 0, 0);
+        let start = Instant::now();
+        let pace = Pace {
+            first: Some(start),
+            last: Some(start + Duration::from_millis(61_200)),
+            count: 20,
+        };
+        let line = pace_against_limit(&limits, &pace).expect("a line");
+        assert!(
+            line.starts_with("pace: 9.8 req/min of 10 allowed (98.0%)"),
+            "{line}"
+        );
+        let few = Pace { count: 7, ..pace };
+        let line = pace_against_limit(&limits, &few).expect("a line");
+        assert!(line.contains("fit in one window"), "{line}");
+        assert_eq!(pace_against_limit(&Limits::default(), &pace), None);
+    }
+
+    #[test]
+    fn limits_are_described_in_words() {
+        let limits = Limits::new(10, 250_000, 250).with_max_in_flight(4);
+        assert_eq!(
+            describe(&limits),
+            "limiter: 10 requests and 250000 input tokens per 60 s, 250 requests per day, at most 4 in flight (each slot held 1.2 s past its window, for the trip to the server)"
+        );
+        let short = Limits::new(5, 0, 0).with_window(Duration::from_millis(500));
+        assert!(describe(&short).starts_with("limiter: 5 requests per 500 ms"));
+    }
+
+    #[tokio::test]
+    async fn a_halt_keeps_its_first_reason_and_wakes_waiters() {
+        let halt = Arc::new(Halt::new());
+        let waiter = {
+            let halt = Arc::clone(&halt);
+            tokio::spawn(async move { halt.stopped().await })
+        };
+        assert!(halt.stop("first"));
+        assert!(!halt.stop("second"));
+        assert_eq!(waiter.await.expect("ran"), "first");
+        assert_eq!(halt.reason().as_deref(), Some("first"));
+    }
+}

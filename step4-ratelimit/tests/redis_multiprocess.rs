@@ -1,0 +1,218 @@
+//! Scaling out, end to end: several processes of the step-4 binary, one
+//! emulator, one Redis, one quota.
+//!
+//! The emulator enforces a strict 1 s window of 20 requests and records
+//! every arrival with its status, so it is the judge: with `--redis`, four
+//! processes running side by side must together get zero 429s. Without
+//! Redis (the `#[ignore]`d measurement below shows it) each process would
+//! run at the full limit on its own, and together at four times it.
+//!
+//! Skipped with a note when `redis-server` is not installed, unless `CI` is
+//! set (see `step4_ratelimit::shared::testing`).
+
+use std::time::Duration;
+
+use common::testing::{StepCommand, StepOutput};
+use emulator::{Arrival, Emulator, Latency, Settings};
+use futures_util::future::join_all;
+use serde_json::Value;
+use step4_ratelimit::shared::testing::RedisServer;
+
+const STEP: &str = env!("CARGO_BIN_EXE_step4-ratelimit");
+const MS: Duration = Duration::from_millis(1);
+/// The quota the emulator enforces: 20 requests in any trailing second.
+const LIMIT: u32 = 20;
+const WINDOW: Duration = Duration::from_secs(1);
+
+/// An emulator enforcing [`LIMIT`] per [`WINDOW`] (requests only), with a
+/// 20-30 ms latency.
+async fn emulator() -> Emulator {
+    emulator::start(Settings {
+        rpm: Some(LIMIT),
+        window: WINDOW,
+        latency: Latency {
+            base: 20 * MS,
+            jitter: 10 * MS,
+            ..Latency::ZERO
+        },
+        ..Settings::instant()
+    })
+    .await
+    .expect("the emulator starts")
+}
+
+/// Runs `processes` copies of the step at once against `server`, each
+/// sending `requests`, sharing `redis` if given. Returns their outputs.
+async fn run(
+    server: &Emulator,
+    redis: Option<&RedisServer>,
+    processes: usize,
+    requests: u32,
+) -> Vec<StepOutput> {
+    let runs = (0..processes).map(|_| {
+        let mut command = StepCommand::new(STEP).against(server).args([
+            "-n",
+            &requests.to_string(),
+            "--rpm",
+            &LIMIT.to_string(),
+            "--tpm",
+            "0",
+            "--rpd",
+            "0",
+            "--window",
+            "1s",
+            "--json",
+        ]);
+        if let Some(redis) = redis {
+            command = command.args(["--redis", &redis.url()]);
+        }
+        command.run()
+    });
+    join_all(runs).await
+}
+
+/// The generate requests that reached the server, in arrival order.
+fn generates(server: &Emulator) -> Vec<Arrival> {
+    let mut arrivals: Vec<Arrival> = server
+        .stats()
+        .arrivals
+        .into_iter()
+        .filter(|a| a.method == "generateContent")
+        .collect();
+    arrivals.sort_by_key(|a| a.at);
+    arrivals
+}
+
+/// The most arrivals in any trailing [`WINDOW`], as a share of [`LIMIT`].
+fn peak_share(arrivals: &[Arrival]) -> f64 {
+    let peak = arrivals
+        .iter()
+        .map(|end| {
+            arrivals
+                .iter()
+                .filter(|a| a.at <= end.at && a.at + WINDOW > end.at)
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    peak as f64 / f64::from(LIMIT)
+}
+
+/// Requests per window over the whole run (first arrival to last, plus the
+/// window the last one opened), as a share of [`LIMIT`].
+fn rate_share(arrivals: &[Arrival]) -> f64 {
+    let (Some(first), Some(last)) = (arrivals.first(), arrivals.last()) else {
+        return 0.0;
+    };
+    let span = (last.at - first.at + WINDOW).as_secs_f64();
+    arrivals.len() as f64 / span / f64::from(LIMIT) * WINDOW.as_secs_f64()
+}
+
+fn count(summary: &Value, field: &str) -> u64 {
+    summary[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no {field} in {summary}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_processes_share_one_quota_with_zero_429s() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let server = emulator().await;
+
+    let outputs = run(&server, Some(&redis), 4, 20).await;
+
+    for out in &outputs {
+        assert!(out.status.success(), "{}", out.all());
+        let summary = out.summary();
+        assert_eq!(count(&summary, "succeeded"), 20, "{summary}");
+        assert_eq!(count(&summary, "rate_limited"), 0, "{summary}");
+    }
+    let arrivals = generates(&server);
+    assert_eq!(arrivals.len(), 80, "one attempt each");
+    let refused: Vec<&Arrival> = arrivals.iter().filter(|a| a.status != 200).collect();
+    assert!(refused.is_empty(), "the server refused {refused:?}");
+    // Speed is not asserted (machines are noisy), only shown.
+    println!(
+        "4 processes, one quota of {LIMIT}/s: peak {:.0}% of the limit in one window, {:.0}% over the run",
+        100.0 * peak_share(&arrivals),
+        100.0 * rate_share(&arrivals)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_redis_exits_before_any_request() {
+    let server = emulator().await;
+    // A port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("redis://127.0.0.1:{port}");
+
+    let out = StepCommand::new(STEP)
+        .against(&server)
+        .env("GEMINI_RATELIMIT_REDIS", &url)
+        .args(["-n", "3", "--json"])
+        .run()
+        .await;
+
+    assert_eq!(out.code(), Some(1), "{}", out.all());
+    let errors: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "one error line: {}", out.stderr);
+    assert!(errors[0].contains(&url), "{}", errors[0]);
+    assert!(
+        server.stats().arrivals.is_empty(),
+        "nothing reached the server: {:?}",
+        server.stats().arrivals
+    );
+}
+
+/// The figures for the README: one process alone, four processes each with
+/// its own (local) limiter, four sharing Redis. Slow-ish (about 15 s) and
+/// only informative, so it is ignored by default:
+///
+/// ```text
+/// cargo test -p step4-ratelimit --test redis_multiprocess -- --ignored --nocapture
+/// ```
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a test; run with --ignored --nocapture"]
+async fn measure_one_process_against_four() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    println!("| run | requests | 429s at the server | peak window | rate over the run | wall |");
+    println!("|---|---|---|---|---|---|");
+    let cases: [(&str, usize, u32, bool); 4] = [
+        ("1 process, local limiter", 1, 80, false),
+        ("1 process, --redis", 1, 80, true),
+        ("4 processes, local limiters", 4, 20, false),
+        ("4 processes, --redis", 4, 20, true),
+    ];
+    for (name, processes, requests, shared) in cases {
+        let server = emulator().await;
+        let start = std::time::Instant::now();
+        let outputs = run(&server, shared.then_some(&redis), processes, requests).await;
+        let wall = start.elapsed();
+        let failed = outputs.iter().filter(|o| !o.status.success()).count();
+        let arrivals = generates(&server);
+        let refused = arrivals.iter().filter(|a| a.status == 429).count();
+        println!(
+            "| {name} | {} | {refused} | {:.0}% | {:.0}% | {:.1} s{} |",
+            processes as u32 * requests,
+            100.0 * peak_share(&arrivals),
+            100.0 * rate_share(&arrivals),
+            wall.as_secs_f64(),
+            if failed > 0 {
+                format!(" ({failed} exited non-zero)")
+            } else {
+                String::new()
+            }
+        );
+    }
+}
