@@ -42,7 +42,6 @@ use clap::Parser;
 
 use crate::binaries::Binaries;
 use crate::plan::Plan;
-use crate::table::Table;
 
 /// Benchmarks of the tutorial's steps against the in-process Gemini emulator.
 #[derive(Debug, Parser)]
@@ -60,6 +59,10 @@ struct Args {
     #[arg(long, value_name = "DIR")]
     pictures: Option<PathBuf>,
 
+    /// Run only these sections (comma-separated); default: all of them.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Section>,
+
     /// Do not build the step binaries first (use the ones next to the bench's binary).
     #[arg(long)]
     no_build: bool,
@@ -67,6 +70,23 @@ struct Args {
     /// Internal: hold N waiters in step 4's limiter and wait to be killed (the memory section's fallback).
     #[arg(long, value_name = "N", hide = true)]
     child_queue: Option<usize>,
+}
+
+/// The sections of the bench, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Section {
+    /// Step 2 against step 3.
+    Steps,
+    /// Raw client throughput.
+    Throughput,
+    /// Step 4's limiter against a strict window, next to governor.
+    Limiter,
+    /// The cost of one acquire.
+    Acquire,
+    /// Peak memory of steps 3 and 4.
+    Memory,
+    /// The seed's Python solution.
+    Python,
 }
 
 #[tokio::main]
@@ -102,36 +122,55 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         runs: args.runs.map_or(plan.runs, usize::from),
         ..plan
     };
-    bench(&plan, &bins).await
+    let sections = if args.only.is_empty() {
+        vec![
+            Section::Steps,
+            Section::Throughput,
+            Section::Limiter,
+            Section::Acquire,
+            Section::Memory,
+            Section::Python,
+        ]
+    } else {
+        args.only
+    };
+    bench(&plan, &bins, &sections).await
 }
 
-/// The whole bench: the header, then each section's table as soon as it is done.
-async fn bench(plan: &Plan, bins: &Binaries) -> anyhow::Result<bool> {
+/// The bench: the header, then each section's table as soon as it is done.
+///
+/// A section that fails prints its error in place of its table and the run
+/// goes on, so one broken section does not hide the others' figures.
+async fn bench(plan: &Plan, bins: &Binaries, sections: &[Section]) -> anyhow::Result<bool> {
     let started = Instant::now();
     header(plan, bins);
     let mut all_ok = true;
-    let mut show = |section: &str, result: anyhow::Result<Table>| match result {
-        Ok(table) => println!("{table}"),
-        Err(error) => {
-            all_ok = false;
-            println!("### {section}\n\nFAILED: {error:#}\n");
+    let mut ours = steps::StepTimes::new();
+    for &section in sections {
+        let began = Instant::now();
+        let result = match section {
+            Section::Steps => steps::run(plan, bins).await.map(|(table, times)| {
+                ours = times;
+                table
+            }),
+            Section::Throughput => throughput::run(plan).await,
+            Section::Limiter => limiter::run(plan).await,
+            Section::Acquire => acquire::run(plan).await,
+            Section::Memory => memory::run(plan, bins).await,
+            Section::Python => python::run(plan, bins, &ours).await,
+        };
+        eprintln!(
+            "bench: {section:?} took {:.1} s",
+            began.elapsed().as_secs_f64()
+        );
+        match result {
+            Ok(table) => println!("{table}"),
+            Err(error) => {
+                all_ok = false;
+                println!("### {section:?}\n\nFAILED: {error:#}\n");
+            }
         }
-    };
-    let ours = match steps::run(plan, bins).await {
-        Ok((table, times)) => {
-            show("Step 2 vs step 3", Ok(table));
-            times
-        }
-        Err(error) => {
-            show("Step 2 vs step 3", Err(error));
-            steps::StepTimes::new()
-        }
-    };
-    show("Raw client throughput", throughput::run(plan).await);
-    show("Rate limiting", limiter::run(plan).await);
-    show("Cost of one acquire", acquire::run(plan).await);
-    show("Memory", memory::run(plan, bins).await);
-    show("Python seed", python::run(plan, bins, &ours).await);
+    }
     println!(
         "Bench finished in {:.0} s.",
         started.elapsed().as_secs_f64()

@@ -10,10 +10,14 @@
 //!   N = 1 as the baseline (the runtime, the client, the code), so the
 //!   difference over N is the cost of one request in flight.
 //! - **Step 4** with many requests queued behind a low rate limit: its
-//!   resident memory once everything is queued (when memory has stopped
-//!   growing), then it is killed. If step 4's binary is not there, the
-//!   limiter alone is measured with as many waiters, in a child process of
-//!   the bench itself (`--child-queue N`), and the table says so.
+//!   memory once everything is queued (when it has stopped growing), then it
+//!   is killed; the same with one request as the baseline.
+//! - **Step 4's limiter alone** with as many waiters, in a child process of
+//!   the bench itself (`--child-queue N`): the limiter's share of step 4's
+//!   figure (and the only figure if step 4's binary is not there).
+//!
+//! Every row subtracts the same program's peak with one request, so "per
+//! request" is what one more request costs.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -30,57 +34,58 @@ use crate::table::{self, Table, median};
 /// Runs the section.
 pub async fn run(plan: &Plan, bins: &Binaries) -> anyhow::Result<Table> {
     let settings = plan::fixed_latency(plan.latency);
-    let server = emulator::start(settings.clone()).await?;
     let mut table = Table::new(
-        "Memory (peak resident set of the step's own process)",
+        "Memory (peak resident set of the program's own process)",
         format!(
-            "{}; the emulator runs in the bench's process, the step in its own; median of {} run(s).",
+            "{}; the emulator runs in the bench's process, each program in its own; per request = (peak − the same program's peak with 1 request) / requests; median of {} run(s).",
             plan::describe(&settings),
             plan.runs
         ),
-        &["program", "requests", "peak RSS", "per request"],
+        &[
+            "program",
+            "requests",
+            "peak RSS",
+            "baseline (1 request)",
+            "per request",
+        ],
     );
-    if let Some(step3) = &bins.step3 {
-        let base = step3_peak(plan, step3, &server, 1).await?;
-        let n = plan.memory_in_flight;
-        let peak = step3_peak(plan, step3, &server, n).await?;
+    let mut add = |name: &str, n: u32, (base, peak): (f64, f64)| {
         table.row(vec![
-            "step 3, baseline".into(),
-            "1".into(),
-            mib(base),
-            String::new(),
-        ]);
-        table.row(vec![
-            "step 3, all in flight at once".into(),
+            name.into(),
             table::count(f64::from(n)),
             mib(peak),
+            mib(base),
             kib((peak - base) / f64::from(n)),
         ]);
-    } else {
-        table.note("step 3's binary was not found: no step 3 rows.");
-    }
-    drop(server);
-    let queued = plan.memory_queued;
-    let (name, resident) = match &bins.step4 {
-        Some(step4) => (
-            "step 4, queued behind --rpm 1",
-            step4_queued(plan, step4).await?,
-        ),
-        None => {
-            table.note("step 4's binary (with its runner) was not found: the row measures step 4's `Limiter` alone with that many waiters, in a child process of the bench (`bench --child-queue N`), not the whole step 4 program.");
-            (
-                "step 4's `Limiter` alone, waiters",
-                limiter_queued(plan).await?,
-            )
-        }
     };
-    table.row(vec![
-        name.into(),
-        table::count(f64::from(queued)),
-        mib(resident),
-        kib(resident / f64::from(queued)),
-    ]);
-    table.note("Per request = (peak − baseline) / requests for step 3; resident / requests for step 4 (its baseline included, so an upper bound).");
+    let (in_flight, queued) = (plan.memory_in_flight, plan.memory_queued);
+    if let Some(step3) = &bins.step3 {
+        let server = emulator::start(settings.clone()).await?;
+        let base = step3_peak(plan, step3, &server, 1).await?;
+        let peak = step3_peak(plan, step3, &server, in_flight).await?;
+        add("step 3, all in flight at once", in_flight, (base, peak));
+    }
+    if let Some(step4) = &bins.step4 {
+        add(
+            "step 4, queued behind `--rpm 1`",
+            queued,
+            step4_queued(plan, step4).await?,
+        );
+    }
+    add(
+        "step 4's `Limiter` alone: `acquire` futures waiting",
+        queued,
+        limiter_queued(plan).await?,
+    );
+    if bins.step3.is_none() {
+        table.note("step 3's binary was not found: no step 3 row.");
+    }
+    if bins.step4.is_none() {
+        table.note(
+            "step 4's binary (with its runner) was not found: no step 4 row, only its limiter's.",
+        );
+    }
+    table.note("Step 3 keeps every connection, its buffers and every answer's text until the run ends; step 4 holds one future per request (the whole request's state machine) while it waits. The last row is the limiter's share of that: a child process of the bench (`bench --child-queue N`) with N `acquire` futures queued on one limiter.");
     Ok(table)
 }
 
@@ -144,37 +149,51 @@ fn watch_to_the_end(mut child: Child) -> anyhow::Result<(Memory, bool)> {
     }
 }
 
-/// Resident bytes of step 4 with `plan.memory_queued` requests queued.
+/// Peak RSS of step 4 with one request (baseline) and with
+/// `plan.memory_queued` requests queued, medians in bytes.
 ///
 /// Step 4 runs with `--rpm 1` (and no token or daily limit) against an
 /// emulator with the same limit, so one request goes and every other one
-/// waits in its limiter's queue for hours.
-/// Once its memory has not grown for a while, everything is queued: we read
-/// it and kill the program.
-async fn step4_queued(plan: &Plan, step4: &Path) -> anyhow::Result<f64> {
+/// waits in its limiter's queue for hours. Once its memory has not grown for
+/// a while, everything is queued: we read it and kill the program.
+async fn step4_queued(plan: &Plan, step4: &Path) -> anyhow::Result<(f64, f64)> {
     let mut settings = plan::fixed_latency(plan.latency);
     settings.rpm = Some(1);
-    let server = emulator::start(settings).await?;
-    let mut residents = Vec::new();
+    // A fresh emulator for each program: the one request a minute that the
+    // last one spent would otherwise still count, and this one would wait for it.
+    let start = |n: u32| {
+        let settings = settings.clone();
+        async move {
+            let server = emulator::start(settings).await?;
+            let mut command = StepCommand::new(step4)
+                .against(&server)
+                .args(["-n", &n.to_string()])
+                .args(["--rpm", "1", "--tpm", "0", "--rpd", "0"])
+                .into_command();
+            command.stdout(Stdio::null()).stderr(Stdio::null());
+            let child = command.spawn().context("cannot start step 4")?;
+            anyhow::Ok((server, child))
+        }
+    };
+    let (mut bases, mut peaks) = (Vec::new(), Vec::new());
     for run in 1..=plan.runs {
         eprintln!(
             "bench: memory of step 4 with {} queued (run {run}/{})",
             plan.memory_queued, plan.runs
         );
-        let mut command = StepCommand::new(step4)
-            .against(&server)
-            .args(["-n", &plan.memory_queued.to_string()])
-            .args(["--rpm", "1", "--tpm", "0", "--rpd", "0"])
-            .into_command();
-        command.stdout(Stdio::null()).stderr(Stdio::null());
-        let child = command.spawn().context("cannot start step 4")?;
-        let memory = tokio::task::spawn_blocking(move || until_settled(child))
-            .await
-            .context("the sampling thread panicked")??;
-        residents.push(memory.now as f64);
+        let (server, child) = start(1).await?;
+        let (base, ok) = tokio::task::spawn_blocking(move || watch_to_the_end(child)).await??;
+        if !ok {
+            bail!("step 4 -n 1 did not succeed");
+        }
+        bases.push(base.peak as f64);
+        server.shutdown().await;
+        let (server, child) = start(plan.memory_queued).await?;
+        let loaded = tokio::task::spawn_blocking(move || until_settled(child)).await??;
+        peaks.push(loaded.peak as f64);
+        server.shutdown().await;
     }
-    server.shutdown().await;
-    Ok(median(&residents))
+    Ok((median(&bases), median(&peaks)))
 }
 
 /// Samples a child until its resident memory has not grown for a second,
@@ -209,55 +228,65 @@ fn until_settled(mut child: Child) -> anyhow::Result<Memory> {
     result
 }
 
-/// Resident bytes of a child process holding `plan.memory_queued` waiters in
-/// step 4's limiter (the fallback when step 4's binary is not there).
-async fn limiter_queued(plan: &Plan) -> anyhow::Result<f64> {
-    let me = std::env::current_exe()?;
+/// Peak RSS of a child process holding one waiter (baseline) and
+/// `plan.memory_queued` waiters in step 4's limiter, medians in bytes.
+async fn limiter_queued(plan: &Plan) -> anyhow::Result<(f64, f64)> {
     let queued = plan.memory_queued;
-    let mut residents = Vec::new();
+    let (mut bases, mut peaks) = (Vec::new(), Vec::new());
     for run in 1..=plan.runs {
         eprintln!(
             "bench: memory of the limiter with {queued} waiters (run {run}/{})",
             plan.runs
         );
-        let mut child = Command::new(&me)
-            .args(["--child-queue", &queued.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("cannot start the bench's child")?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let memory = tokio::task::spawn_blocking(move || {
-            // The child prints one line once everyone is queued.
-            let mut line = String::new();
-            BufReader::new(stdout).read_line(&mut line)?;
-            let memory = memory_of(child.id());
-            let _ = child.kill();
-            let _ = child.wait();
-            anyhow::Ok(memory)
-        })
-        .await??
-        .context("the child ended before it was measured")?;
-        residents.push(memory.now as f64);
+        bases.push(child_with_waiters(1).await?.peak as f64);
+        peaks.push(child_with_waiters(queued).await?.peak as f64);
     }
-    Ok(median(&residents))
+    Ok((median(&bases), median(&peaks)))
 }
 
-/// The child side of [`limiter_queued`]: `count` tasks waiting on one limiter
-/// that admits one request a minute; says "queued" and waits to be killed.
+/// Starts `bench --child-queue count`, waits for it to say everyone is
+/// queued, reads its memory and kills it.
+async fn child_with_waiters(count: u32) -> anyhow::Result<Memory> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["--child-queue", &count.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cannot start the bench's child")?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let memory = memory_of(child.id());
+        let _ = child.kill();
+        let _ = child.wait();
+        memory.context("the child ended before it was measured")
+    })
+    .await?
+}
+
+/// The child side of [`limiter_queued`]: one request admitted, then `count`
+/// `acquire` futures waiting on a limiter that admits one request a minute;
+/// says "queued" and waits to be killed.
+///
+/// The futures are polled by one `join_all` rather than spawned as tasks, so
+/// what is measured is the limiter's waiters and the futures themselves, not
+/// the runtime's per-task overhead.
 pub async fn child_queue(count: usize) -> anyhow::Result<()> {
     use step4_ratelimit::limiter::{Limiter, Limits};
     let limiter = Limiter::new(Limits::new(1, 0, 0));
-    let _tasks: Vec<_> = (0..count)
-        .map(|_| {
-            let limiter = limiter.clone();
-            tokio::spawn(async move { limiter.acquire(0).await.map(drop) })
-        })
-        .collect();
-    // One is admitted at once; the others wait.
-    while limiter.stats().waiting + 1 < count {
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    // The minute's one request: everyone after it waits.
+    let _first = limiter.acquire(0).await?;
+    let all = futures_util::future::join_all((0..count).map(|_| limiter.acquire(0)));
+    let report = async {
+        while limiter.stats().waiting < count {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        println!("queued {count}");
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        _ = all => anyhow::bail!("the waiters were admitted: the limit was not in force"),
+        () = report => Ok(()),
     }
-    println!("queued {count}");
-    std::future::pending().await
 }

@@ -17,9 +17,9 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, bail};
 
-use crate::binaries::{Binaries, run_step};
+use crate::binaries::Binaries;
 use crate::plan::{self, Plan};
-use crate::steps::{Mode, StepTimes};
+use crate::steps::{self, Mode, StepTimes};
 use crate::table::{self, Table, median};
 
 /// Runs the section; `ours` are the step medians of section 1 (same emulator settings).
@@ -28,7 +28,7 @@ pub async fn run(plan: &Plan, bins: &Binaries, ours: &StepTimes) -> anyhow::Resu
     let mut table = Table::new(
         "Rust steps vs the seed's Python solution (google-genai)",
         format!(
-            "{}, and with no latency in the last row; both sides time first request to last answer; Rust figures from the section above; median of {} run(s).",
+            "{}, and with no latency in the last row; both sides time first request to last answer; Rust figures from the section above (measured here if it did not run); median of {} run(s).",
             plan::describe(&settings),
             plan.runs
         ),
@@ -50,7 +50,10 @@ pub async fn run(plan: &Plan, bins: &Binaries, ours: &StepTimes) -> anyhow::Resu
             Mode::Concurrent => "seed_concurrent.py",
         };
         let theirs = median_of(plan, &python, script, &server, n).await?;
-        let rust = ours.get(&(mode, n)).copied().unwrap_or(f64::NAN);
+        let rust = match ours.get(&(mode, n)) {
+            Some(&t) => t,
+            None => rust_time(plan, bins, &server, mode, n).await?,
+        };
         table.row(vec![
             format!(
                 "{} (L = {})",
@@ -72,6 +75,24 @@ pub async fn run(plan: &Plan, bins: &Binaries, ours: &StepTimes) -> anyhow::Resu
     Ok(table)
 }
 
+/// A Rust step's median when the steps section did not run (`--only python`).
+async fn rust_time(
+    plan: &Plan,
+    bins: &Binaries,
+    server: &emulator::Emulator,
+    mode: Mode,
+    n: u32,
+) -> anyhow::Result<f64> {
+    let (bin, name) = match mode {
+        Mode::Sequential => (&bins.step2, "step 2"),
+        Mode::Concurrent => (&bins.step3, "step 3"),
+    };
+    match bin {
+        Some(bin) => steps::median_of(plan, bin, server, n, name).await,
+        None => Ok(f64::NAN),
+    }
+}
+
 /// The largest concurrent batch again, with no emulator latency: what is left
 /// is each side's own cost per request.
 async fn zero_latency_row(
@@ -84,16 +105,7 @@ async fn zero_latency_row(
         return Ok(());
     };
     let server = emulator::start(emulator::Settings::instant()).await?;
-    let mut walls = Vec::new();
-    for run in 1..=plan.runs {
-        eprintln!("bench: step 3 -n {n}, no latency (run {run}/{})", plan.runs);
-        walls.push(
-            run_step(step3, &server, &["-n".into(), n.to_string()])
-                .await?
-                .elapsed_s,
-        );
-    }
-    let rust = median(&walls);
+    let rust = steps::median_of(plan, step3, &server, n, "step 3 (no latency)").await?;
     let theirs = median_of(plan, python, "seed_concurrent.py", &server, n).await?;
     table.row(vec![
         "concurrent, no latency (client + server cost only)".into(),

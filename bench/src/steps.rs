@@ -101,7 +101,7 @@ pub async fn run(plan: &Plan, bins: &Binaries) -> anyhow::Result<(Table, StepTim
 }
 
 /// The median wall time of `plan.runs` runs of a step with `-n n`.
-async fn median_of(
+pub(crate) async fn median_of(
     plan: &Plan,
     bin: &std::path::Path,
     server: &emulator::Emulator,

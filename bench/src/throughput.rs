@@ -87,18 +87,17 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Table> {
             "in flight",
             "ours: common::Client (req/s)",
             "bare reqwest, no parsing (req/s)",
-            "ours / bare",
+            "ours / bare (median of per-run ratios)",
         ],
     );
     for &concurrency in &plan.concurrency {
         eprintln!("bench: throughput at {concurrency} in flight");
-        let ours_rate = rate(plan, &ours, &request, concurrency).await?;
-        let bare_rate = rate(plan, &bare, &request, concurrency).await?;
+        let pair = rates(plan, &ours, &bare, &request, concurrency).await?;
         table.row(vec![
             concurrency.to_string(),
-            table::count(ours_rate),
-            table::count(bare_rate),
-            table::percent(ours_rate / bare_rate),
+            table::count(pair.ours),
+            table::count(pair.bare),
+            table::percent(pair.ratio),
         ]);
     }
     eprintln!(
@@ -139,15 +138,63 @@ fn bare_sender(base_url: &str, request: &GenerateContentRequest) -> anyhow::Resu
     })
 }
 
-/// The median requests per second of `plan.runs` measurements.
+/// Medians of `plan.runs` paired measurements of two senders.
+#[derive(Debug, Clone, Copy)]
+struct Pair {
+    /// Requests per second of the first sender.
+    ours: f64,
+    /// Requests per second of the second.
+    bare: f64,
+    /// The median of the per-run ratios `ours / bare`.
+    ratio: f64,
+}
+
+/// Measures `ours` and `bare` in turns, `plan.runs` times each, and takes medians.
+///
+/// In turns, and in alternating order, because the machine is shared: a
+/// burst of someone else's work then hits both senders alike, instead of
+/// whichever happened to run during it, and the per-run ratio stays fair.
+async fn rates(
+    plan: &Plan,
+    ours: &Sender,
+    bare: &Sender,
+    request: &GenerateContentRequest,
+    concurrency: usize,
+) -> anyhow::Result<Pair> {
+    // Warm up: open the connections this level needs, so the first run does
+    // not pay for handshakes the others skip.
+    for sender in [ours, bare] {
+        drive(sender, request, concurrency, concurrency).await?;
+    }
+    let per_second = |elapsed: Duration| plan.throughput_requests as f64 / elapsed.as_secs_f64();
+    let (mut ours_rates, mut bare_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 0..plan.runs {
+        let (first, second) = if run % 2 == 0 {
+            (ours, bare)
+        } else {
+            (bare, ours)
+        };
+        let a = per_second(drive(first, request, concurrency, plan.throughput_requests).await?);
+        let b = per_second(drive(second, request, concurrency, plan.throughput_requests).await?);
+        let (o, r) = if run % 2 == 0 { (a, b) } else { (b, a) };
+        ours_rates.push(o);
+        bare_rates.push(r);
+        ratios.push(o / r);
+    }
+    Ok(Pair {
+        ours: median(&ours_rates),
+        bare: median(&bare_rates),
+        ratio: median(&ratios),
+    })
+}
+
+/// The median requests per second of one sender, after a warm-up.
 async fn rate(
     plan: &Plan,
     sender: &Sender,
     request: &GenerateContentRequest,
     concurrency: usize,
 ) -> anyhow::Result<f64> {
-    // Warm up: open the connections this level needs, so the first run does
-    // not pay for handshakes the others skip.
     drive(sender, request, concurrency, concurrency).await?;
     let mut rates = Vec::new();
     for _ in 0..plan.runs {

@@ -543,7 +543,7 @@ impl std::fmt::Display for Summary {
         if self.requests > 1 && self.elapsed_s > 0.0 && self.sum_of_latencies_s > 0.0 {
             write!(
                 f,
-                "speed-up over one at a time: {:.1}x (the latencies add up to {:.2} s)",
+                "\nspeed-up over one at a time: {:.1}x (the latencies add up to {:.2} s)",
                 self.sum_of_latencies_s / self.elapsed_s,
                 self.sum_of_latencies_s,
             )?;

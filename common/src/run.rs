@@ -60,7 +60,7 @@ pub fn init_tracing() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(true)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }
@@ -99,7 +99,7 @@ impl Batch {
     /// and the user sees one line, not N. Any other failure is recorded and
     /// the run goes on.
     pub async fn send(&self, index: usize) -> Result<(), Error> {
-        if false && interrupt::requested() {
+        if interrupt::requested() {
             self.report
                 .record(Outcome::not_done(index, "not sent: interrupted by Ctrl-C"));
             return Ok(());
@@ -258,7 +258,7 @@ pub mod interrupt {
                 // into a wait as long as `--timeout`.
                 tokio::select! {
                     Ok(()) = tokio::signal::ctrl_c() => {}
-                    () = std::future::pending::<()>() => {
+                    () = tokio::time::sleep(GRACE + BACKSTOP) => {
                         eprintln!("error: still not finished {} s after Ctrl-C; quitting", (GRACE + BACKSTOP).as_secs());
                     }
                 }

@@ -29,7 +29,12 @@ fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    move |name| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    move |name| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
 }
 
 #[test]
@@ -44,10 +49,16 @@ fn tls_is_rustls_with_webpki_roots_and_no_openssl() {
         .filter_map(|l| l.strip_suffix('"'))
         .collect();
     for present in ["rustls", "webpki-roots", "hyper-rustls"] {
-        assert!(packages.contains(&present), "{present} should be in the build");
+        assert!(
+            packages.contains(&present),
+            "{present} should be in the build"
+        );
     }
     for absent in ["openssl", "openssl-sys", "native-tls", "hyper-tls"] {
-        assert!(!packages.contains(&absent), "{absent} must not be in the build");
+        assert!(
+            !packages.contains(&absent),
+            "{absent} must not be in the build"
+        );
     }
 }
 

@@ -5,6 +5,7 @@
 //! cargo run -p step4-ratelimit -- -n 20 --no-limit   # step 3 with retries: see the 429s
 //! cargo run -p step4-ratelimit -- -n 20              # through the limiter: zero 429s
 //! cargo run -p step4-ratelimit -- --prompts questions.txt --output answers.jsonl
+//! cargo run -p step4-ratelimit -- -n 20 --redis redis://127.0.0.1:6379   # one quota, many processes
 //! ```
 //!
 //! Step 3 sent every request at once; past the quota the server answers
@@ -30,6 +31,7 @@ use step4_ratelimit::{
     prompts::Prompts,
     ramp,
     runner::{self, RunOptions, Runner},
+    shared::{RedisLimiter, Scope},
 };
 
 /// Step 4: N Gemini requests paced by a rate limiter, so that none gets a 429.
@@ -41,6 +43,14 @@ struct Args {
 
     #[command(flatten)]
     limit: LimitArgs,
+
+    /// Share the limits with every process that uses the same Redis, API key
+    /// and model: the books are kept in Redis (redis://HOST:PORT), so several
+    /// copies of this program, on one machine or many, draw from one quota.
+    /// If Redis cannot be reached the program stops before sending anything.
+    /// Ignored with --no-limit and --ramp.
+    #[arg(long, value_name = "URL", env = "GEMINI_RATELIMIT_REDIS")]
+    redis: Option<String>,
 }
 
 #[tokio::main]
@@ -79,7 +89,7 @@ async fn send_all(args: &Args) -> anyhow::Result<Summary> {
         args.batch.requests,
         args.limit.prompts.as_deref(),
     )?;
-    let limiter = build_limiter(&args.limit, &common.model)?;
+    let limiter = build_limiter(&args.limit, args.redis.as_deref(), &common.model).await?;
 
     // Connect (the real API with a key, the built-in emulator without one)
     // and check the model exists.
@@ -107,8 +117,28 @@ async fn send_all(args: &Args) -> anyhow::Result<Summary> {
 /// The limiter the runner paces itself with.
 ///
 /// The runner only sees `Arc<dyn RateLimit>`, so another implementation (one
-/// shared through Redis by several processes, say) is one more branch here.
-fn build_limiter(args: &LimitArgs, model: &str) -> anyhow::Result<Arc<dyn RateLimit>> {
+/// shared through Redis by several processes, say) is one more branch here;
+/// it is `async` for such a limiter, which must connect before the run.
+async fn build_limiter(
+    args: &LimitArgs,
+    redis: Option<&str>,
+    model: &str,
+) -> anyhow::Result<Arc<dyn RateLimit>> {
     let limits = args.limits(model)?;
-    Ok(Arc::new(Limiter::new(limits)))
+    match redis.filter(|_| !args.no_limit) {
+        // `--redis`: the same limits, counted in Redis for everyone sharing
+        // the key and the model (see the `shared` module).
+        Some(url) => {
+            let scope = Scope::from_env(model);
+            let limiter = RedisLimiter::connect(url, scope, limits).await?;
+            eprintln!(
+                "Sharing the rate limits through Redis ({} for project {}, model {}).",
+                limiter.url(),
+                limiter.scope().project(),
+                limiter.scope().model()
+            );
+            Ok(Arc::new(limiter))
+        }
+        None => Ok(Arc::new(Limiter::new(limits))),
+    }
 }

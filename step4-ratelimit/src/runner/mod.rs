@@ -58,6 +58,7 @@ use common::{
     types::GenerateContentRequest,
 };
 use futures_util::future::try_join_all;
+use indicatif::ProgressStyle;
 use rand::{SeedableRng, rngs::SmallRng};
 use tokio::{sync::watch, time::Instant};
 
@@ -348,12 +349,20 @@ impl Runner {
     /// `common`'s Ctrl-C flag can be read but not awaited, so this looks at
     /// it ten times a second: one cheap check in one task, whatever N is.
     async fn monitor(&self) -> Infallible {
+        let bar = self.report.bar();
+        if !bar.is_hidden() {
+            // The shared style, with a shorter bar and a message that is cut
+            // to the terminal's width rather than wrapped onto a second line.
+            bar.set_style(
+                ProgressStyle::with_template("{bar:20} {pos}/{len} {elapsed_precise} {wide_msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+        }
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
             let _ = self.halted();
-            let bar = self.report.bar();
             if !bar.is_hidden() {
                 bar.set_message(self.progress());
             }
@@ -366,20 +375,21 @@ impl Runner {
         let stats = self.limiter.stats();
         let waiting = stats.waiting + self.live.backing_off.load(Ordering::Relaxed);
         let mut message = format!(
-            "{} in flight, {waiting} waiting, {} × 429",
+            "{} in flight, {waiting} waiting, {}×429",
             self.live.in_flight.load(Ordering::Relaxed),
             self.live.rate_limited.load(Ordering::Relaxed),
         );
-        if let Some(rpm) = stats.limits.rpm.filter(|&n| n > 0) {
-            message += &format!(
-                ", window {}/{rpm} per {}",
-                stats.usage.requests,
-                seconds(stats.limits.window)
-            );
-        }
+        // The most telling last: a pause the server asked for, or else how
+        // full the window is (requests counted against the limit right now).
         if let Some(until) = stats.paused_until {
             let left = until.saturating_duration_since(Instant::now());
             message += &format!(", paused {} by the server", seconds(left));
+        } else if let Some(rpm) = stats.limits.rpm.filter(|&n| n > 0) {
+            message += &format!(
+                ", {}/{rpm} per {}",
+                stats.usage.requests,
+                seconds(stats.limits.window)
+            );
         }
         message
     }
@@ -682,6 +692,39 @@ mod tests {
         );
         let short = Limits::new(5, 0, 0).with_window(Duration::from_millis(500));
         assert!(describe(&short).starts_with("limiter: 5 requests per 500 ms"));
+    }
+
+    #[test]
+    fn the_daily_quota_line_says_which_quota_and_when_it_resets() {
+        use common::error::{ApiError, QuotaViolation};
+        let refusal = |delay: Option<Duration>| {
+            Error::from(ApiError {
+                http_status: 429,
+                status: "RESOURCE_EXHAUSTED".into(),
+                message: "You exceeded your current quota".into(),
+                retry_delay: delay,
+                quota: Some(QuotaViolation {
+                    quota_id: "GenerateRequestsPerDayPerProjectPerModel-FreeTier".into(),
+                    metric: "generate_content_free_tier_requests".into(),
+                    model: Some("gemini-2.5-flash".into()),
+                    value: Some("250".into()),
+                }),
+                reason: None,
+            })
+        };
+        let line = daily_quota_line(&refusal(Some(Duration::from_secs(3 * 3600 + 60))));
+        assert!(
+            line.starts_with(
+                "daily quota spent (GenerateRequestsPerDayPerProjectPerModel-FreeTier, limit 250 per day for gemini-2.5-flash): no more requests until it resets in 3 h 1 min (the server's retryDelay)"
+            ),
+            "{line}"
+        );
+        let line = daily_quota_line(&refusal(None));
+        assert!(
+            line.contains("resets at midnight Pacific time, in "),
+            "{line}"
+        );
+        assert!(!line.contains('\n'));
     }
 
     #[tokio::test]

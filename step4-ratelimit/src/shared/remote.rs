@@ -223,6 +223,11 @@ impl RedisLimiter {
         &self.inner.limits
     }
 
+    /// The Redis it keeps its books in, without any password.
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+
     /// Whose quota this limiter draws from.
     pub fn scope(&self) -> &Scope {
         &self.inner.scope
@@ -306,8 +311,8 @@ impl RedisLimiter {
     }
 
     /// Pauses every process sharing the scope for `duration`, and waits
-    /// until Redis has it. [`RateLimit::pause_until`] calls this in the
-    /// background; call it directly to know it landed.
+    /// until Redis has it. [`RateLimit::pause_until`] does the same with
+    /// the write in the background; call this to know it landed.
     pub async fn pause_for(&self, duration: Duration) -> Result<(), SharedError> {
         self.inner.extend_local_pause(Instant::now() + duration);
         self.inner.write_pause(duration).await
@@ -315,7 +320,7 @@ impl RedisLimiter {
 
     /// Stops this limiter and, for one window plus margin, every process
     /// sharing the scope; waits until Redis has it. [`RateLimit::stop`]
-    /// calls this in the background.
+    /// does the same with the write in the background.
     pub async fn stop_everywhere(&self, reason: &str) -> Result<(), SharedError> {
         self.inner.stop_local(reason);
         self.inner.write_stop(reason).await
