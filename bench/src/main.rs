@@ -192,11 +192,12 @@ fn header(plan: &Plan, bins: &Binaries) {
         if plan.quick { " (--quick)" } else { "" }
     );
     println!(
-        "`{command}` on {cores} cores ({} {}), {} build; every figure is the median of {} run(s). The emulator runs in the bench's process on 127.0.0.1 (never the real API), with no faults; each section says its latency and quota. Steps run as child processes: {}.\n",
+        "`{command}` on {cores} cores ({} {}), {} build; every figure is the median of {} run(s), except the sequential rows ({} run: N × L by construction). The emulator runs in the bench's process on 127.0.0.1 (never the real API), with no faults; each section says its latency and quota. Steps run as child processes: {}.\n",
         std::env::consts::OS,
         std::env::consts::ARCH,
         if release { "release" } else { "debug" },
         plan.runs,
+        plan.sequential_runs,
         [&bins.step2, &bins.step3, &bins.step4]
             .iter()
             .filter_map(|bin| bin.as_ref())

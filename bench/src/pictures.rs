@@ -34,6 +34,11 @@ fn emulator_settings() -> emulator::Settings {
 /// Writes `step2.svg`, `step3.svg` and `step4.svg` into `dir`.
 pub async fn make(dir: &Path, bins: &Binaries) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // The steps run in a temporary directory (so no `.env` of the
+    // developer's is read): they need the full path.
+    let dir = &dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", dir.display()))?;
     let server = emulator::start(emulator_settings()).await?;
     for (name, bin) in [("step2", &bins.step2), ("step3", &bins.step3)] {
         let Some(bin) = bin else {

@@ -14,6 +14,10 @@ pub struct Plan {
     pub quick: bool,
     /// Runs per figure; each figure is their median.
     pub runs: usize,
+    /// Runs of the sequential rows (step 2 and the Python seed's sequential
+    /// script). They take N × latency by construction and vary by well under
+    /// 1 %, so one run is honest, and more would spend a third of the budget.
+    pub sequential_runs: usize,
     /// The emulator's fixed latency for the steps section and the Python peer.
     pub latency: Duration,
     /// Batch sizes of the steps section (step 3 runs them all).
@@ -51,6 +55,7 @@ impl Plan {
         Plan {
             quick: false,
             runs,
+            sequential_runs: 1,
             latency: Duration::from_secs(1),
             batches: vec![10, 100, 1000],
             sequential_max: 10,
@@ -73,6 +78,7 @@ impl Plan {
         Plan {
             quick: true,
             runs: 1,
+            sequential_runs: 1,
             latency: Duration::from_millis(200),
             batches: vec![5, 20, 50],
             sequential_max: 5,

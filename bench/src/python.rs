@@ -28,9 +28,10 @@ pub async fn run(plan: &Plan, bins: &Binaries, ours: &StepTimes) -> anyhow::Resu
     let mut table = Table::new(
         "Rust steps vs the seed's Python solution (google-genai)",
         format!(
-            "{}, and with no latency in the last row; both sides time first request to last answer; Rust figures from the section above (measured here if it did not run); median of {} run(s).",
+            "{}, and with no latency in the last row; both sides time first request to last answer; Rust figures from the section above (measured here if it did not run); concurrent rows: median of {} run(s), sequential: {} run(s).",
             plan::describe(&settings),
-            plan.runs
+            plan.runs,
+            plan.sequential_runs
         ),
         &["run", "N", "Rust", "Python seed", "Python / Rust"],
     );
@@ -49,10 +50,14 @@ pub async fn run(plan: &Plan, bins: &Binaries, ours: &StepTimes) -> anyhow::Resu
             Mode::Sequential => "seed_sequential.py",
             Mode::Concurrent => "seed_concurrent.py",
         };
-        let theirs = median_of(plan, &python, script, &server, n).await?;
+        let runs = match mode {
+            Mode::Sequential => plan.sequential_runs,
+            Mode::Concurrent => plan.runs,
+        };
+        let theirs = median_of(runs, &python, script, &server, n).await?;
         let rust = match ours.get(&(mode, n)) {
             Some(&t) => t,
-            None => rust_time(plan, bins, &server, mode, n).await?,
+            None => rust_time(runs, bins, &server, mode, n).await?,
         };
         table.row(vec![
             format!(
@@ -77,7 +82,7 @@ pub async fn run(plan: &Plan, bins: &Binaries, ours: &StepTimes) -> anyhow::Resu
 
 /// A Rust step's median when the steps section did not run (`--only python`).
 async fn rust_time(
-    plan: &Plan,
+    runs: usize,
     bins: &Binaries,
     server: &emulator::Emulator,
     mode: Mode,
@@ -88,7 +93,7 @@ async fn rust_time(
         Mode::Concurrent => (&bins.step3, "step 3"),
     };
     match bin {
-        Some(bin) => steps::median_of(plan, bin, server, n, name).await,
+        Some(bin) => steps::median_of(runs, bin, server, n, name).await,
         None => Ok(f64::NAN),
     }
 }
@@ -105,8 +110,8 @@ async fn zero_latency_row(
         return Ok(());
     };
     let server = emulator::start(emulator::Settings::instant()).await?;
-    let rust = steps::median_of(plan, step3, &server, n, "step 3 (no latency)").await?;
-    let theirs = median_of(plan, python, "seed_concurrent.py", &server, n).await?;
+    let rust = steps::median_of(plan.runs, step3, &server, n, "step 3 (no latency)").await?;
+    let theirs = median_of(plan.runs, python, "seed_concurrent.py", &server, n).await?;
     table.row(vec![
         "concurrent, no latency (client + server cost only)".into(),
         n.to_string(),
@@ -143,17 +148,17 @@ fn has_genai(python: &Path) -> bool {
         .is_ok_and(|status| status.success())
 }
 
-/// The median `elapsed_s` of `plan.runs` runs of a seed script with N requests.
+/// The median `elapsed_s` of `runs` runs of a seed script with N requests.
 async fn median_of(
-    plan: &Plan,
+    runs: usize,
     python: &Path,
     script: &str,
     server: &emulator::Emulator,
     n: u32,
 ) -> anyhow::Result<f64> {
     let mut walls = Vec::new();
-    for run in 1..=plan.runs {
-        eprintln!("bench: python {script} {n} (run {run}/{})", plan.runs);
+    for run in 1..=runs {
+        eprintln!("bench: python {script} {n} (run {run}/{runs})");
         walls.push(run_script(python, script, server, n).await?);
     }
     Ok(median(&walls))

@@ -36,10 +36,11 @@ pub async fn run(plan: &Plan, bins: &Binaries) -> anyhow::Result<(Table, StepTim
     let mut table = Table::new(
         "Step 2 (sequential) vs step 3 (concurrent)",
         format!(
-            "L = {}; {}; the step binaries run as child processes; wall = the step's own `elapsed_s` (first request to last answer); median of {} run(s).",
+            "L = {}; {}; the step binaries run as child processes; wall = the step's own `elapsed_s` (first request to last answer); step 3: median of {} run(s); step 2: {} run(s) (N × L by construction, it varies by well under 1 %).",
             plan::ms(plan.latency),
             plan::describe(&settings),
-            plan.runs
+            plan.runs,
+            plan.sequential_runs
         ),
         &[
             "N",
@@ -54,7 +55,7 @@ pub async fn run(plan: &Plan, bins: &Binaries) -> anyhow::Result<(Table, StepTim
     for &n in &plan.batches {
         let sequential = match &bins.step2 {
             Some(bin) if n <= plan.sequential_max => {
-                let t = median_of(plan, bin, &server, n, "step 2").await?;
+                let t = median_of(plan.sequential_runs, bin, &server, n, "step 2").await?;
                 times.insert((Mode::Sequential, n), t);
                 Some(t)
             }
@@ -62,7 +63,7 @@ pub async fn run(plan: &Plan, bins: &Binaries) -> anyhow::Result<(Table, StepTim
         };
         let concurrent = match &bins.step3 {
             Some(bin) => {
-                let t = median_of(plan, bin, &server, n, "step 3").await?;
+                let t = median_of(plan.runs, bin, &server, n, "step 3").await?;
                 times.insert((Mode::Concurrent, n), t);
                 t
             }
@@ -100,17 +101,17 @@ pub async fn run(plan: &Plan, bins: &Binaries) -> anyhow::Result<(Table, StepTim
     Ok((table, times))
 }
 
-/// The median wall time of `plan.runs` runs of a step with `-n n`.
+/// The median wall time of `runs` runs of a step with `-n n`.
 pub(crate) async fn median_of(
-    plan: &Plan,
+    runs: usize,
     bin: &std::path::Path,
     server: &emulator::Emulator,
     n: u32,
     name: &str,
 ) -> anyhow::Result<f64> {
     let mut walls = Vec::new();
-    for run in 1..=plan.runs {
-        eprintln!("bench: {name} -n {n} (run {run}/{})", plan.runs);
+    for run in 1..=runs {
+        eprintln!("bench: {name} -n {n} (run {run}/{runs})");
         let result = run_step(bin, server, &["-n".into(), n.to_string()]).await?;
         walls.push(result.elapsed_s);
     }

@@ -545,6 +545,76 @@ pub async fn assert_fault_matrix(binary: &str, extra_args: &[&str]) {
     );
 }
 
+/// The fault matrix for a step that retries (step 4), with its default
+/// number of retries and a short backoff (`--backoff 10ms`) so the test is
+/// quick; `extra_args` should lift the limiter's pacing (`--rpm 0 ...`).
+///
+/// 1. 10% 503 and 5% 500: at least 99% succeed, and every attempt is
+///    accounted for (arrivals at the server = requests + retries).
+/// 2. The realistic mix with odd bodies: a blocked prompt is not retried
+///    (it would be blocked again) and is the only kind of failure left.
+/// 3. A server that never answers, `--timeout 1 --max-retries 1`: each
+///    request is a timeout, retried once, then a reported failure.
+/// 4. A server that drops every connection, `--max-retries 1`: the same.
+pub async fn assert_fault_matrix_with_retries(binary: &str, extra_args: &[&str]) {
+    let quick: Vec<&str> = [&["--backoff", "10ms"][..], extra_args].concat();
+
+    // 1. Server errors are retried to success.
+    let errors = Faults {
+        fail_503: 0.10,
+        fail_500: 0.05,
+        ..Faults::default()
+    };
+    let (out, summary, server) = batch_run(binary, &quick, faulty(errors, 7), 200, &[]).await;
+    let succeeded = summary["succeeded"].as_u64().unwrap_or_default();
+    let retries = summary["retries"].as_u64().unwrap_or_default();
+    assert!(succeeded >= 198, "at least 99% succeed\n{}", out.dump());
+    assert!(retries > 0, "the seed should give some 5xx\n{}", out.dump());
+    assert_eq!(
+        generate_calls(&server) as u64,
+        200 + retries,
+        "each attempt is one arrival\n{}",
+        out.dump()
+    );
+
+    // 2. The mix: only blocked prompts fail.
+    let mix = Faults {
+        fail_503: 0.10,
+        fail_500: 0.05,
+        odd_bodies: 0.05,
+        broken_stream: 0.05,
+        ..Faults::default()
+    };
+    let (out, _summary, _server) = batch_run(binary, &quick, faulty(mix, 7), 100, &[]).await;
+    assert!(
+        out.errors().iter().all(|e| e.contains("blocked")),
+        "{}",
+        out.dump()
+    );
+
+    // 3 and 4. Silence and dropped connections: retried, then reported.
+    let hang = Faults {
+        hang: 1.0,
+        ..Faults::default()
+    };
+    let close = Faults {
+        close: 1.0,
+        ..Faults::default()
+    };
+    for (faults, mentions) in [(hang, "no answer within 1s"), (close, "network error")] {
+        let args = ["--timeout", "1", "--max-retries", "1"];
+        let (out, summary, server) = batch_run(binary, &quick, faulty(faults, 1), 2, &args).await;
+        assert_eq!(summary["failed"], 2, "{}", out.dump());
+        assert_eq!(summary["retries"], 2, "{}", out.dump());
+        assert_eq!(generate_calls(&server), 4, "{}", out.dump());
+        assert!(
+            out.errors().iter().all(|e| e.contains(mentions)),
+            "{}",
+            out.dump()
+        );
+    }
+}
+
 /// What [`server_restarts_mid_run`] saw.
 pub struct Restart {
     /// The step's output.
@@ -567,8 +637,9 @@ pub struct Restart {
 /// refused connection instead (also a reported failure, but then the test
 /// could not show that the run recovers).
 ///
-/// Checked here: the run ends, adds up, and exits with 1; every request cut
-/// off is one failure; every request the second server saw is an answer.
+/// Checked here: the run ends and adds up, and every request the second
+/// server saw is an answer. Whether the requests cut off are failures (steps
+/// 2, 3) or retried to success (step 4) is the caller's to check.
 pub async fn server_restarts_mid_run(
     binary: &str,
     extra_args: &[&str],
@@ -608,9 +679,7 @@ pub async fn server_restarts_mid_run(
     let out = step.wait().await;
     let summary = out.assert_accounted(requests, false);
     let second_calls = generate_calls(&second);
-    assert_eq!(summary["failed"], first_calls, "{}", out.dump());
     assert_eq!(summary["succeeded"], second_calls, "{}", out.dump());
-    assert_eq!(out.code(), Some(1), "{}", out.dump());
     Restart {
         out,
         summary,

@@ -22,6 +22,8 @@ async fn a_server_that_restarts_mid_run_fails_one_request_and_the_run_goes_on() 
     // the new server on the same port and was answered.
     assert_eq!(restart.first, 1, "{}", restart.out.dump());
     assert_eq!(restart.second, 5, "{}", restart.out.dump());
+    assert_eq!(restart.summary["failed"], 1, "{}", restart.out.dump());
+    assert_eq!(restart.out.code(), Some(1));
     assert!(
         restart.out.results()[0]["error"]
             .as_str()

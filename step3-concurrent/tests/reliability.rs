@@ -25,7 +25,8 @@ async fn a_server_that_goes_away_mid_run_fails_each_request_in_flight_once() {
         "{}",
         restart.out.dump()
     );
-    assert_eq!(restart.summary["failed"], 4);
+    assert_eq!(restart.summary["failed"], 4, "{}", restart.out.dump());
+    assert_eq!(restart.out.code(), Some(1));
 }
 
 #[tokio::test(flavor = "multi_thread")]
