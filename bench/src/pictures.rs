@@ -48,6 +48,7 @@ pub async fn make(dir: &Path, bins: &Binaries) -> anyhow::Result<()> {
         let path = dir.join(format!("{name}.svg"));
         eprintln!("bench: {name} -n {N} --timeline {}", path.display());
         run_step(bin, &server, &timeline_args(&path)).await?;
+        written(&path)?;
     }
     server.shutdown().await;
 
@@ -72,10 +73,17 @@ pub async fn make(dir: &Path, bins: &Binaries) -> anyhow::Result<()> {
         format!("{}s", WINDOW.as_secs()),
     ]);
     let run = run_step(step4, &server, &args).await?;
+    written(&path)?;
     if run.rate_limited > 0 {
         eprintln!("bench: step 4 met {} 429s while drawing", run.rate_limited);
     }
     server.shutdown().await;
+    Ok(())
+}
+
+/// Checks that a step really wrote its picture (it only notes a failure to).
+fn written(path: &Path) -> anyhow::Result<()> {
+    anyhow::ensure!(path.is_file(), "{} was not written", path.display());
     Ok(())
 }
 

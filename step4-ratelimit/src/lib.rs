@@ -34,6 +34,9 @@
 //!   permit before each request, the real token count settled after it,
 //!   retries that wait as long as the server says (or back off with jitter
 //!   when it does not say), and a clean stop when the daily quota runs out.
+//! * [`shared`]: the same limiter with its books in Redis (`--redis`), so
+//!   many processes on many machines draw from one project's quota: an
+//!   atomic Lua script per admission, Redis's clock, keys that expire.
 //! * [`options`] and [`prompts`]: the command line (limits default to the
 //!   model's free tier) and the prompts to send (`--prompts FILE`).
 //!
