@@ -109,13 +109,16 @@ fn quick_bench_prints_every_section_with_sane_numbers() {
         assert!(number(&r[1]) > 0.0 && number(&r[2]) > 0.0, "{r:?}");
     }
 
-    // Memory: step 3's baseline and loaded peaks, and step 4's queue.
+    // Memory: every program's peak is at least its own baseline (1 request),
+    // and the limiter-alone row is always there.
     let memory = table(&out, "Memory");
-    assert_eq!(memory.len(), 3, "{memory:?}");
-    let base = number(&row(&memory, "step 3, baseline")[2]);
-    let loaded = number(&row(&memory, "step 3, all in flight")[2]);
-    assert!(base > 1.0 && loaded >= base, "{memory:?}");
-    assert!(number(&memory[2][2]) > 1.0, "{memory:?}");
+    assert!(memory.len() >= 2, "{memory:?}");
+    row(&memory, "step 3, all in flight");
+    row(&memory, "step 4's `Limiter` alone");
+    for r in &memory {
+        let (peak, base) = (number(&r[2]), number(&r[3]));
+        assert!(base > 1.0 && peak >= base, "{r:?}");
+    }
 
     // Python: rows only when the bench found a Python with google-genai.
     let python = table(&out, "Rust steps vs the seed's Python");
