@@ -67,7 +67,7 @@ pub fn parse_seconds(text: &str) -> Result<Duration, String> {
         .map_err(|_| format!("`{text}` is not a number of seconds (try 30 or 2.5)"))?;
     if !(seconds > 0.0 && seconds <= 86_400.0) {
         return Err(format!(
-            "`{text}` is out of range: give between 0 and 86400 seconds"
+            "`{text}` is out of range: give more than 0 and at most 86400 seconds"
         ));
     }
     Ok(Duration::from_secs_f64(seconds))

@@ -121,21 +121,8 @@ impl Batch {
             answered: self.report.elapsed(),
             status: status_of(&result),
         };
-        // One line per attempt at RUST_LOG=debug. Steps 2 and 3 never retry,
-        // so `attempt` is always 1 and the retry delay is only what the server
-        // asked for (a 429's RetryInfo), shown so a learner sees it exists.
-        tracing::debug!(
-            index,
-            attempt = 1,
-            status = ?attempt.status,
-            latency_ms = u64::try_from(attempt.latency().as_millis()).unwrap_or(u64::MAX),
-            retry_delay_ms = result
-                .as_ref()
-                .err()
-                .and_then(Error::retry_delay)
-                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-            "attempt"
-        );
+        // Steps 2 and 3 never retry: this is always attempt 1.
+        log_attempt(index, 1, &attempt, &result);
         let ended = match result {
             Ok(answer) => Ended::Answered(answer),
             Err(error) if stops_the_run(&error) => return Err(error),
@@ -164,6 +151,22 @@ impl Batch {
 /// then ends as its own failure and the summary still adds up to N.
 pub fn stops_the_run(error: &Error) -> bool {
     error.is_fatal() && !matches!(error, Error::Connect { .. })
+}
+
+/// One line per attempt at `RUST_LOG=debug`: index, attempt number, status,
+/// latency, and the retry delay when the server asked for one (a 429's
+/// `RetryInfo`). Every step logs its attempts through this, so one `grep`
+/// reads them all alike.
+pub fn log_attempt<T>(index: usize, number: usize, attempt: &Attempt, result: &Result<T, Error>) {
+    let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    tracing::debug!(
+        index,
+        attempt = number,
+        status = ?attempt.status,
+        latency_ms = millis(attempt.latency()),
+        retry_delay_ms = result.as_ref().err().and_then(Error::retry_delay).map(millis),
+        "attempt"
+    );
 }
 
 /// How an attempt's result counts in the summary and the timeline.

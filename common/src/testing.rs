@@ -60,6 +60,7 @@ impl StepCommand {
             "GEMINI_API_KEY",
             "GOOGLE_GEMINI_BASE_URL",
             "GOOGLE_GENAI_API_VERSION",
+            "GEMINI_RATELIMIT_REDIS",
             "RUST_LOG",
             "RUST_BACKTRACE",
         ] {

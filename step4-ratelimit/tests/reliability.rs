@@ -85,3 +85,8 @@ async fn plain_http_to_a_remote_host_is_warned_about() {
 async fn nothing_on_stderr_by_default() {
     testing::assert_silent_by_default(STEP, &[&UNPACED[..], &["-n", "3"]].concat()).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_debug_line_per_attempt() {
+    testing::assert_one_debug_line_per_attempt(STEP, &UNPACED).await;
+}

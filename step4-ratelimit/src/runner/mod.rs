@@ -53,7 +53,7 @@ use common::{
     Client, Error,
     cli::CommonArgs,
     report::{Answer, Attempt, AttemptStatus, Ended, Outcome, Report, Summary},
-    run::{interrupt, status_of},
+    run::{self, interrupt, status_of},
     timeline,
     types::GenerateContentRequest,
 };
@@ -204,6 +204,7 @@ impl Runner {
                 break Ended::NotDone(CUT_OFF.into());
             };
             attempts.push(attempt);
+            run::log_attempt(index, attempts.len(), &attempt, &result);
             let error = match result {
                 Ok(answer) => {
                     // Correct the limiter's books with the real count.
