@@ -628,6 +628,58 @@ pub struct Restart {
     pub second: usize,
 }
 
+/// Starts an emulator on a port that the kernel never hands out by itself,
+/// so that the test can shut it down and start another on the *same* port.
+///
+/// A port from `127.0.0.1:0` comes from the ephemeral range, and the moment
+/// it is freed the kernel may give it to anything else running in parallel
+/// (another test's server, an outgoing connection), and the restart fails.
+/// Ports below Linux's ephemeral range (32768 and up) are only ever taken by
+/// an explicit bind, so a free one stays ours in practice.
+pub async fn start_restartable(settings: Settings) -> Emulator {
+    let spread = u64::from(std::process::id())
+        ^ u64::from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or_default(),
+        );
+    for attempt in 0..200u64 {
+        let port = 20_000 + ((spread + attempt * 7919) % 12_000) as u16;
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        if let Ok(server) = emulator::start(Settings {
+            addr,
+            ..settings.clone()
+        })
+        .await
+        {
+            return server;
+        }
+    }
+    panic!("no free port between 20000 and 32000");
+}
+
+/// Starts an emulator again on `addr`, where one was just shut down.
+///
+/// Retries for a moment: the old server's sockets may take a few
+/// milliseconds to let go of the port.
+pub async fn restart_on(addr: std::net::SocketAddr, settings: Settings) -> Emulator {
+    let mut last_error = None;
+    for _ in 0..50 {
+        match emulator::start(Settings {
+            addr,
+            ..settings.clone()
+        })
+        .await
+        {
+            Ok(server) => return server,
+            Err(error) => last_error = Some(error),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("cannot start a new emulator on {addr}: {last_error:?}");
+}
+
 /// A server that goes away mid-run and comes back on the same port.
 ///
 /// The first server accepts requests and never answers them. Once `in_flight`
@@ -651,9 +703,7 @@ pub async fn server_restarts_mid_run(
         hang: 1.0,
         ..Faults::default()
     };
-    let first = emulator::start(faulty(hang, 1))
-        .await
-        .expect("emulator starts");
+    let first = start_restartable(faulty(hang, 1)).await;
     let addr = first.addr();
     let n = requests.to_string();
     let step = StepCommand::new(binary)
@@ -669,12 +719,7 @@ pub async fn server_restarts_mid_run(
     step.freeze().await;
     let first_calls = generate_calls(&first);
     first.shutdown().await;
-    let second = emulator::start(Settings {
-        addr,
-        ..Settings::instant()
-    })
-    .await
-    .expect("a new emulator starts on the same port");
+    let second = restart_on(addr, Settings::instant()).await;
     step.thaw();
 
     let out = step.wait().await;

@@ -16,7 +16,7 @@ use common::{
     connect::{ConnectOptions, connect_with},
     error::{ApiError, Error},
     run,
-    testing::{TEST_KEY, TEST_KEY_FRAGMENT},
+    testing::{self, TEST_KEY, TEST_KEY_FRAGMENT},
 };
 use emulator::Settings;
 use url::Url;
@@ -93,7 +93,7 @@ async fn every_type_holding_the_key_redacts_it() {
 
 #[tokio::test]
 async fn one_client_survives_its_server_restarting_on_the_same_port() {
-    let first = emulator::start(Settings::instant()).await.expect("starts");
+    let first = testing::start_restartable(Settings::instant()).await;
     let addr = first.addr();
     let client = Client::new(ClientConfig {
         base_url: Url::parse(&first.base_url()).expect("a URL"),
@@ -121,12 +121,7 @@ async fn one_client_survives_its_server_restarting_on_the_same_port() {
     );
 
     // Back, on the same port: the same client (and pool) carries on.
-    let second = emulator::start(Settings {
-        addr,
-        ..Settings::instant()
-    })
-    .await
-    .expect("restarts on the same port");
+    let second = testing::restart_on(addr, Settings::instant()).await;
     client
         .generate_content(MODEL, &request)
         .await
