@@ -362,7 +362,11 @@ impl Report {
         let outcomes: Vec<Outcome> = state.outcomes.into_iter().flatten().collect();
         let mut summary = Summary::from_outcomes(&outcomes, elapsed, self.json);
         if let Some(path) = &self.timeline {
-            match timeline::write(path, &outcomes, &self.timeline_options) {
+            let mut options = self.timeline_options.clone();
+            options
+                .title
+                .get_or_insert_with(|| timeline_title(&summary));
+            match timeline::write(path, &outcomes, &options) {
                 Ok(()) => summary
                     .notes
                     .push(format!("timeline written to {}", path.display())),
@@ -374,6 +378,23 @@ impl Report {
         }
         summary
     }
+}
+
+/// "step3-concurrent: 20 requests, 20 answered in 1.25 s": which program
+/// drew the picture, and the figures a reader checks the bars against.
+fn timeline_title(summary: &Summary) -> String {
+    let program = std::env::current_exe()
+        .ok()
+        .and_then(|path| path.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "run".into());
+    let mut title = format!(
+        "{program}: {} requests, {} answered in {:.2} s",
+        summary.requests, summary.succeeded, summary.elapsed_s
+    );
+    if summary.rate_limited > 0 {
+        title.push_str(&format!(", {} answered 429", summary.rate_limited));
+    }
+    title
 }
 
 /// p50, p95 and the maximum latency, in milliseconds.

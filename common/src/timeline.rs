@@ -32,13 +32,17 @@ pub fn render(outcomes: &[Outcome], options: &Options) -> String {
     let row = (MAX_PLOT_HEIGHT / rows).clamp(0.5, 18.0);
     let plot_height = row * rows;
     let height = TOP + plot_height + BOTTOM;
-    let end = outcomes
+    let last_answer = outcomes
         .iter()
         .flat_map(|o| &o.attempts)
         .map(|a| a.answered)
         .max()
         .unwrap_or_default()
         .max(Duration::from_millis(1));
+    // The axis ends on a round tick past the last answer, so every bar can
+    // be read against a labelled time.
+    let step = tick_step(last_answer.as_secs_f64());
+    let end = Duration::from_secs_f64((last_answer.as_secs_f64() / step).ceil() * step);
     let scale = (WIDTH - LEFT - RIGHT) / end.as_secs_f64();
     let x = |t: Duration| LEFT + t.as_secs_f64() * scale;
 
@@ -68,8 +72,19 @@ pub fn render(outcomes: &[Outcome], options: &Options) -> String {
             start += window;
         }
     }
+    let label_every = outcomes.len().div_ceil(10).max(1);
     for (row_index, outcome) in outcomes.iter().enumerate() {
         let y = TOP + row_index as f64 * row;
+        // #1, then every `label_every`-th request: #1, #2, #4, ... #20.
+        if row_index == 0 || (row_index + 1) % label_every == 0 {
+            let _ = writeln!(
+                svg,
+                r#"<text class="row" x="{:.0}" y="{:.1}" text-anchor="end" font-size="10">#{}</text>"#,
+                LEFT - 6.0,
+                y + (row * 0.8).max(0.5) / 2.0 + 3.5,
+                outcome.index + 1
+            );
+        }
         for attempt in &outcome.attempts {
             let width = (x(attempt.answered) - x(attempt.sent)).max(1.0);
             let _ = writeln!(
@@ -86,7 +101,7 @@ pub fn render(outcomes: &[Outcome], options: &Options) -> String {
             );
         }
     }
-    axis(&mut svg, end, TOP + plot_height, x);
+    axis(&mut svg, end, step, TOP + plot_height, x);
     legend(&mut svg, height);
     svg.push_str("</svg>\n");
     svg
@@ -114,13 +129,12 @@ fn colour(status: AttemptStatus) -> &'static str {
 }
 
 /// A time axis with about ten round ticks.
-fn axis(svg: &mut String, end: Duration, y: f64, x: impl Fn(Duration) -> f64) {
+fn axis(svg: &mut String, end: Duration, step: f64, y: f64, x: impl Fn(Duration) -> f64) {
     let _ = writeln!(
         svg,
         r#"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="black"/>"#,
         WIDTH - RIGHT
     );
-    let step = tick_step(end.as_secs_f64());
     let mut t = 0.0;
     while t <= end.as_secs_f64() + 1e-9 {
         let px = x(Duration::from_secs_f64(t));
@@ -217,7 +231,7 @@ mod tests {
                 1,
                 &[
                     (0, 50, AttemptStatus::RateLimited),
-                    (2000, 3000, AttemptStatus::Ok),
+                    (2000, 3200, AttemptStatus::Ok),
                 ],
             ),
             outcome(2, &[]),
@@ -227,8 +241,10 @@ mod tests {
         assert_eq!(svg.matches(r#"class="ok""#).count(), 2);
         assert_eq!(svg.matches(r#"class="rate-limited""#).count(), 1);
         assert_eq!(svg.matches(r#"class="failed""#).count(), 0);
-        // The last bar ends at the right edge of the plot.
-        assert!(svg.contains(r#"#2 2.000-3.000 s ok"#));
+        assert!(svg.contains(r#"#2 2.000-3.200 s ok"#));
+        // Rows are labelled, and the axis runs to a round tick past the end.
+        assert_eq!(svg.matches(r#"class="row""#).count(), 3);
+        assert!(svg.contains(">3.5</text>"), "the axis reaches 3.5 s: {svg}");
     }
 
     #[test]

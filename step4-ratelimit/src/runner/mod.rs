@@ -109,8 +109,10 @@ pub fn report(
     output: Option<&Path>,
     window: Option<Duration>,
 ) -> Result<Report, OutputError> {
+    // The title is left to the report (program, requests, time), like the
+    // other steps' pictures; step 4 adds its limit's windows, shaded.
     let report = Report::new(total, common).with_timeline_options(timeline::Options {
-        title: Some(format!("step 4: {total} requests to {}", common.model)),
+        title: None,
         window,
     });
     match output {
