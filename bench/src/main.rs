@@ -16,7 +16,8 @@
 //!   `governor`; [`acquire`]: what one acquire costs;
 //! - [`memory`]: peak memory of step 3 with 10,000 requests in flight and of
 //!   step 4 with 100,000 queued;
-//! - [`python`]: the seed's Python solution (`google-genai`) as the peer.
+//! - [`python`]: the seed's Python solution (`google-genai`) as the peer;
+//! - [`scaleout`]: one process against four sharing one quota through Redis.
 //!
 //! The steps are measured as programs: the bench builds their binaries with
 //! its own profile and runs them as child processes ([`binaries`]). Every
@@ -30,6 +31,7 @@ mod memory;
 mod pictures;
 mod plan;
 mod python;
+mod scaleout;
 mod steps;
 mod table;
 mod throughput;
@@ -87,6 +89,8 @@ enum Section {
     Memory,
     /// The seed's Python solution.
     Python,
+    /// Four processes sharing one quota through Redis.
+    ScaleOut,
 }
 
 #[tokio::main]
@@ -130,6 +134,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             Section::Acquire,
             Section::Memory,
             Section::Python,
+            Section::ScaleOut,
         ]
     } else {
         args.only
@@ -158,6 +163,7 @@ async fn bench(plan: &Plan, bins: &Binaries, sections: &[Section]) -> anyhow::Re
             Section::Acquire => acquire::run(plan).await,
             Section::Memory => memory::run(plan, bins).await,
             Section::Python => python::run(plan, bins, &ours).await,
+            Section::ScaleOut => scaleout::run(plan, bins).await,
         };
         eprintln!(
             "bench: {section:?} took {:.1} s",

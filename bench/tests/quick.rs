@@ -146,4 +146,19 @@ fn quick_bench_prints_every_section_with_sane_numbers() {
             assert!(number(&r[2]) > 0.0 && number(&r[3]) > 0.0, "{r:?}");
         }
     }
+
+    // Scaling out: rows only when redis-server is installed (CI installs
+    // it). Four processes sharing Redis draw no 429 and never put more than
+    // the limit (20) into one window; four with their own limiters do.
+    let scale = table(&out, "Scaling out");
+    if out.contains("Skipped: redis-server is not installed") {
+        assert!(scale.is_empty());
+    } else {
+        assert_eq!(scale.len(), 3, "{scale:?}");
+        let shared = row(&scale, "4 processes sharing one quota");
+        assert_eq!(number(&shared[1]), 0.0, "{shared:?}");
+        assert!(number(&shared[2]) <= 20.0, "{shared:?}");
+        let alone = row(&scale, "4 processes, each its own");
+        assert!(number(&alone[1]) > 0.0, "{alone:?}");
+    }
 }

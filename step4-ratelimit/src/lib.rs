@@ -43,6 +43,7 @@
 //! The binary (`src/main.rs`) puts them together in a page: parse the
 //! arguments, connect, build the limiter, run the batch through it.
 
+mod gauge;
 pub mod limiter;
 pub mod options;
 pub mod prompts;

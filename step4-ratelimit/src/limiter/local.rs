@@ -43,6 +43,7 @@ use tokio::time::{Duration, Instant};
 
 use super::window::Window;
 use super::{LimitError, Limits, Permit, RateLimit, Settle, Stats, Usage};
+use crate::gauge::Gauge;
 
 /// The in-process rate limiter. See the [module documentation](super) for
 /// what it guarantees and how it compares with the usual algorithms.
@@ -252,7 +253,7 @@ impl Limiter {
     pub async fn acquire(&self, tokens: u32) -> Result<Permit, LimitError> {
         let shared = &self.handle.shared;
         let since = Instant::now();
-        let _waiting = Waiting::enter(&shared.waiting);
+        let _waiting = Gauge::enter(&shared.waiting);
 
         // A request that can never fit fails now rather than waiting forever.
         match shared.limits.tpm_limit() {
@@ -721,23 +722,6 @@ impl Drop for Ticket {
 fn shut_down() -> LimitError {
     LimitError::Stopped {
         reason: "the rate limiter shut down".to_owned(),
-    }
-}
-
-/// Counts a call to `acquire` as waiting for as long as it is in progress,
-/// including when it is cancelled (the `Drop` runs either way).
-struct Waiting<'a>(&'a AtomicUsize);
-
-impl<'a> Waiting<'a> {
-    fn enter(counter: &'a AtomicUsize) -> Waiting<'a> {
-        counter.fetch_add(1, Ordering::Relaxed);
-        Waiting(counter)
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -65,6 +65,7 @@ use tokio::{sync::watch, time::Instant};
 pub use retry::{Decision, RetryPolicy};
 
 use crate::{
+    gauge::Gauge,
     limiter::{LimitError, Limits, Permit, RateLimit, Stats},
     prompts::Prompts,
 };
@@ -631,23 +632,6 @@ impl Live {
 
     fn pace(&self) -> Pace {
         *self.pace.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// Counts something as in progress for as long as the guard lives, however
-/// the future holding it ends (finished, or dropped by a `select!`).
-struct Gauge<'a>(&'a AtomicUsize);
-
-impl<'a> Gauge<'a> {
-    fn enter(counter: &'a AtomicUsize) -> Gauge<'a> {
-        counter.fetch_add(1, Ordering::Relaxed);
-        Gauge(counter)
-    }
-}
-
-impl Drop for Gauge<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -30,6 +30,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use futures_util::future::BoxFuture;
 use redis::AsyncConnectionConfig;
+
+use crate::gauge::Gauge;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Duration, Instant};
@@ -254,7 +256,7 @@ impl RedisLimiter {
     pub async fn acquire(&self, tokens: u32) -> Result<Permit, LimitError> {
         let inner = &self.inner;
         let since = Instant::now();
-        let _waiting = Waiting::enter(&inner.waiting);
+        let _waiting = Gauge::enter(&inner.waiting);
         // A request that can never fit fails now rather than waiting forever.
         match inner.limits.tpm.filter(|&n| n > 0) {
             Some(limit) if tokens > limit => {
@@ -683,22 +685,5 @@ impl Settle for Inner {
                 tracing::warn!("could not settle admission {id} in Redis: {error}");
             }
         });
-    }
-}
-
-/// Counts a call to `acquire` as waiting for as long as it is in progress,
-/// including when it is cancelled.
-struct Waiting<'a>(&'a AtomicUsize);
-
-impl<'a> Waiting<'a> {
-    fn enter(counter: &'a AtomicUsize) -> Waiting<'a> {
-        counter.fetch_add(1, Ordering::Relaxed);
-        Waiting(counter)
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
