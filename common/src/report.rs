@@ -362,22 +362,39 @@ impl Report {
         let outcomes: Vec<Outcome> = state.outcomes.into_iter().flatten().collect();
         let mut summary = Summary::from_outcomes(&outcomes, elapsed, self.json);
         if let Some(path) = &self.timeline {
-            let mut options = self.timeline_options.clone();
-            options
-                .title
-                .get_or_insert_with(|| timeline_title(&summary));
-            match timeline::write(path, &outcomes, &options) {
-                Ok(()) => summary
-                    .notes
-                    .push(format!("timeline written to {}", path.display())),
-                Err(error) => summary.notes.push(format!(
-                    "could not write the timeline to {}: {error}",
-                    path.display()
-                )),
-            }
+            draw_timeline(path, &outcomes, self.timeline_options, &mut summary);
         }
         summary
     }
+}
+
+/// The end of a run of one request that the step printed itself (step 1):
+/// its summary, and its picture with `--timeline`.
+pub fn single(outcome: Outcome, elapsed: Duration, args: &CommonArgs) -> Summary {
+    let outcomes = [outcome];
+    let mut summary = Summary::from_outcomes(&outcomes, elapsed, args.json);
+    if let Some(path) = &args.timeline {
+        draw_timeline(path, &outcomes, timeline::Options::default(), &mut summary);
+    }
+    summary
+}
+
+/// Writes the SVG timeline and says so (or why not) in the summary's notes.
+fn draw_timeline(
+    path: &std::path::Path,
+    outcomes: &[Outcome],
+    mut options: timeline::Options,
+    summary: &mut Summary,
+) {
+    options.title.get_or_insert_with(|| timeline_title(summary));
+    let note = match timeline::write(path, outcomes, &options) {
+        Ok(()) => format!("timeline written to {}", path.display()),
+        Err(error) => format!(
+            "could not write the timeline to {}: {error}",
+            path.display()
+        ),
+    };
+    summary.notes.push(note);
 }
 
 /// "step3-concurrent: 20 requests, 20 answered in 1.25 s": which program
@@ -388,8 +405,11 @@ fn timeline_title(summary: &Summary) -> String {
         .and_then(|path| path.file_stem().map(|s| s.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "run".into());
     let mut title = format!(
-        "{program}: {} requests, {} answered in {:.2} s",
-        summary.requests, summary.succeeded, summary.elapsed_s
+        "{program}: {} request{}, {} answered in {:.2} s",
+        summary.requests,
+        if summary.requests == 1 { "" } else { "s" },
+        summary.succeeded,
+        summary.elapsed_s
     );
     if summary.rate_limited > 0 {
         title.push_str(&format!(", {} answered 429", summary.rate_limited));

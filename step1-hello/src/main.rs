@@ -17,7 +17,7 @@ use clap::Parser;
 use common::{
     Client, GenerateContentRequest, GenerateContentResponse,
     cli::CommonArgs,
-    report::{Answer, Attempt, AttemptStatus, Ended, Outcome, Summary},
+    report::{self, Answer, Attempt, AttemptStatus, Ended, Outcome, Summary},
     run,
 };
 use futures_util::StreamExt;
@@ -76,11 +76,7 @@ async fn hello(args: Args) -> Result<Summary, common::Error> {
     } else {
         println!("\n{}", outcome.footer());
     }
-    Ok(Summary::from_outcomes(
-        &[outcome],
-        elapsed,
-        args.common.json,
-    ))
+    Ok(report::single(outcome, elapsed, &args.common))
 }
 
 /// Streams the answer: each chunk carries only the new text, printed as it

@@ -77,3 +77,22 @@ async fn runs_offline_on_the_built_in_emulator_without_a_key() {
         out.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn timeline_draws_the_one_request() {
+    let server = emulator::start(Settings::instant())
+        .await
+        .expect("emulator starts");
+    let path = std::env::temp_dir().join(format!("step1-timeline-{}.svg", std::process::id()));
+    let out = StepCommand::new(STEP)
+        .against(&server)
+        .args(["--timeline".as_ref(), path.as_os_str()])
+        .run()
+        .await;
+
+    assert!(out.status.success(), "{}", out.all());
+    let svg = std::fs::read_to_string(&path).expect("the timeline was written");
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(svg.matches(r#"class="ok""#).count(), 1, "{svg}");
+    assert!(svg.contains("step1-hello: 1 request, 1 answered"), "{svg}");
+}
