@@ -115,6 +115,20 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// A request answered at its first attempt, sent when the run started
+    /// and answered `after` it (step 1's one request).
+    pub fn answered(index: usize, answer: Answer, after: Duration) -> Outcome {
+        Outcome {
+            index,
+            attempts: vec![Attempt {
+                sent: Duration::ZERO,
+                answered: after,
+                status: AttemptStatus::Ok,
+            }],
+            ended: Ended::Answered(answer),
+        }
+    }
+
     /// A request that did not get done, with the reason to report.
     pub fn not_done(index: usize, reason: impl Into<String>) -> Outcome {
         Outcome {
@@ -210,6 +224,23 @@ impl Outcome {
             }),
         }
     }
+}
+
+/// Writes `text` and a newline to stdout.
+///
+/// Unlike `println!`, a closed stdout (the reader of `step2 | head -3` has
+/// gone) is not a panic: the line is dropped and the run goes on, so every
+/// outcome still reaches the summary, the exit code and any `--output` file.
+pub fn print_line(text: impl std::fmt::Display) {
+    print(format_args!("{text}\n"));
+}
+
+/// Writes `text` to stdout as it is, and flushes it so a streamed answer
+/// shows up word by word. A closed stdout is ignored, as in [`print_line`].
+pub fn print(text: impl std::fmt::Display) {
+    let mut out = std::io::stdout().lock();
+    let _ = write!(out, "{text}");
+    let _ = out.flush();
 }
 
 /// The first `max` characters of `text` on one line, with an ellipsis if cut.
@@ -333,7 +364,7 @@ impl Report {
                 Some(json) if self.json => json,
                 _ => ready.line(),
             };
-            self.bar.suspend(|| println!("{line}"));
+            self.bar.suspend(|| print_line(&line));
             state.next_to_print += 1;
         }
     }
@@ -477,6 +508,10 @@ pub struct Summary {
     /// Extra human lines a step adds (limiter figures, files written).
     #[serde(skip)]
     pub notes: Vec<String>,
+    /// Whether a rate limiter paced the run (step 4): then its time is the
+    /// limit's doing, and a speed-up over one-at-a-time means nothing.
+    #[serde(skip)]
+    pub paced: bool,
     /// Whether the run was cut short by Ctrl-C.
     #[serde(skip)]
     pub interrupted: bool,
@@ -519,6 +554,7 @@ impl Summary {
             latency_ms: Latency::of(&answered),
             sum_of_latencies_s: round3(attempts.map(|a| a.latency().as_secs_f64()).sum()),
             notes: Vec::new(),
+            paced: false,
             interrupted: false,
             json,
         }
@@ -581,7 +617,8 @@ impl std::fmt::Display for Summary {
                 l.max as f64 / 1e3
             )?;
         }
-        if self.requests > 1 && self.elapsed_s > 0.0 && self.sum_of_latencies_s > 0.0 {
+        if !self.paced && self.requests > 1 && self.elapsed_s > 0.0 && self.sum_of_latencies_s > 0.0
+        {
             write!(
                 f,
                 "\nspeed-up over one at a time: {:.1}x (the latencies add up to {:.2} s)",

@@ -17,7 +17,7 @@ use clap::Parser;
 use common::{
     Client, GenerateContentRequest, GenerateContentResponse,
     cli::CommonArgs,
-    report::{self, Answer, Attempt, AttemptStatus, Ended, Outcome, Summary},
+    report::{self, Answer, Outcome, Summary},
     run,
 };
 use futures_util::StreamExt;
@@ -28,7 +28,7 @@ use tokio::time::Instant;
 #[command(version)]
 struct Args {
     /// Print the answer as it arrives (streamGenerateContent) instead of all at once.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "json")]
     stream: bool,
 
     #[command(flatten)]
@@ -49,32 +49,24 @@ async fn hello(args: Args) -> Result<Summary, common::Error> {
 
     // One request, one `.await`: nothing else happens until the answer is back.
     let started = Instant::now();
-    let answer = if args.stream && !args.common.json {
+    let answer = if args.stream {
         stream_to_stdout(client, model, &request).await?
     } else {
         let response = client.generate_content(model, &request).await?;
         let answer = Answer::from_response(response)?;
         if !args.common.json {
-            println!("{}", answer.text);
+            report::print_line(&answer.text);
         }
         answer
     };
     let elapsed = started.elapsed();
 
     // The figures every step reports, for this one request.
-    let outcome = Outcome {
-        index: 0,
-        attempts: vec![Attempt {
-            sent: std::time::Duration::ZERO,
-            answered: elapsed,
-            status: AttemptStatus::Ok,
-        }],
-        ended: Ended::Answered(answer),
-    };
+    let outcome = Outcome::answered(0, answer, elapsed);
     if args.common.json {
-        println!("{}", outcome.json_line());
+        report::print_line(outcome.json_line());
     } else {
-        println!("\n{}", outcome.footer());
+        report::print_line(format_args!("\n{}", outcome.footer()));
     }
     Ok(report::single(outcome, elapsed, &args.common))
 }
@@ -86,8 +78,6 @@ async fn stream_to_stdout(
     model: &str,
     request: &GenerateContentRequest,
 ) -> Result<Answer, common::Error> {
-    use std::io::Write;
-
     let mut chunks = std::pin::pin!(client.stream_generate_content(model, request).await?);
     let mut text = String::new();
     let mut last: Option<GenerateContentResponse> = None;
@@ -98,18 +88,17 @@ async fn stream_to_stdout(
                 // End the half-printed answer's line, so the error line that
                 // follows on stderr starts on a line of its own.
                 if !text.is_empty() {
-                    println!();
+                    report::print_line("");
                 }
                 return Err(error);
             }
         };
         let delta = chunk.text();
-        print!("{delta}");
-        let _ = std::io::stdout().flush();
+        report::print(&delta);
         text.push_str(&delta);
         last = Some(chunk);
     }
-    println!();
+    report::print_line("");
     let mut answer = Answer::from_response(last.unwrap_or_default())?;
     answer.text = text;
     Ok(answer)

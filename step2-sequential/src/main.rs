@@ -37,6 +37,10 @@ async fn send_all(args: Args) -> Result<Summary, common::Error> {
     // check the model, and start the clock.
     let batch = Batch::start(&args.batch).await?;
 
+    // `send` records each request's answer or error and the run goes on; its
+    // `?` stops the run only for an error that would fail every request
+    // (a revoked key, say), so you see one line instead of N.
+
     // One request at a time: `.await` suspends this loop until the answer is
     // back, and only then does the next request leave.
     for index in batch.indices() {

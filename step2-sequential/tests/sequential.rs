@@ -131,3 +131,28 @@ async fn an_unknown_model_stops_the_run_with_one_line() {
     assert!(out.stderr.contains("gemini-0.1-nope"), "{}", out.stderr);
     assert_eq!(generate_calls(&server), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reader_that_goes_away_is_not_a_panic() {
+    // `step2-sequential | head -1`: the pipe closes while the step still
+    // has lines to print. It must finish its run quietly, not panic.
+    let server = emulator::start(settings(0)).await.expect("emulator starts");
+    let mut command = StepCommand::new(STEP)
+        .against(&server)
+        .args(["-n", "30"])
+        .into_command();
+    command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("the step starts");
+    drop(child.stdout.take()); // The reader is gone before the first line.
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("the blocking task ran")
+        .expect("the step ran");
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(generate_calls(&server), 30, "every request still ran");
+}

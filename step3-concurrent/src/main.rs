@@ -39,6 +39,10 @@ async fn send_all(args: Args) -> Result<Summary, common::Error> {
     // check the model, and start the clock.
     let batch = Batch::start(&args.batch).await?;
 
+    // `send` records each request's answer or error and the run goes on; its
+    // `?` stops the run only for an error that would fail every request
+    // (a revoked key, say), so you see one line instead of N.
+
     // All at once: build one future per request (nothing is sent yet), then
     // `try_join_all` -- Rust's `asyncio.gather` -- polls them together, so
     // every request is in flight while the others wait on the network.

@@ -30,7 +30,7 @@ pub enum Prompts {
 #[derive(Debug, thiserror::Error)]
 pub enum PromptsError {
     /// The file could not be read (missing, a directory, not UTF-8, ...).
-    #[error("cannot read the prompts file {}: {source}", path.display())]
+    #[error("cannot read the prompts file {}", path.display())]
     Read {
         /// The file.
         path: PathBuf,

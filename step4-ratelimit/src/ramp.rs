@@ -16,7 +16,7 @@
 use std::{process::ExitCode, time::Duration};
 
 use common::{
-    Client, Error,
+    Client, Error, report,
     run::{self, interrupt, stops_the_run},
     types::GenerateContentRequest,
 };
@@ -92,16 +92,15 @@ pub async fn find_breaking_point(
         json,
     };
     if !json {
-        println!(
+        let sizes = sizes(max);
+        let mut shown: Vec<String> = sizes.iter().take(4).map(u32::to_string).collect();
+        if let (true, Some(last)) = (sizes.len() > 4, sizes.last()) {
+            shown.push(format!("... up to {last}"));
+        }
+        report::print_line(format_args!(
             "ramp: {} requests at once, without the limiter or retries, until the server answers 429",
-            sizes(max)
-                .iter()
-                .map(u32::to_string)
-                .chain(std::iter::once("...".into()))
-                .take(4)
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+            shown.join(", ")
+        ));
     }
     for n in sizes(max) {
         if interrupt::requested() {
@@ -109,7 +108,7 @@ pub async fn find_breaking_point(
         }
         let (step, refusal) = batch(client, model, &request, n as usize).await?;
         if !json {
-            println!("{}", step_line(&step, ramp.steps.len()));
+            report::print_line(step_line(&step, ramp.steps.len()));
         }
         let broke = step.rate_limited > 0;
         let cut_off = step.not_done > 0;
@@ -277,9 +276,9 @@ pub fn exit(result: Result<Ramp, impl Into<anyhow::Error>>) -> ExitCode {
         }
     };
     if ramp.json {
-        println!("{}", ramp.to_json());
+        report::print_line(ramp.to_json());
     } else {
-        println!("{}", ramp.conclusion());
+        report::print_line(ramp.conclusion());
     }
     ExitCode::from(if interrupt::requested() {
         run::EXIT_INTERRUPTED

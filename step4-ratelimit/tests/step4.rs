@@ -377,6 +377,12 @@ async fn a_missing_prompts_file_is_one_error_line() {
     let lines: Vec<&str> = out.stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{}", out.stderr);
     assert!(lines[0].starts_with("error: cannot read the prompts file /nonexistent/prompts.txt"));
+    assert_eq!(
+        lines[0].matches("No such file").count(),
+        1,
+        "the cause, said once: {}",
+        lines[0]
+    );
     assert!(server.stats().arrivals.is_empty(), "nothing was sent");
 }
 

@@ -94,7 +94,7 @@ pub struct RunOptions {
 
 /// The `--output` file could not be created.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot create the output file {}: {source}", path.display())]
+#[error("cannot create the output file {}", path.display())]
 pub struct OutputError {
     /// The file.
     pub path: PathBuf,
@@ -188,6 +188,7 @@ impl Runner {
         let stats = self.limiter.stats();
         let pace = self.live.pace();
         let mut summary = self.report.finish("not sent");
+        summary.paced = self.options.paced;
         let notes = notes(&stats, &pace, &summary, self.options.paced);
         summary.notes.splice(0..0, notes);
         Ok(summary)
