@@ -24,6 +24,7 @@ use anyhow::Context;
 use common::GenerateContentRequest;
 use common::cli::{DEFAULT_MODEL, DEFAULT_PROMPT};
 use common::client::Client;
+use emulator::limits::most_in_any_window;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use step4_ratelimit::limiter::{Limiter, Limits, Permit};
 
@@ -220,14 +221,8 @@ async fn run_once(plan: &Plan, settings: &emulator::Settings, gate: Gate) -> any
         }
     }
     run.wall = started.elapsed();
-    let arrivals: Vec<Duration> = server
-        .stats()
-        .arrivals
-        .iter()
-        .filter(|a| a.method == "generateContent")
-        .map(|a| a.at)
-        .collect();
-    run.most_in_window = most_in_window(&arrivals, plan.window);
+    let arrivals: Vec<Duration> = server.stats().generates().iter().map(|a| a.at).collect();
+    run.most_in_window = most_in_any_window(&arrivals, plan.window);
     server.shutdown().await;
     Ok(run)
 }
@@ -244,36 +239,9 @@ async fn one_request(
     Ok(result.map(drop))
 }
 
-/// The most of the (sorted) `arrivals` inside any span shorter than `window`:
-/// what a strict sliding window would have had to hold.
-fn most_in_window(arrivals: &[Duration], window: Duration) -> usize {
-    let mut most = 0;
-    let mut start = 0;
-    for (end, &at) in arrivals.iter().enumerate() {
-        while at - arrivals[start] >= window {
-            start += 1;
-        }
-        most = most.max(end + 1 - start);
-    }
-    most
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn windows_count_arrivals_less_than_a_window_apart() {
-        let ms = |v: &[u64]| {
-            v.iter()
-                .map(|&m| Duration::from_millis(m))
-                .collect::<Vec<_>>()
-        };
-        let window = Duration::from_millis(100);
-        assert_eq!(most_in_window(&ms(&[0, 50, 99, 100, 150]), window), 3);
-        assert_eq!(most_in_window(&ms(&[0, 100, 200]), window), 1);
-        assert_eq!(most_in_window(&[], window), 0);
-    }
 
     #[test]
     fn the_best_wall_is_one_window_per_extra_batch() {

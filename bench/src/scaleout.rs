@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use common::testing::StepCommand;
+use emulator::limits::most_in_any_window;
 use emulator::{Arrival, Latency, Settings};
 use futures_util::future::join_all;
 use step4_ratelimit::shared::testing::RedisServer;
@@ -93,6 +94,8 @@ pub async fn run(plan: &Plan, bins: &Binaries) -> anyhow::Result<Table> {
 /// What the server saw in one case.
 struct Figures {
     refused: usize,
+    /// The most arrivals in any window (429s included: a strict window
+    /// counts what it sees).
     peak: usize,
     share: f64,
     wall: Duration,
@@ -140,35 +143,15 @@ async fn one_case(
     });
     join_all(runs).await;
     let wall = started.elapsed();
-    let mut arrivals: Vec<Arrival> = server
-        .stats()
-        .arrivals
-        .into_iter()
-        .filter(|a| a.method == "generateContent")
-        .collect();
-    arrivals.sort_by_key(|a| a.at);
+    let arrivals = server.stats().generates();
+    let times: Vec<Duration> = arrivals.iter().map(|a| a.at).collect();
     let answered: Vec<&Arrival> = arrivals.iter().filter(|a| a.status == 200).collect();
     Ok(Figures {
         refused: arrivals.iter().filter(|a| a.status == 429).count(),
-        peak: most_in_any_window(&arrivals),
+        peak: most_in_any_window(&times, WINDOW),
         share: share_of_limit(&answered),
         wall,
     })
-}
-
-/// The most arrivals (429s included: a strict window counts what it sees)
-/// in any trailing window.
-fn most_in_any_window(arrivals: &[Arrival]) -> usize {
-    arrivals
-        .iter()
-        .map(|end| {
-            arrivals
-                .iter()
-                .filter(|a| a.at <= end.at && a.at + WINDOW > end.at)
-                .count()
-        })
-        .max()
-        .unwrap_or(0)
 }
 
 /// Answers per window over the run, as a share of the limit.

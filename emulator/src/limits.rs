@@ -209,9 +209,37 @@ fn tokens_free_at(bucket: &Bucket, tokens: u32, tpm: u32, window: Duration) -> O
     None
 }
 
+/// The most of `times` (in order) inside any span shorter than `window`:
+/// what a strict sliding window would have had to hold. Tests and the bench
+/// judge a client's pacing with it, against [`crate::Stats::generates`].
+pub fn most_in_any_window(times: &[Duration], window: Duration) -> usize {
+    let mut most = 0;
+    let mut start = 0;
+    for (end, &at) in times.iter().enumerate() {
+        while at - times[start] >= window {
+            start += 1;
+        }
+        most = most.max(end + 1 - start);
+    }
+    most
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn most_in_any_window_counts_spans_shorter_than_the_window() {
+        let ms = |v: &[u64]| {
+            v.iter()
+                .map(|&m| Duration::from_millis(m))
+                .collect::<Vec<_>>()
+        };
+        let window = Duration::from_millis(100);
+        assert_eq!(most_in_any_window(&ms(&[0, 50, 99, 100, 150]), window), 3);
+        assert_eq!(most_in_any_window(&ms(&[0, 100, 200]), window), 1);
+        assert_eq!(most_in_any_window(&[], window), 0);
+    }
 
     const WINDOW: Duration = Duration::from_secs(60);
     const DAY: Duration = Duration::from_secs(86_400);

@@ -52,6 +52,18 @@ pub struct Stats {
     pub in_flight: usize,
 }
 
+impl Stats {
+    /// The unary `generateContent` requests, in arrival order: what tests
+    /// and benchmarks count against a limit.
+    pub fn generates(&self) -> Vec<Arrival> {
+        self.arrivals
+            .iter()
+            .filter(|a| a.method == "generateContent")
+            .cloned()
+            .collect()
+    }
+}
+
 /// The size of the state the server keeps between requests (for leak checks).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TrackedState {

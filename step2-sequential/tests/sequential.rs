@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use common::testing::StepCommand;
+use common::testing::{StepCommand, generate_calls};
 use emulator::{Latency, Settings};
 
 const STEP: &str = env!("CARGO_BIN_EXE_step2-sequential");
@@ -19,15 +19,6 @@ fn settings(latency_ms: u64) -> Settings {
         },
         ..Settings::instant()
     }
-}
-
-fn generate_calls(server: &emulator::Emulator) -> usize {
-    server
-        .stats()
-        .arrivals
-        .iter()
-        .filter(|a| a.method == "generateContent")
-        .count()
 }
 
 #[tokio::test(flavor = "multi_thread")]

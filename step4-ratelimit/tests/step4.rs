@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use common::testing::{StepCommand, StepOutput};
-use emulator::{Arrival, Emulator, Faults, Latency, Settings};
+use emulator::{Emulator, Faults, Latency, Settings};
 use serde_json::Value;
 
 const STEP: &str = env!("CARGO_BIN_EXE_step4-ratelimit");
@@ -38,16 +38,6 @@ async fn step(server: &Emulator, args: &[&str]) -> StepOutput {
         .args(args)
         .run()
         .await
-}
-
-/// The generate requests that reached the server.
-fn generates(server: &Emulator) -> Vec<Arrival> {
-    server
-        .stats()
-        .arrivals
-        .into_iter()
-        .filter(|a| a.method == "generateContent")
-        .collect()
 }
 
 fn count(summary: &Value, field: &str) -> u64 {
@@ -96,7 +86,7 @@ async fn three_windows_worth_through_the_limiter_get_no_429() {
     let summary = out.summary();
     assert_eq!(count(&summary, "succeeded"), 12, "{summary}");
     assert_eq!(count(&summary, "rate_limited"), 0, "{summary}");
-    let arrivals = generates(&server);
+    let arrivals = server.stats().generates();
     assert_eq!(arrivals.len(), 12, "one attempt each: {arrivals:?}");
     assert!(arrivals.iter().all(|a| a.status == 200), "{arrivals:?}");
     let picture = std::fs::read_to_string(&svg).expect("the timeline was written");
@@ -130,7 +120,7 @@ async fn without_the_limiter_429s_appear() {
     );
     assert_eq!(count(&summary, "retries"), 0, "{summary}");
     assert_eq!(out.code(), Some(1));
-    assert!(generates(&server).iter().any(|a| a.status == 429));
+    assert!(server.stats().generates().iter().any(|a| a.status == 429));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -166,7 +156,7 @@ async fn a_429_retry_delay_is_waited_out() {
         count(&summary, "rate_limited") > 0,
         "the server refused: {summary}"
     );
-    let arrivals = generates(&server);
+    let arrivals = server.stats().generates();
     for (i, refused) in arrivals.iter().enumerate().filter(|(_, a)| a.status == 429) {
         // The server's retryDelay: until the oldest admitted request of its
         // window ages out.
@@ -210,7 +200,7 @@ async fn a_spent_daily_quota_stops_the_run_cleanly() {
     assert_eq!(daily.len(), 1, "one line about it: {}", out.stderr);
     assert!(daily[0].contains("resets"), "{}", daily[0]);
     assert_eq!(
-        generates(&server).len(),
+        server.stats().generates().len(),
         4,
         "nothing sent after the daily 429"
     );
@@ -302,7 +292,7 @@ async fn injected_503s_are_retried_to_success() {
     let summary = out.summary();
     assert_eq!(count(&summary, "succeeded"), 20, "{summary}");
     assert!(count(&summary, "retries") > 0, "{summary}");
-    assert!(generates(&server).iter().any(|a| a.status == 503));
+    assert!(server.stats().generates().iter().any(|a| a.status == 503));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -493,5 +483,9 @@ async fn ctrl_c_ends_waiting_requests_as_not_done() {
     let summary = out.summary();
     assert_eq!(count(&summary, "succeeded"), 2, "{summary}");
     assert_eq!(count(&summary, "not_done"), 4, "{summary}");
-    assert_eq!(generates(&server).len(), 2, "nothing sent after Ctrl-C");
+    assert_eq!(
+        server.stats().generates().len(),
+        2,
+        "nothing sent after Ctrl-C"
+    );
 }
