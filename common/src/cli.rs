@@ -41,6 +41,11 @@ pub struct CommonArgs {
     /// Write an SVG picture of when each request was sent and answered.
     #[arg(long, value_name = "FILE.svg")]
     pub timeline: Option<PathBuf>,
+
+    /// Refuse a response larger than this many MiB (default: derived from the
+    /// model's output limit, 8 MiB for today's models, far above any real answer).
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub max_response_mib: Option<u32>,
 }
 
 /// The size of a batch: steps 2, 3 and 4 send the prompt this many times.

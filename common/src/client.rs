@@ -7,14 +7,21 @@
 //! hyper and any debug output of the request leave it out, and our own
 //! `tracing` events record the method, model, status and latency only.
 //!
-//! Every call has a deadline ([`ClientConfig::timeout`]): for a unary call
-//! it covers the whole exchange; for a stream it covers the wait for the
-//! response headers and then the wait for each next chunk, so a long answer
-//! that keeps arriving is never cut, but a stalled one is.
+//! Every call has a deadline ([`ClientConfig::timeout`]) that covers the
+//! whole exchange, a streamed body included: a server trickling one byte a
+//! second cannot stretch a request past it.
+//!
+//! What comes back is untrusted. A response is read up to a size no real
+//! answer of the model reaches ([`response_limit`]), one error body up to
+//! [`ERROR_BODY_LIMIT`]; past that the request fails and the process lives
+//! on. And every text that came from the network passes through the
+//! client's [`Redactor`] before a caller sees it, so a proxy that echoes the
+//! request headers cannot get the key printed.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -26,7 +33,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::config::{ApiKey, Config};
-use crate::error::{ApiError, Error, Result, condense};
+use crate::error::{ApiError, Error, Redactor, Result, condense};
 use crate::sse::SseDecoder;
 use crate::types::{
     CountTokensRequest, CountTokensResponse, GenerateContentRequest, GenerateContentResponse,
@@ -38,6 +45,41 @@ const API_KEY_HEADER: &str = "x-goog-api-key";
 
 /// A guard against a server that hands out page tokens forever.
 const MAX_MODEL_PAGES: usize = 1000;
+
+/// How much of an error body is read: a real one is a few kilobytes; the
+/// rest of a larger one would only be cut from the message anyway.
+pub const ERROR_BODY_LIMIT: usize = 64 * 1024;
+
+/// The output limit assumed before the model is known: the largest of
+/// today's Gemini models (`outputTokenLimit` 65536).
+const DEFAULT_OUTPUT_TOKENS: u32 = 65_536;
+
+/// The most output tokens believed from a model description: four times the
+/// largest real limit, so a server cannot talk the cap up without bound.
+const MAX_OUTPUT_TOKENS: u32 = 262_144;
+
+/// Bytes of response allowed per output token. A token is about four
+/// characters; escaping, multi-byte text, several candidates, thought
+/// summaries and every streamed chunk's repeated metadata are the headroom.
+const BYTES_PER_TOKEN: usize = 128;
+
+/// The smallest cap, for models with a small output limit (and the model list).
+const MIN_RESPONSE_LIMIT: usize = 4 * 1024 * 1024;
+
+/// The largest response accepted for a model whose `outputTokenLimit` is
+/// `output_tokens` (`None`: not known yet).
+///
+/// 65536 tokens give 8 MiB, twenty times the largest real answer; the
+/// believed limit is capped, so the result never passes 32 MiB. One number
+/// bounds a unary body, one streamed event, and a whole stream.
+pub fn response_limit(output_tokens: Option<u32>) -> usize {
+    let tokens = output_tokens
+        .unwrap_or(DEFAULT_OUTPUT_TOKENS)
+        .min(MAX_OUTPUT_TOKENS);
+    (tokens as usize)
+        .saturating_mul(BYTES_PER_TOKEN)
+        .max(MIN_RESPONSE_LIMIT)
+}
 
 /// How to reach the API.
 #[derive(Debug, Clone)]
@@ -89,6 +131,12 @@ struct Inner {
     /// The key as a ready, sensitive header value.
     key: Option<HeaderValue>,
     config: ClientConfig,
+    /// Takes the key out of whatever the server sends back.
+    redactor: Redactor,
+    /// The largest `outputTokenLimit` of a model this client has looked up (0: none yet).
+    output_tokens: AtomicU32,
+    /// A response cap set by the user (0: derived from the model).
+    max_response: AtomicUsize,
 }
 
 impl std::fmt::Debug for Client {
@@ -116,11 +164,15 @@ impl Client {
             ))
             .build()
             .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
+        let redactor = secrets_of(&config);
         let inner = Inner {
             http,
             root,
             key,
             config,
+            redactor,
+            output_tokens: AtomicU32::new(0),
+            max_response: AtomicUsize::new(0),
         };
         Ok(Client {
             inner: Arc::new(inner),
@@ -135,6 +187,28 @@ impl Client {
     /// The per-call deadline.
     pub fn timeout(&self) -> Duration {
         self.inner.config.timeout
+    }
+
+    /// Sets the largest response accepted, in bytes, instead of the cap
+    /// derived from the model's output limit ([`response_limit`]).
+    pub fn set_max_response(&self, bytes: usize) {
+        self.inner.max_response.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The largest response (or streamed event) this client reads now.
+    pub fn max_response(&self) -> usize {
+        match self.inner.max_response.load(Ordering::Relaxed) {
+            0 => {
+                let known = self.inner.output_tokens.load(Ordering::Relaxed);
+                response_limit((known > 0).then_some(known))
+            }
+            bytes => bytes,
+        }
+    }
+
+    /// What the client takes out of every text from the network (the key).
+    pub fn redactor(&self) -> &Redactor {
+        &self.inner.redactor
     }
 
     /// `POST models/{model}:generateContent`: one whole answer.
@@ -172,18 +246,26 @@ impl Client {
         let body = encode(req)?;
         let timeout = self.timeout();
         let started = Instant::now();
-        let response = tokio::time::timeout(
-            timeout,
+        let deadline = tokio::time::Instant::now() + timeout;
+        let response = tokio::time::timeout_at(
+            deadline,
             self.send(Method::POST, url, model, Some(body), started),
         )
         .await
-        .map_err(|_| Error::Timeout(timeout))??;
+        .map_err(|_| Error::Timeout(timeout))
+        .and_then(|sent| sent)
+        .map_err(|e| self.redactor().error(e))?;
+        let limit = self.max_response();
         let chunks = ChunkStream {
             body: Box::pin(response.bytes_stream()),
-            decoder: SseDecoder::new(),
+            decoder: SseDecoder::with_limit(limit),
             ready: VecDeque::new(),
             done: false,
             timeout,
+            deadline,
+            received: 0,
+            limit: limit.saturating_mul(STREAM_LIMIT_FACTOR),
+            redactor: self.redactor().clone(),
         };
         Ok(Box::pin(futures_util::stream::unfold(
             chunks,
@@ -257,9 +339,18 @@ impl Client {
     }
 
     /// `GET models/{model}`: one model's description (404 if unknown).
+    ///
+    /// Its `outputTokenLimit` is remembered: it sets how large a response
+    /// this client accepts from then on ([`Client::max_response`]).
     pub async fn get_model(&self, model: &str) -> Result<Model> {
         let url = self.model_url(model, None)?;
-        self.unary(Method::GET, url, model, None, "model").await
+        let found: Model = self.unary(Method::GET, url, model, None, "model").await?;
+        if let Some(tokens) = found.output_token_limit {
+            self.inner
+                .output_tokens
+                .fetch_max(tokens.min(MAX_OUTPUT_TOKENS), Ordering::Relaxed);
+        }
+        Ok(found)
     }
 
     /// The URL of `models/{model}[:{method}]`, or of `models` when `model` is empty.
@@ -302,15 +393,19 @@ impl Client {
         let started = Instant::now();
         let exchange = async {
             let response = self.send(method, url, model, body, started).await?;
-            response
-                .bytes()
-                .await
-                .map_err(|e| transport_error(e, self.base_url(), timeout))
+            let limit = self.max_response();
+            match read_capped(response, limit).await {
+                Ok(Capped::Whole(bytes)) => Ok(bytes),
+                Ok(Capped::Over(_)) => Err(Error::TooLarge { what, limit }),
+                Err(e) => Err(transport_error(e, self.base_url(), timeout)),
+            }
         };
-        let bytes = tokio::time::timeout(timeout, exchange)
+        let result = tokio::time::timeout(timeout, exchange)
             .await
-            .map_err(|_| Error::Timeout(timeout))??;
-        parse_payload(&bytes, what)
+            .map_err(|_| Error::Timeout(timeout))
+            .and_then(|read| read)
+            .and_then(|bytes| parse_payload(&bytes, what, self.redactor()));
+        result.map_err(|e| self.redactor().error(e))
     }
 
     /// Sends the request; returns the response if its status is a success, else the API error.
@@ -344,8 +439,13 @@ impl Client {
         if status.is_success() {
             return Ok(response);
         }
-        // The error body is small; a failure to read it still leaves the status.
-        let body = response.bytes().await.unwrap_or_default();
+        // An error body is small; only its start is read, and a failure to
+        // read it still leaves the status.
+        let body = match read_capped(response, ERROR_BODY_LIMIT).await {
+            Ok(Capped::Whole(body) | Capped::Over(body)) => body,
+            Err(_) => Vec::new(),
+        };
+        let body = self.redactor().body(&body);
         Err(Error::from(ApiError::from_body(
             Some(status.as_u16()),
             &body,
@@ -401,22 +501,76 @@ fn encode<T: serde::Serialize>(req: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(req).map_err(|e| Error::Config(format!("cannot encode the request: {e}")))
 }
 
+/// Every secret the client knows, for its [`Redactor`]: the key.
+///
+/// The emulator's placeholder key is public (it is in this crate's source)
+/// and a common word; taking it out of answers would only garble them.
+fn secrets_of(config: &ClientConfig) -> Redactor {
+    let key = config
+        .api_key
+        .as_ref()
+        .map(ApiKey::expose)
+        .filter(|key| *key != crate::connect::PLACEHOLDER_KEY);
+    Redactor::new(key)
+}
+
+/// A body read up to a cap.
+enum Capped {
+    /// The whole body.
+    Whole(Vec<u8>),
+    /// The body went past the cap: what was read up to it (the rest is left unread).
+    Over(Vec<u8>),
+}
+
+/// Reads a body chunk by chunk, stopping once it passes `limit` bytes.
+///
+/// `response.bytes()` would buffer whatever the server sends; an endless
+/// body would then grow until the process is killed.
+async fn read_capped(response: reqwest::Response, limit: usize) -> reqwest::Result<Capped> {
+    let mut body = Vec::new();
+    let mut chunks = response.bytes_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk?;
+        let room = limit.saturating_sub(body.len());
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok(Capped::Over(body));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Capped::Whole(body))
+}
+
 /// Parses a 2xx payload; an `{"error":...}` object in it is the server's error, not an empty answer.
 ///
 /// (Unknown fields are ignored, so without this check an error object would
-/// parse as a response with no candidates.)
-fn parse_payload<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| Error::decode(what, e, bytes))?;
+/// parse as a response with no candidates.) Every string of the payload is
+/// scrubbed of the client's secrets before it is typed, so an answer, a
+/// `modelVersion` or anything else a server echoes cannot carry the key out.
+fn parse_payload<T: DeserializeOwned>(
+    bytes: &[u8],
+    what: &'static str,
+    redactor: &Redactor,
+) -> Result<T> {
+    let decode_error = |e: serde_json::Error| Error::decode(what, e, &redactor.body(bytes));
+    let mut value: Value = serde_json::from_slice(bytes).map_err(decode_error)?;
     if value.get("error").is_some() {
-        return Err(Error::from(ApiError::from_body(None, bytes)));
+        return Err(Error::from(ApiError::from_body(
+            None,
+            &redactor.body(bytes),
+        )));
     }
-    T::deserialize(value).map_err(|e| Error::decode(what, e, bytes))
+    redactor.json(&mut value);
+    T::deserialize(value).map_err(decode_error)
 }
 
 /// Classifies a reqwest error into the variant that tells the user what to do.
 fn transport_error(e: reqwest::Error, base: &Url, timeout: Duration) -> Error {
     if e.is_timeout() {
         return Error::Timeout(timeout);
+    }
+    if let Some(detail) = out_of_files(&e) {
+        return Error::OutOfFiles(detail);
     }
     let host = match (base.host_str(), base.port()) {
         (Some(host), Some(port)) => format!("{host}:{port}"),
@@ -436,6 +590,26 @@ fn transport_error(e: reqwest::Error, base: &Url, timeout: Duration) -> Error {
     } else {
         Error::Transport(detail)
     }
+}
+
+/// The OS error behind a failed connection, when it is "too many open files" (EMFILE).
+///
+/// Said as what it is: "cannot reach 127.0.0.1, check your network" would
+/// send the user looking for a network fault that is not there.
+fn out_of_files(e: &reqwest::Error) -> Option<String> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(inner) = source {
+        if let Some(io) = inner.downcast_ref::<std::io::Error>() {
+            // EMFILE is 24 on Linux, macOS and the BSDs.
+            if io.raw_os_error() == Some(24) {
+                return Some(io.to_string());
+            }
+        }
+        source = inner.source();
+    }
+    error_chain(e)
+        .contains("Too many open files")
+        .then(|| "Too many open files (os error 24)".to_string())
 }
 
 /// The error and its sources on one line, skipping repeats.
@@ -460,15 +634,30 @@ struct ChunkStream {
     ready: VecDeque<String>,
     /// Set after the body ended or an error was yielded: nothing follows.
     done: bool,
+    /// The request's timeout, for the error message.
     timeout: Duration,
+    /// When the whole request (headers and every chunk) must be over.
+    deadline: tokio::time::Instant,
+    /// Body bytes read so far.
+    received: usize,
+    /// The most body bytes a whole stream may bring.
+    limit: usize,
+    /// Takes the key out of every chunk and error.
+    redactor: Redactor,
 }
+
+/// A whole stream may bring this many times the response cap: every chunk
+/// repeats its metadata, so a streamed answer is larger than the same
+/// answer in one piece.
+const STREAM_LIMIT_FACTOR: usize = 4;
 
 impl ChunkStream {
     /// The next chunk, reading the body only when no decoded payload is waiting.
     async fn next_chunk(&mut self) -> Option<Result<GenerateContentResponse>> {
         loop {
             if let Some(payload) = self.ready.pop_front() {
-                let item = parse_payload(payload.as_bytes(), "stream chunk");
+                let item = parse_payload(payload.as_bytes(), "stream chunk", &self.redactor)
+                    .map_err(|e| self.redactor.error(e));
                 if item.is_err() {
                     self.finish_with_error();
                 }
@@ -477,13 +666,13 @@ impl ChunkStream {
             if self.done {
                 return None;
             }
-            let next = tokio::time::timeout(self.timeout, self.body.next()).await;
+            let next = tokio::time::timeout_at(self.deadline, self.body.next()).await;
             let decoded = match next {
                 Err(_) => Err(Error::Timeout(self.timeout)),
-                Ok(Some(Ok(bytes))) => self.decoder.push(&bytes).map_err(stream_error),
+                Ok(Some(Ok(bytes))) => self.take(&bytes),
                 Ok(Some(Err(e))) => Err(Error::Stream(format!(
                     "connection lost mid-answer: {}",
-                    error_chain(&e.without_url())
+                    self.redactor.text(&error_chain(&e.without_url()))
                 ))),
                 Ok(None) => {
                     self.done = true;
@@ -503,6 +692,18 @@ impl ChunkStream {
         }
     }
 
+    /// Counts and decodes the next piece of the body, within the stream's cap.
+    fn take(&mut self, bytes: &[u8]) -> Result<Vec<String>> {
+        self.received = self.received.saturating_add(bytes.len());
+        if self.received > self.limit {
+            return Err(Error::TooLarge {
+                what: "streamed response",
+                limit: self.limit,
+            });
+        }
+        self.decoder.push(bytes).map_err(stream_error)
+    }
+
     /// After an error nothing more is yielded: the answer is incomplete.
     fn finish_with_error(&mut self) {
         self.done = true;
@@ -512,7 +713,13 @@ impl ChunkStream {
 
 /// A decoder error as the crate's error.
 fn stream_error(e: crate::sse::SseError) -> Error {
-    Error::Stream(e.to_string())
+    match e {
+        crate::sse::SseError::TooLarge(limit) => Error::TooLarge {
+            what: "stream event",
+            limit,
+        },
+        e => Error::Stream(e.to_string()),
+    }
 }
 
 /// Builds a client straight from the environment (key, base URL, version), with a timeout.
@@ -602,7 +809,8 @@ mod tests {
     #[test]
     fn error_object_in_a_200_payload_is_an_error() {
         let body = br#"{"error":{"code":503,"message":"overloaded","status":"UNAVAILABLE"}}"#;
-        let result: Result<GenerateContentResponse> = parse_payload(body, "x");
+        let result: Result<GenerateContentResponse> =
+            parse_payload(body, "x", &Redactor::default());
         assert_eq!(result.unwrap_err().api().unwrap().http_status, 503);
     }
 }

@@ -16,7 +16,17 @@
 //!
 //! `Error` is `Clone` (transport errors are kept as text) so an outcome can be
 //! stored in a report and shared between tasks.
+//!
+//! What the network sends is untrusted, and this file is where it becomes
+//! text we print. Two guards live here. [`Redactor`] takes the client's own
+//! secrets (the API key) out of every text that came from a server, because a
+//! proxy or a broken server may echo the request headers back into an error
+//! page, a `quotaId` or even an answer. And a `retryDelay` is only honoured up
+//! to [`max_retry_delay`]: past it the request fails with
+//! [`Error::RetryDelayTooLong`] instead of waiting for years (or overflowing a
+//! clock).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -29,6 +39,20 @@ pub(crate) const KEY_VARS: &str = "GOOGLE_API_KEY or GEMINI_API_KEY";
 
 /// How much of an undecodable body an error keeps: enough to recognise it, short enough for one line.
 const SNIPPET_CHARS: usize = 160;
+
+/// What a secret found in a server's text is replaced with.
+pub const REDACTED: &str = "[redacted]";
+
+/// The longest `retryDelay` honoured for a per-minute (or unnamed) quota.
+///
+/// Google's observed delays are under a minute (a per-minute window frees
+/// within one); an hour is sixty times that, yet short enough that a proxy's
+/// nonsense cannot park a run, or every process sharing a Redis pause, for long.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(60 * 60);
+
+/// The longest `retryDelay` honoured for a per-day quota: it resets at
+/// midnight Pacific, at most a day away (25 hours on the day clocks go back).
+pub const MAX_DAILY_RETRY_DELAY: Duration = Duration::from_secs(25 * 60 * 60);
 
 /// Everything that can fail in `common`.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -105,11 +129,66 @@ pub enum Error {
     /// A streamed answer stopped before it was complete (cut mid-event, connection lost).
     #[error("the response stream broke: {0}; retry the request")]
     Stream(String),
+
+    /// The server asked for a wait longer than any Gemini quota needs ([`max_retry_delay`]).
+    ///
+    /// Such a `retryDelay` comes from a proxy or a broken server, not from a
+    /// quota: waiting it out would park the run, so the request fails instead.
+    /// The API error is kept for its text; [`Error::api`] does not return it,
+    /// so no caller mistakes it for a rate limit to wait out.
+    #[error("{api}; a retryDelay of {}s is longer than the {}s any Gemini quota asks for, so this request is given up (check any proxy between you and the API)", .delay.as_secs(), .ceiling.as_secs())]
+    RetryDelayTooLong {
+        /// What the server said.
+        api: Box<ApiError>,
+        /// The delay it asked for.
+        delay: Duration,
+        /// The most this client waits for that kind of quota.
+        ceiling: Duration,
+    },
+
+    /// The response was larger than any real answer of the model can be.
+    ///
+    /// The cap follows the model's output limit with ample headroom
+    /// ([`crate::client::response_limit`]); a body past it comes from a broken
+    /// server or proxy, and reading on would only exhaust memory.
+    #[error(
+        "the {what} was larger than {limit} bytes, more than any answer of this model can be; the server or a proxy is misbehaving (raise the cap with --max-response-mib if you expect such answers)"
+    )]
+    TooLarge {
+        /// What we were reading ("generateContent response", "stream event", ...).
+        what: &'static str,
+        /// The cap, in bytes.
+        limit: usize,
+    },
+
+    /// The process has no file descriptors left for another connection (EMFILE).
+    #[error(
+        "too many open files: the process reached its limit on open connections ({0}); send fewer requests at once or raise the limit (ulimit -n), then retry"
+    )]
+    OutOfFiles(String),
 }
 
 impl From<ApiError> for Error {
+    /// An API error, or [`Error::RetryDelayTooLong`] when its delay is past the ceiling.
     fn from(api: ApiError) -> Error {
-        Error::Api(Box::new(api))
+        let ceiling = max_retry_delay(&api);
+        match api.retry_delay {
+            Some(delay) if delay > ceiling => Error::RetryDelayTooLong {
+                api: Box::new(api),
+                delay,
+                ceiling,
+            },
+            _ => Error::Api(Box::new(api)),
+        }
+    }
+}
+
+/// The longest wait honoured for this error: a day for a per-day quota, an hour otherwise.
+pub fn max_retry_delay(api: &ApiError) -> Duration {
+    if api.quota.as_ref().is_some_and(QuotaViolation::is_per_day) {
+        MAX_DAILY_RETRY_DELAY
+    } else {
+        MAX_RETRY_DELAY
     }
 }
 
@@ -141,7 +220,9 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Api(api) => matches!(api.http_status, 408 | 429 | 500 | 502 | 503 | 504),
-            Error::Timeout(_) | Error::Transport(_) | Error::Stream(_) => true,
+            Error::Timeout(_) | Error::Transport(_) | Error::Stream(_) | Error::OutOfFiles(_) => {
+                true
+            }
             _ => false,
         }
     }
@@ -454,6 +535,8 @@ fn retry_delay_from_message(message: &str) -> Option<Duration> {
 ///
 /// Returns `None` for anything else (negative, no unit, garbage): a wrong
 /// delay is worse than none, because the caller then falls back to backoff.
+/// An absurdly long delay parses (saturating at `u64::MAX` seconds); it is
+/// [`Error::from`] that refuses to wait for it.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let number = text.trim().strip_suffix('s')?;
     let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
@@ -463,7 +546,9 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     if !frac.bytes().all(|b| b.is_ascii_digit()) || frac.len() > 9 {
         return None;
     }
-    let secs: u64 = whole.parse().ok()?;
+    // More seconds than a u64 holds is still a (very long) delay, not garbage:
+    // it saturates, and the ceiling in `Error::from` turns it away.
+    let secs: u64 = whole.parse().unwrap_or(u64::MAX);
     let nanos: u32 = if frac.is_empty() {
         0
     } else {
@@ -514,6 +599,142 @@ fn fmt_secs(delay: Duration) -> String {
     }
 }
 
+/// Takes known secrets out of text that came from the network.
+///
+/// The client knows its key, so it can make sure the key never travels back
+/// out through what a server said: every error it returns and every response
+/// it parses goes through its `Redactor` first, and each occurrence of a
+/// secret becomes [`REDACTED`]. That is the one place to get it right, instead
+/// of every printer (terminal, `--json`, `--output`, logs) remembering to.
+/// `Debug` shows how many secrets it holds, never them.
+#[derive(Clone, Default)]
+pub struct Redactor {
+    secrets: Arc<[String]>,
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Redactor({} secrets)", self.secrets.len())
+    }
+}
+
+impl Redactor {
+    /// A redactor for these secrets (empty ones are ignored).
+    ///
+    /// Longer secrets are replaced first, so one that contains another is
+    /// taken out whole.
+    pub fn new<S: Into<String>>(secrets: impl IntoIterator<Item = S>) -> Redactor {
+        let mut secrets: Vec<String> = secrets
+            .into_iter()
+            .map(Into::into)
+            .filter(|s| !s.is_empty())
+            .collect();
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.dedup();
+        Redactor {
+            secrets: secrets.into(),
+        }
+    }
+
+    /// True when `text` contains none of the secrets.
+    pub fn is_clean(&self, text: &str) -> bool {
+        !self.secrets.iter().any(|s| text.contains(s.as_str()))
+    }
+
+    /// `text` with every secret replaced by [`REDACTED`].
+    pub fn text(&self, text: &str) -> String {
+        let mut text = text.to_string();
+        self.scrub(&mut text);
+        text
+    }
+
+    /// Replaces every secret in `text`, in place (no allocation when there is none).
+    pub fn scrub(&self, text: &mut String) {
+        for secret in self.secrets.iter() {
+            if text.contains(secret.as_str()) {
+                *text = text.replace(secret.as_str(), REDACTED);
+            }
+        }
+    }
+
+    /// Replaces every secret in every string (and object key) of a JSON value.
+    ///
+    /// Done on the parsed value, so a secret the server wrote with JSON
+    /// escapes (`\u0041...`) is caught as well as a verbatim one.
+    pub fn json(&self, value: &mut Value) {
+        if self.secrets.is_empty() {
+            return;
+        }
+        match value {
+            Value::String(text) => self.scrub(text),
+            Value::Array(items) => items.iter_mut().for_each(|item| self.json(item)),
+            Value::Object(map) => {
+                if map.keys().any(|k| !self.is_clean(k)) {
+                    let entries = std::mem::take(map);
+                    *map = entries
+                        .into_iter()
+                        .map(|(k, v)| (self.text(&k), v))
+                        .collect();
+                }
+                map.values_mut().for_each(|item| self.json(item));
+            }
+            _ => {}
+        }
+    }
+
+    /// A body with every secret replaced, before any of it is cut into a snippet
+    /// (so that no cut can leave half a key behind). Not UTF-8 parts become `U+FFFD`.
+    pub fn body(&self, body: &[u8]) -> Vec<u8> {
+        if self.secrets.is_empty() {
+            return body.to_vec();
+        }
+        self.text(&String::from_utf8_lossy(body)).into_bytes()
+    }
+
+    /// The error with every secret taken out of every text it carries.
+    pub fn error(&self, mut error: Error) -> Error {
+        if self.secrets.is_empty() {
+            return error;
+        }
+        match &mut error {
+            Error::MissingKey | Error::Timeout(_) | Error::TooLarge { .. } => {}
+            Error::Config(text)
+            | Error::Transport(text)
+            | Error::Stream(text)
+            | Error::OutOfFiles(text) => self.scrub(text),
+            Error::Api(api) | Error::RetryDelayTooLong { api, .. } => self.api(api),
+            Error::Connect { host, detail } | Error::Tls { host, detail } => {
+                self.scrub(host);
+                self.scrub(detail);
+            }
+            Error::Decode {
+                detail, snippet, ..
+            } => {
+                self.scrub(detail);
+                self.scrub(snippet);
+            }
+            Error::Blocked { reason } => self.scrub(reason),
+        }
+        error
+    }
+
+    /// Scrubs every text field of an API error.
+    fn api(&self, api: &mut ApiError) {
+        self.scrub(&mut api.status);
+        self.scrub(&mut api.message);
+        if let Some(reason) = &mut api.reason {
+            self.scrub(reason);
+        }
+        if let Some(quota) = &mut api.quota {
+            self.scrub(&mut quota.quota_id);
+            self.scrub(&mut quota.metric);
+            for text in [&mut quota.model, &mut quota.value].into_iter().flatten() {
+                self.scrub(text);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -538,6 +759,82 @@ mod tests {
         ] {
             assert_eq!(parse_duration(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn absurd_retry_delays_parse_and_are_refused_without_overflow() {
+        assert_eq!(
+            parse_duration("9223372036854775807s"),
+            Some(Duration::from_secs(9_223_372_036_854_775_807))
+        );
+        assert_eq!(
+            parse_duration("99999999999999999999999s"),
+            Some(Duration::from_secs(u64::MAX))
+        );
+        for delay in ["9223372036854775807s", "999999999s", "3601s"] {
+            let body = format!(
+                r#"{{"error":{{"code":429,"status":"RESOURCE_EXHAUSTED","message":"slow","details":[{{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"{delay}"}}]}}}}"#
+            );
+            let error = Error::from(ApiError::from_body(Some(429), body.as_bytes()));
+            assert!(
+                matches!(error, Error::RetryDelayTooLong { .. }),
+                "{delay}: {error}"
+            );
+            assert!(!error.is_retryable() && !error.is_rate_limited());
+            assert_eq!(error.retry_delay(), None);
+            let line = error.to_string();
+            assert!(line.contains("given up") && !line.contains('\n'), "{line}");
+        }
+        // An hour is honoured; a per-day quota may ask for up to a day.
+        let within = r#"{"error":{"code":429,"message":"Please retry in 3600s."}}"#;
+        let error = Error::from(ApiError::from_body(Some(429), within.as_bytes()));
+        assert_eq!(error.retry_delay(), Some(MAX_RETRY_DELAY));
+        let daily = r#"{"error":{"code":429,"message":"m","details":[
+            {"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{"quotaId":"GenerateRequestsPerDayPerProjectPerModel-FreeTier"}]},
+            {"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"80000s"}]}}"#;
+        let error = Error::from(ApiError::from_body(Some(429), daily.as_bytes()));
+        assert_eq!(error.retry_delay(), Some(Duration::from_secs(80_000)));
+    }
+
+    #[test]
+    fn the_redactor_scrubs_every_text_an_error_or_answer_carries() {
+        let key = "AIzaSyD-hostile-proxy-echo-0123456789";
+        let redactor = Redactor::new([key, ""]);
+        assert!(!format!("{redactor:?}").contains(key));
+        let body = format!(
+            r#"{{"error":{{"code":429,"message":"x-goog-api-key: {key}","status":"RESOURCE_EXHAUSTED","details":[
+            {{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{{"quotaId":"PerMinute-{key}","quotaMetric":"{key}","quotaValue":"{key}","quotaDimensions":{{"model":"{key}"}}}}]}},
+            {{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"{key}"}}]}}}}"#
+        );
+        let errors = [
+            Error::from(ApiError::from_body(Some(429), body.as_bytes())),
+            Error::from(ApiError::from_body(
+                Some(502),
+                format!("<h1>{key}</h1>").as_bytes(),
+            )),
+            Error::decode("x", key, format!("{{{key}").as_bytes()),
+            Error::Transport(key.into()),
+            Error::Connect {
+                host: key.into(),
+                detail: key.into(),
+            },
+        ];
+        for error in errors {
+            let clean = redactor.error(error);
+            for text in [clean.to_string(), format!("{clean:?}")] {
+                assert!(!text.contains(key), "{text}");
+            }
+            assert!(clean.to_string().contains(REDACTED), "{clean}");
+        }
+        // A snippet cut from a scrubbed body cannot keep half a key.
+        let long = format!("{}{key}", "x".repeat(SNIPPET_CHARS - 5));
+        let cut = snippet(&redactor.body(long.as_bytes()));
+        assert!(!cut.contains("AIza"), "{cut}");
+        // JSON escapes do not hide the key from the parsed-value scrub.
+        let escaped = format!(r#"{{"modelVersion":"\u0041{}","{key}":[1]}}"#, &key[1..]);
+        let mut value: Value = serde_json::from_str(&escaped).unwrap();
+        redactor.json(&mut value);
+        assert!(!value.to_string().contains(key), "{value}");
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //!   delay, which quota) and prints as one line saying what to do.
 //! - [`sse`]: the incremental decoder behind streaming.
 //! - [`cli`]: the command-line options every step shares (`--model`, `--prompt`, ...).
+//! - [`limits`]: the operating system's limit on open files, raised at start.
 //! - [`quota`]: the free tier's requests/tokens per minute and per day, per model.
 //! - [`report`]: one outcome per request, the progress bar and the final summary.
 //! - [`run`]: the frame of a step's `main`: session, batch, Ctrl-C, exit codes.
@@ -38,6 +39,7 @@ pub mod client;
 pub mod config;
 pub mod connect;
 pub mod error;
+pub mod limits;
 pub mod quota;
 pub mod report;
 pub mod run;

@@ -39,12 +39,16 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 pub async fn session(args: &CommonArgs) -> Result<Session, Error> {
     init_tracing();
     interrupt::watch_ctrl_c();
+    crate::limits::raise_open_files_limit();
     let session = connect(ConnectOptions {
         force_emulator: args.emulator,
         timeout: args.timeout,
         emulator: emulator::Settings::default(),
     })
     .await?;
+    if let Some(mib) = args.max_response_mib {
+        session.client.set_max_response(mib as usize * 1024 * 1024);
+    }
     session.client.get_model(&args.model).await?;
     Ok(session)
 }

@@ -14,6 +14,11 @@
 //! `\r` and `\n` of a line ending. We only ever cut on ASCII line-ending
 //! bytes, so a line is decoded as UTF-8 only once it is complete. It owns no
 //! I/O, which is what lets the property tests feed it every possible split.
+//!
+//! A server can also send a line that never ends. [`SseDecoder::with_limit`]
+//! bounds what the decoder holds for one event (its pending line, `data:`
+//! lines and bare JSON): past the limit the stream fails with
+//! [`SseError::TooLarge`] instead of growing until memory runs out.
 
 /// What went wrong while decoding an SSE body.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -24,6 +29,9 @@ pub enum SseError {
     /// A line was not valid UTF-8.
     #[error("a line of the stream is not valid UTF-8")]
     InvalidUtf8,
+    /// One event grew past the decoder's limit (a line that never ends, say).
+    #[error("one event of the stream is larger than {0} bytes")]
+    TooLarge(usize),
 }
 
 /// Turns body bytes, in chunks of any size, into complete event payloads.
@@ -35,6 +43,8 @@ pub struct SseDecoder {
     data: Option<String>,
     /// A bare JSON object (an error body) being collected line by line.
     raw: RawJson,
+    /// The most bytes one event may hold; `None`: no limit.
+    limit: Option<usize>,
 }
 
 /// Brace-balancing state for a JSON object written without `data:`.
@@ -52,8 +62,39 @@ impl SseDecoder {
         SseDecoder::default()
     }
 
+    /// A decoder that fails once one event holds more than `limit` bytes.
+    pub fn with_limit(limit: usize) -> SseDecoder {
+        SseDecoder {
+            limit: Some(limit),
+            ..SseDecoder::default()
+        }
+    }
+
     /// Feeds the next bytes; returns the payloads they completed, in order.
     pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<String>, SseError> {
+        let out = self.push_unchecked(bytes)?;
+        self.check_size()?;
+        Ok(out)
+    }
+
+    /// Fails when the event being collected is past the limit.
+    ///
+    /// Checked after each chunk, so the decoder holds at most the limit plus
+    /// one network chunk.
+    fn check_size(&self) -> Result<(), SseError> {
+        let Some(limit) = self.limit else {
+            return Ok(());
+        };
+        let held =
+            self.line.len() + self.data.as_ref().map_or(0, String::len) + self.raw.text.len();
+        if held > limit {
+            return Err(SseError::TooLarge(limit));
+        }
+        Ok(())
+    }
+
+    /// [`push`](Self::push) without the size check.
+    fn push_unchecked(&mut self, bytes: &[u8]) -> Result<Vec<String>, SseError> {
         let mut out = Vec::new();
         let mut rest = bytes;
         // A `\r` ended the previous chunk: its line is complete, and a `\n`
@@ -249,6 +290,23 @@ mod tests {
     fn empty_body_is_fine() {
         assert_eq!(decode_all(b"").unwrap(), Vec::<String>::new());
         assert_eq!(decode_all(b"\r\n").unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn an_endless_line_or_event_is_refused_at_the_limit() {
+        let mut d = SseDecoder::with_limit(100);
+        assert!(d.push(&[b'x'; 60]).is_ok());
+        assert_eq!(d.push(&[b'x'; 60]), Err(SseError::TooLarge(100)));
+        let mut d = SseDecoder::with_limit(100);
+        let line = format!("data: {}\n", "y".repeat(40));
+        assert!(d.push(line.as_bytes()).is_ok());
+        assert!(d.push(line.as_bytes()).is_ok());
+        assert_eq!(d.push(line.as_bytes()), Err(SseError::TooLarge(100)));
+        // Events within the limit pass however many there are.
+        let mut d = SseDecoder::with_limit(100);
+        for _ in 0..1000 {
+            assert_eq!(d.push(b"data: {}\n\n").unwrap(), vec!["{}"]);
+        }
     }
 
     #[test]

@@ -49,7 +49,12 @@ struct Args {
     /// copies of this program, on one machine or many, draw from one quota.
     /// If Redis cannot be reached the program stops before sending anything.
     /// Ignored with --no-limit and --ramp.
-    #[arg(long, value_name = "URL", env = "GEMINI_RATELIMIT_REDIS")]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "GEMINI_RATELIMIT_REDIS",
+        hide_env_values = true
+    )]
     redis: Option<String>,
 }
 

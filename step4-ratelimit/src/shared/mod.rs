@@ -237,17 +237,89 @@ fn clean(text: &str) -> String {
         .collect()
 }
 
-/// `url` with any password replaced by `***`, fit to print.
+/// `url` with any password replaced by `***`, fit to print: the user
+/// information of `redis://user:pass@host`, and the `pass`/`password` query
+/// parameter of `redis+unix:///path?pass=...`.
 fn redact(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_owned();
+    let (head, query) = url.split_once('?').unwrap_or((url, ""));
+    let head = match head.find("://") {
+        Some(scheme_end) => {
+            let rest = &head[scheme_end + 3..];
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{}***@{}", &head[..scheme_end + 3], &rest[at + 1..]),
+                None => head.to_owned(),
+            }
+        }
+        None => head.to_owned(),
     };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{}***@{}", &url[..scheme_end + 3], &rest[at + 1..]),
-        None => url.to_owned(),
+    if query.is_empty() {
+        return head;
     }
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if is_password_param(name) => format!("{name}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{head}?{}", query.join("&"))
+}
+
+/// The passwords a Redis URL carries (as written and percent-decoded), so
+/// that they can be taken out of any message, the Redis client's included.
+fn url_secrets(url: &str) -> Vec<String> {
+    let (head, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut found = Vec::new();
+    if let Some(scheme_end) = head.find("://") {
+        let rest = &head[scheme_end + 3..];
+        let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+        if let Some((userinfo, _)) = authority.rsplit_once('@') {
+            // `user:pass@` or a lone `pass@` (some write the password alone).
+            found.push(userinfo.split_once(':').map_or(userinfo, |(_, p)| p));
+        }
+    }
+    for pair in query.split('&') {
+        if let Some((name, value)) = pair.split_once('=') {
+            if is_password_param(name) {
+                found.push(value);
+            }
+        }
+    }
+    found
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .flat_map(|s| [s.to_owned(), percent_decode(s)])
+        .collect()
+}
+
+/// A query parameter that holds a password.
+fn is_password_param(name: &str) -> bool {
+    name.eq_ignore_ascii_case("pass") || name.eq_ignore_ascii_case("password")
+}
+
+/// Decodes `%XX` escapes (lossily: a password is only compared, never used).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Why the shared limiter could not be set up, or a call to Redis failed.
@@ -261,27 +333,30 @@ pub enum SharedError {
     InvalidUrl {
         /// The URL, password removed.
         url: String,
-        /// What the Redis client said. (Part of the message rather than a
-        /// `source()`, so that printing the error chain does not say it twice.)
-        error: redis::RedisError,
+        /// What the Redis client said, password removed. (Part of the message
+        /// rather than a `source()`, so that printing the error chain does not
+        /// say it twice.)
+        error: String,
     },
     /// Redis did not answer at start (or could not run the scripts).
     #[error("cannot reach Redis at {url} for the shared rate limiter: {error}")]
     Unreachable {
         /// The URL, password removed.
         url: String,
-        /// What the Redis client said. (Part of the message rather than a
-        /// `source()`, so that printing the error chain does not say it twice.)
-        error: redis::RedisError,
+        /// What the Redis client said, password removed. (Part of the message
+        /// rather than a `source()`, so that printing the error chain does not
+        /// say it twice.)
+        error: String,
     },
     /// A command failed after connecting.
     #[error("Redis at {url} failed: {error}")]
     Redis {
         /// The URL, password removed.
         url: String,
-        /// What the Redis client said. (Part of the message rather than a
-        /// `source()`, so that printing the error chain does not say it twice.)
-        error: redis::RedisError,
+        /// What the Redis client said, password removed. (Part of the message
+        /// rather than a `source()`, so that printing the error chain does not
+        /// say it twice.)
+        error: String,
     },
 }
 
@@ -314,6 +389,15 @@ mod tests {
             redact("redis://user:hunter2@db:6379/0"),
             "redis://***@db:6379/0"
         );
+        assert_eq!(
+            redact("redis+unix:///run/redis.sock?db=1&pass=hunter2"),
+            "redis+unix:///run/redis.sock?db=1&pass=***"
+        );
+        assert_eq!(
+            url_secrets("redis://u:hun%40ter@db?password=x2"),
+            ["hun%40ter", "hun@ter", "x2", "x2"]
+        );
+        assert!(url_secrets("redis://db:6379/0").is_empty());
         assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
         assert_eq!(redact("not a url"), "not a url");
     }

@@ -37,13 +37,19 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Duration, Instant};
 
 use super::scripts::{self, Reply, Verdict};
-use super::{Scope, SharedError, redact};
+use super::{Scope, SharedError, redact, url_secrets};
 use crate::limiter::{LimitError, Limits, Permit, RateLimit, Settle, Stats, Usage};
+use common::error::Redactor;
 
 /// How long `connect` may take, and how long any one command may take
 /// before the connection counts as lost. Generous for a server on the same
 /// network, short enough that a dead one is noticed in seconds.
 const TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The longest shared pause: the longest `retryDelay` the client honours
+/// ([`common::error::MAX_RETRY_DELAY`]). A pause key silences every process
+/// on the quota, so its TTL is bounded however it was asked for.
+const MAX_PAUSE: Duration = common::error::MAX_RETRY_DELAY;
 
 /// The most a refused waiter adds to its sleep at random, so that processes
 /// told the same instant do not all ask at once. Also capped at 1% of the
@@ -84,6 +90,8 @@ struct Inner {
     conn: MultiplexedConnection,
     /// Where Redis is, without any password, for messages.
     url: String,
+    /// The URL's password, to take out of the Redis client's error messages.
+    secrets: Redactor,
     /// Whose quota this is.
     scope: Scope,
     /// The key names, computed once.
@@ -190,13 +198,14 @@ impl RedisLimiter {
         limits: Limits,
     ) -> Result<RedisLimiter, SharedError> {
         let shown = redact(url);
+        let secrets = Redactor::new(url_secrets(url));
         let client = redis::Client::open(url).map_err(|error| SharedError::InvalidUrl {
             url: shown.clone(),
-            error,
+            error: secrets.text(&error.to_string()),
         })?;
-        let unreachable = |error| SharedError::Unreachable {
+        let unreachable = |error: redis::RedisError| SharedError::Unreachable {
             url: shown.clone(),
-            error,
+            error: secrets.text(&error.to_string()),
         };
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(TIMEOUT))
@@ -215,7 +224,9 @@ impl RedisLimiter {
         ] {
             script.load_async(&mut conn).await.map_err(unreachable)?;
         }
-        let inner = Arc::new_cyclic(|me| Inner::new(conn, shown, scope, limits, me.clone()));
+        let inner = Arc::new_cyclic(|me| {
+            Inner::new(conn, shown, secrets.clone(), scope, limits, me.clone())
+        });
         inner.read_usage().await?;
         Ok(RedisLimiter { inner })
     }
@@ -296,7 +307,9 @@ impl RedisLimiter {
                 }
                 Verdict::Full(micros) => Duration::from_micros(micros),
                 Verdict::Paused(micros) => {
-                    let wait = Duration::from_micros(micros);
+                    // Another process wrote this pause: bounded like any
+                    // server-sent delay, so a bad one cannot park us for years.
+                    let wait = Duration::from_micros(micros).min(MAX_PAUSE);
                     inner.extend_local_pause(Instant::now() + wait);
                     wait
                 }
@@ -316,6 +329,7 @@ impl RedisLimiter {
     /// until Redis has it. [`RateLimit::pause_until`] does the same with
     /// the write in the background; call this to know it landed.
     pub async fn pause_for(&self, duration: Duration) -> Result<(), SharedError> {
+        let duration = duration.min(MAX_PAUSE);
         self.inner.extend_local_pause(Instant::now() + duration);
         self.inner.write_pause(duration).await
     }
@@ -362,12 +376,13 @@ impl RateLimit for RedisLimiter {
     /// Pauses this process at once, and every other one as soon as Redis has
     /// the pause key (a background write; they see it on their next ask).
     fn pause_until(&self, deadline: Instant) {
-        let duration = deadline.saturating_duration_since(Instant::now());
+        let now = Instant::now();
+        let duration = deadline.saturating_duration_since(now).min(MAX_PAUSE);
         if duration.is_zero() {
             return;
         }
         // Here at once, before the background write lands.
-        self.inner.extend_local_pause(deadline);
+        self.inner.extend_local_pause(now + duration);
         let this = self.clone();
         self.inner.runtime.spawn(async move {
             if let Err(error) = this.inner.write_pause(duration).await {
@@ -408,6 +423,7 @@ impl Inner {
     fn new(
         conn: MultiplexedConnection,
         url: String,
+        secrets: Redactor,
         scope: Scope,
         limits: Limits,
         me: Weak<Inner>,
@@ -421,6 +437,7 @@ impl Inner {
         Inner {
             conn,
             url,
+            secrets,
             keys: Keys::new(&scope),
             scope,
             hold_us: micros(limits.window.saturating_add(margin)),
@@ -485,9 +502,9 @@ impl Inner {
         Ok((usage, pause))
     }
 
-    /// Sets the shared pause key (extending only).
+    /// Sets the shared pause key (extending only), for at most [`MAX_PAUSE`].
     async fn write_pause(&self, duration: Duration) -> Result<(), SharedError> {
-        let millis = u64::try_from(duration.as_millis())
+        let millis = u64::try_from(duration.min(MAX_PAUSE).as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
         let mut conn = self.conn.clone();
@@ -542,15 +559,16 @@ impl Inner {
     fn error(&self, error: redis::RedisError) -> SharedError {
         SharedError::Redis {
             url: self.url.clone(),
-            error,
+            error: self.secrets.text(&error.to_string()),
         }
     }
 
     /// Redis failed mid-run: stop for good and say why.
     fn lost(&self, error: &redis::RedisError) -> LimitError {
         let reason = format!(
-            "lost the shared rate limiter at {}: {error}; no new requests are sent",
-            self.url
+            "lost the shared rate limiter at {}: {}; no new requests are sent",
+            self.url,
+            self.secrets.text(&error.to_string())
         );
         tracing::error!("{reason}");
         self.stop_local(&reason);
