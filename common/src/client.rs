@@ -90,7 +90,7 @@ pub struct ClientConfig {
     pub api_key: Option<ApiKey>,
     /// `v1beta` (the SDKs' default) or `v1`.
     pub api_version: String,
-    /// Deadline of one call (for streams: of the headers and of each chunk).
+    /// Deadline of one whole call, a streamed body included.
     pub timeout: Duration,
 }
 

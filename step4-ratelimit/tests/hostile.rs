@@ -1,0 +1,157 @@
+//! Step 4 against a hostile server (the one in `common/tests/hostile/`) and
+//! with secrets in its Redis URL.
+//!
+//! The key must appear in no output (stdout, stderr, `--output`) whatever a
+//! server echoes; an absurd `retryDelay` must fail its request with a clear
+//! reason instead of panicking or waiting; a Redis password must appear
+//! neither in `--help` nor in any message; and a shared pause is bounded
+//! however long a server asked for.
+
+#[path = "../../common/tests/hostile/server.rs"]
+#[allow(dead_code)]
+mod server;
+
+use std::time::Duration;
+
+use common::testing::{ScratchDir, StepCommand, StepOutput};
+use server::{KEY, Mode};
+use step4_ratelimit::limiter::Limits;
+use step4_ratelimit::shared::{RedisLimiter, Scope, testing::RedisServer};
+
+const STEP: &str = env!("CARGO_BIN_EXE_step4-ratelimit");
+
+/// A password that must never be printed.
+const PASSWORD: &str = "hunter2-redis-pw";
+
+/// Step 4 against a fresh hostile server in `mode`: two requests, `--json`,
+/// answers to `--output`, no pacing, fast retries. Returns the output and
+/// what was written to the file.
+async fn run(mode: Mode) -> (StepOutput, String) {
+    let addr = server::start(mode).await;
+    let dir = ScratchDir::new("hostile");
+    let output = dir.path().join("answers.jsonl");
+    let out = StepCommand::new(STEP)
+        .env("GOOGLE_GEMINI_BASE_URL", &server::base_url(addr))
+        .env("GOOGLE_API_KEY", KEY)
+        .args([
+            "-n", "2", "--json", "--rpm", "0", "--tpm", "0", "--rpd", "0",
+        ])
+        .args(["--backoff", "10ms", "--max-retries", "1", "--output"])
+        .args([output.to_str().expect("UTF-8")])
+        .run()
+        .await;
+    let written = std::fs::read_to_string(&output).unwrap_or_default();
+    (out, written)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn echoed_headers_never_print_the_key_anywhere() {
+    for mode in [
+        Mode::EchoStatus(400),
+        Mode::EchoStatus(403),
+        Mode::EchoHtml502,
+        Mode::EchoQuota429,
+        Mode::EchoMalformed,
+        Mode::EchoModelVersion,
+    ] {
+        let (out, written) = run(mode.clone()).await;
+        out.assert_no_panic();
+        let everything = format!("{}{written}", out.all());
+        assert!(
+            !everything.contains(KEY),
+            "{mode:?}: the key leaked\n{}\n--- output\n{written}",
+            out.dump()
+        );
+        assert!(
+            everything.contains("[redacted]"),
+            "{mode:?}\n{}",
+            out.dump()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn absurd_retry_delays_fail_clearly_and_the_run_ends() {
+    for delay in ["9223372036854775807s", "999999999s"] {
+        let (out, written) = run(Mode::RetryDelay(delay)).await;
+        out.assert_no_panic();
+        assert_eq!(out.code(), Some(1), "{delay}\n{}", out.dump());
+        let summary = out.summary();
+        assert_eq!(summary["failed"], 2, "{delay}\n{}", out.dump());
+        let errors = out.errors();
+        assert_eq!(errors.len(), 2, "{}", out.dump());
+        assert!(errors.iter().all(|e| e.contains("given up")), "{errors:?}");
+        assert_eq!(written.lines().count(), 2, "both rows written: {written}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_password_is_not_in_help() {
+    for url in [
+        format!("redis://:{PASSWORD}@127.0.0.1:1"),
+        format!("redis+unix:///nowhere/redis.sock?pass={PASSWORD}"),
+    ] {
+        let out = StepCommand::new(STEP)
+            .env("GEMINI_RATELIMIT_REDIS", &url)
+            .args(["--help"])
+            .run()
+            .await;
+        assert_eq!(out.code(), Some(0), "{}", out.dump());
+        assert!(
+            out.stdout.contains("GEMINI_RATELIMIT_REDIS"),
+            "{}",
+            out.dump()
+        );
+        assert!(!out.all().contains(PASSWORD), "{}", out.dump());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_password_is_in_no_message() {
+    for url in [
+        format!("redis://:{PASSWORD}@127.0.0.1:1"),
+        format!("redis+unix:///nowhere/redis.sock?pass={PASSWORD}"),
+        format!("redis+unix:///nowhere/redis.sock?db=x&password={PASSWORD}"),
+    ] {
+        let server = emulator::start(emulator::Settings::instant())
+            .await
+            .expect("emulator starts");
+        let out = StepCommand::new(STEP)
+            .against(&server)
+            .args(["-n", "1", "--redis", &url])
+            .run()
+            .await;
+        out.assert_no_panic();
+        assert_eq!(out.code(), Some(1), "{}", out.dump());
+        assert!(out.stderr.contains("Redis"), "{}", out.dump());
+        assert!(!out.all().contains(PASSWORD), "{url}\n{}", out.dump());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_pause_is_bounded_however_long_it_was_asked_for() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let limits = Limits::new(10, 0, 0);
+    let scope = Scope::new("test-key", "gemini-2.5-flash");
+    let limiter = RedisLimiter::connect(&redis.url(), scope.clone(), limits)
+        .await
+        .expect("connected");
+    limiter
+        .pause_for(Duration::from_secs(999_999_999))
+        .await
+        .expect("paused");
+    let mut conn = redis::Client::open(redis.url())
+        .expect("a valid URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connected");
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(scope.key("pause"))
+        .query_async(&mut conn)
+        .await
+        .expect("PTTL");
+    let most = common::error::MAX_RETRY_DELAY.as_millis() as i64;
+    assert!(ttl > 0 && ttl <= most, "PTTL {ttl} > {most}");
+}
