@@ -33,7 +33,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::config::{ApiKey, Config};
-use crate::error::{ApiError, Error, Redactor, Result, condense};
+use crate::error::{ApiError, Error, Redactor, Result, condense, percent_decode};
 use crate::sse::SseDecoder;
 use crate::types::{
     CountTokensRequest, CountTokensResponse, GenerateContentRequest, GenerateContentResponse,
@@ -141,10 +141,10 @@ struct Inner {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // `config` prints its key as ApiKey(<redacted>); the header value is not printed at all.
-        f.debug_struct("Client")
-            .field("config", &self.inner.config)
-            .finish_non_exhaustive()
+        // `config` prints its key as ApiKey(<redacted>); the header value is
+        // not printed at all; a password in the base URL is scrubbed.
+        let config = self.redactor().text(&format!("{:?}", self.inner.config));
+        write!(f, "Client {{ config: {config}, .. }}")
     }
 }
 
@@ -501,7 +501,9 @@ fn encode<T: serde::Serialize>(req: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(req).map_err(|e| Error::Config(format!("cannot encode the request: {e}")))
 }
 
-/// Every secret the client knows, for its [`Redactor`]: the key.
+/// Every secret the client knows, for its [`Redactor`]: the key, and a
+/// password in the base URL (a proxy's), as written, decoded, and as the
+/// `Authorization: Basic` value the HTTP stack sends for it.
 ///
 /// The emulator's placeholder key is public (it is in this crate's source)
 /// and a common word; taking it out of answers would only garble them.
@@ -510,8 +512,37 @@ fn secrets_of(config: &ClientConfig) -> Redactor {
         .api_key
         .as_ref()
         .map(ApiKey::expose)
-        .filter(|key| *key != crate::connect::PLACEHOLDER_KEY);
-    Redactor::new(key)
+        .filter(|key| *key != crate::connect::PLACEHOLDER_KEY)
+        .map(str::to_string);
+    let url = &config.base_url;
+    let password = url.password().map(|password| {
+        let (user, decoded) = (percent_decode(url.username()), percent_decode(password));
+        let basic = base64(format!("{user}:{decoded}").as_bytes());
+        [password.to_string(), decoded, basic]
+    });
+    Redactor::new(key.into_iter().chain(password.into_iter().flatten()))
+}
+
+/// Standard base64 with padding, as `Authorization: Basic` uses it.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// A body read up to a cap.
@@ -781,6 +812,24 @@ mod tests {
     fn debug_never_shows_the_key() {
         let text = format!("{:?}", client("http://127.0.0.1:9"));
         assert!(!text.contains("sekrit"), "{text}");
+    }
+
+    #[test]
+    fn a_proxy_password_in_the_base_url_is_a_secret_too() {
+        let c = client("https://ann:p%40ss-w0rd@proxy.example/");
+        let text = format!("{c:?}");
+        assert!(!text.contains("p%40ss-w0rd"), "{text}");
+        // What reqwest sends for it: base64("ann:p@ss-w0rd").
+        assert_eq!(base64(b"ann:p@ss-w0rd"), "YW5uOnBAc3MtdzByZA==");
+        let echo = "Authorization: Basic YW5uOnBAc3MtdzByZA== p@ss-w0rd p%40ss-w0rd sekrit";
+        let clean = c.redactor().text(echo);
+        for secret in ["YW5uOnBAc3MtdzByZA==", "p@ss-w0rd", "p%40ss-w0rd", "sekrit"] {
+            assert!(!clean.contains(secret), "{clean}");
+        }
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
     }
 
     #[test]

@@ -181,8 +181,9 @@ fn non_empty(value: Option<String>) -> Option<String> {
 pub fn parse_base_url(text: &str) -> Result<Url> {
     let bad = |why: String| {
         Error::Config(format!(
-            "{}={text:?} is not a usable base URL ({why}); expected e.g. http://127.0.0.1:8080 or {DEFAULT_BASE_URL}",
-            vars::BASE_URL
+            "{}={:?} is not a usable base URL ({why}); expected e.g. http://127.0.0.1:8080 or {DEFAULT_BASE_URL}",
+            vars::BASE_URL,
+            crate::error::redact_url(text)
         ))
     };
     let url = Url::parse(text.trim()).map_err(|e| bad(e.to_string()))?;
@@ -280,6 +281,19 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn a_bad_base_url_never_quotes_its_password() {
+        for text in [
+            "ftp://ann:hunter2@proxy/",
+            "https://ann:hunter2@/x",
+            "http://:hunter2@h?password=hunter2",
+        ] {
+            let message = parse_base_url(text).unwrap_err().to_string();
+            assert!(!message.contains("hunter2"), "{message}");
+            assert!(message.contains("***"), "{message}");
+        }
     }
 
     #[test]

@@ -589,6 +589,65 @@ pub(crate) fn snippet(body: &[u8]) -> String {
     }
 }
 
+/// `url` with any password replaced by `***`, fit to print: the user
+/// information of `scheme://user:pass@host`, and a `pass`/`password` query
+/// parameter (`redis+unix:///path?pass=...`). Works on text that does not
+/// parse as a URL too, since that is when a message quotes it.
+pub fn redact_url(url: &str) -> String {
+    let (head, query) = url.split_once('?').unwrap_or((url, ""));
+    let head = match head.find("://") {
+        Some(scheme_end) => {
+            let rest = &head[scheme_end + 3..];
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{}***@{}", &head[..scheme_end + 3], &rest[at + 1..]),
+                None => head.to_owned(),
+            }
+        }
+        None => head.to_owned(),
+    };
+    if query.is_empty() {
+        return head;
+    }
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if is_password_param(name) => format!("{name}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{head}?{}", query.join("&"))
+}
+
+/// A query parameter that holds a password.
+pub fn is_password_param(name: &str) -> bool {
+    name.eq_ignore_ascii_case("pass") || name.eq_ignore_ascii_case("password")
+}
+
+/// Decodes `%XX` escapes (lossily: it serves to recognise a secret in a message, not to use it).
+pub fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Formats a delay as seconds without noise: `26`, `45.8`.
 fn fmt_secs(delay: Duration) -> String {
     let secs = delay.as_secs_f64();

@@ -237,33 +237,9 @@ fn clean(text: &str) -> String {
         .collect()
 }
 
-/// `url` with any password replaced by `***`, fit to print: the user
-/// information of `redis://user:pass@host`, and the `pass`/`password` query
-/// parameter of `redis+unix:///path?pass=...`.
+/// `url` with any password replaced by `***`, fit to print.
 fn redact(url: &str) -> String {
-    let (head, query) = url.split_once('?').unwrap_or((url, ""));
-    let head = match head.find("://") {
-        Some(scheme_end) => {
-            let rest = &head[scheme_end + 3..];
-            let authority_end = rest.find('/').unwrap_or(rest.len());
-            match rest[..authority_end].rfind('@') {
-                Some(at) => format!("{}***@{}", &head[..scheme_end + 3], &rest[at + 1..]),
-                None => head.to_owned(),
-            }
-        }
-        None => head.to_owned(),
-    };
-    if query.is_empty() {
-        return head;
-    }
-    let query: Vec<String> = query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((name, _)) if is_password_param(name) => format!("{name}=***"),
-            _ => pair.to_owned(),
-        })
-        .collect();
-    format!("{head}?{}", query.join("&"))
+    common::error::redact_url(url)
 }
 
 /// The passwords a Redis URL carries (as written and percent-decoded), so
@@ -281,7 +257,7 @@ fn url_secrets(url: &str) -> Vec<String> {
     }
     for pair in query.split('&') {
         if let Some((name, value)) = pair.split_once('=') {
-            if is_password_param(name) {
+            if common::error::is_password_param(name) {
                 found.push(value);
             }
         }
@@ -289,37 +265,8 @@ fn url_secrets(url: &str) -> Vec<String> {
     found
         .into_iter()
         .filter(|s| !s.is_empty())
-        .flat_map(|s| [s.to_owned(), percent_decode(s)])
+        .flat_map(|s| [s.to_owned(), common::error::percent_decode(s)])
         .collect()
-}
-
-/// A query parameter that holds a password.
-fn is_password_param(name: &str) -> bool {
-    name.eq_ignore_ascii_case("pass") || name.eq_ignore_ascii_case("password")
-}
-
-/// Decodes `%XX` escapes (lossily: a password is only compared, never used).
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Why the shared limiter could not be set up, or a call to Redis failed.
