@@ -46,6 +46,9 @@ const API_KEY_HEADER: &str = "x-goog-api-key";
 /// A guard against a server that hands out page tokens forever.
 const MAX_MODEL_PAGES: usize = 1000;
 
+/// A guard against a model list that never ends (Google lists a few dozen).
+const MAX_MODELS: usize = 10_000;
+
 /// How much of an error body is read: a real one is a few kilobytes; the
 /// rest of a larger one would only be cut from the message anyway.
 pub const ERROR_BODY_LIMIT: usize = 64 * 1024;
@@ -304,6 +307,13 @@ impl Client {
         for _ in 0..MAX_MODEL_PAGES {
             let page = self.list_models_page(page_size, token.as_deref()).await?;
             models.extend(page.models);
+            if models.len() > MAX_MODELS {
+                return Err(Error::decode(
+                    "models list",
+                    format!("more than {MAX_MODELS} models"),
+                    b"",
+                ));
+            }
             match page.next_page_token.filter(|t| !t.is_empty()) {
                 Some(next) if Some(&next) != token.as_ref() => token = Some(next),
                 _ => return Ok(models),
