@@ -72,9 +72,10 @@ const MIN_RESPONSE_LIMIT: usize = 4 * 1024 * 1024;
 /// The largest response accepted for a model whose `outputTokenLimit` is
 /// `output_tokens` (`None`: not known yet).
 ///
-/// 65536 tokens give 8 MiB, twenty times the largest real answer; the
-/// believed limit is capped, so the result never passes 32 MiB. One number
-/// bounds a unary body, one streamed event, and a whole stream.
+/// 65536 tokens give 8 MiB, some thirty times the text of the longest
+/// possible answer (65536 tokens of about 4 bytes); the believed limit is
+/// capped, so the result never passes 32 MiB. It bounds a unary body and one
+/// streamed event; a whole stream may bring four times as much.
 pub fn response_limit(output_tokens: Option<u32>) -> usize {
     let tokens = output_tokens
         .unwrap_or(DEFAULT_OUTPUT_TOKENS)
