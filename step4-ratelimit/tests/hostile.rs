@@ -155,3 +155,56 @@ async fn a_shared_pause_is_bounded_however_long_it_was_asked_for() {
     let most = common::error::MAX_RETRY_DELAY.as_millis() as i64;
     assert!(ttl > 0 && ttl <= most, "PTTL {ttl} > {most}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_password_is_not_in_the_start_up_line_nor_when_redis_is_lost() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let mut conn = redis::Client::open(redis.url())
+        .expect("a valid URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connected");
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg(PASSWORD)
+        .query_async(&mut conn)
+        .await
+        .expect("a password is set");
+    let url = format!("redis://:{PASSWORD}@127.0.0.1:{}", redis.port());
+
+    // The start-up line names the Redis, without its password.
+    let server = emulator::start(emulator::Settings::instant())
+        .await
+        .expect("emulator starts");
+    let out = StepCommand::new(STEP)
+        .against(&server)
+        .args(["-n", "1", "--redis", &url])
+        .run()
+        .await;
+    assert_eq!(out.code(), Some(0), "{}", out.dump());
+    assert!(
+        out.stderr
+            .contains("Sharing the rate limits through Redis (redis://***@"),
+        "{}",
+        out.dump()
+    );
+    assert!(!out.all().contains(PASSWORD), "{}", out.dump());
+
+    // Losing Redis mid-run: the reason every later request carries has no password.
+    let limiter = RedisLimiter::connect(&url, Scope::new("k", "m"), Limits::new(10, 0, 0))
+        .await
+        .expect("connected with the password");
+    assert!(!format!("{limiter:?}").contains(PASSWORD));
+    drop(limiter.acquire(1).await.expect("admitted"));
+    redis.kill();
+    let error = tokio::time::timeout(Duration::from_secs(30), limiter.acquire(1))
+        .await
+        .expect("no hang")
+        .expect_err("Redis is gone");
+    let text = format!("{error} {error:?}");
+    assert!(text.contains("lost the shared rate limiter"), "{text}");
+    assert!(!text.contains(PASSWORD), "{text}");
+}
