@@ -380,9 +380,10 @@ impl std::fmt::Display for Summary {
             // Step 1: its footer line already said it all.
             return write!(f, "1 request answered in {:.2} s", self.elapsed_s);
         }
+        let plural = if self.requests == 1 { "" } else { "s" };
         write!(
             f,
-            "{} requests: {} succeeded",
+            "{} request{plural}: {} succeeded",
             self.requests, self.succeeded
         )?;
         if self.empty_answers > 0 {

@@ -90,3 +90,14 @@ async fn nothing_on_stderr_by_default() {
 async fn one_debug_line_per_attempt() {
     testkit::assert_one_debug_line_per_attempt(STEP, &UNPACED).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_the_run_as_ctrl_c_does() {
+    let paced = ["--rpm", "2", "--tpm", "0", "--rpd", "0"];
+    testkit::assert_sigterm_stops_the_batch(STEP, &paced, 5, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_is_honoured_when_the_output_is_a_closed_pipe() {
+    testkit::assert_ctrl_c_with_closed_output(STEP, &UNPACED, 4).await;
+}
