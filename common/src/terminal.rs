@@ -37,7 +37,7 @@ pub fn print(text: impl std::fmt::Display) {
     let _ = out.flush();
 }
 
-/// Writes one diagnostic line to stderr, escaped as [`print`] escapes on a
+/// Writes one diagnostic line to stderr, escaped as [`print()`] escapes on a
 /// terminal. Unlike `eprintln!`, a closed stderr (`step3 2>&1 | head -1`)
 /// is not a panic: the line is lost, and whatever was being said goes on.
 pub fn diagnostic(text: impl std::fmt::Display) {
