@@ -19,7 +19,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use common::testing::StepCommand;
+use testkit::StepCommand;
 
 /// The step binaries, where they were found.
 #[derive(Debug, Clone)]

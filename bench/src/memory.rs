@@ -25,7 +25,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use common::testing::StepCommand;
+use testkit::StepCommand;
 
 use crate::binaries::{Binaries, Memory, SAMPLE_EVERY, memory_of};
 use crate::plan::{self, Plan};

@@ -180,7 +180,7 @@ async fn run_script(
         .arg(n.to_string())
         .env_remove("GEMINI_API_KEY")
         .env("GOOGLE_GEMINI_BASE_URL", server.base_url())
-        .env("GOOGLE_API_KEY", common::testing::TEST_KEY)
+        .env("GOOGLE_API_KEY", testkit::TEST_KEY)
         .stdin(Stdio::null());
     let output = tokio::task::spawn_blocking(move || command.output())
         .await

@@ -13,11 +13,11 @@
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use common::testing::StepCommand;
 use emulator::limits::most_in_any_window;
 use emulator::{Arrival, Latency, Settings};
 use futures_util::future::join_all;
-use step4_ratelimit::shared::testing::RedisServer;
+use testkit::StepCommand;
+use testkit::redis::RedisServer;
 
 use crate::binaries::Binaries;
 use crate::plan::Plan;

@@ -1,6 +1,6 @@
 //! A small Gemini client: generate (unary and streamed), count tokens, list and get models.
 //!
-//! It speaks the REST API directly with reqwest (WIRE.md §1–§2): the URL is
+//! It speaks the REST API directly with reqwest (docs/wire.md#endpoints and #authentication): the URL is
 //! `{base_url}/{api_version}/models/{model}:{method}`, and the key travels in
 //! the `x-goog-api-key` header, never in the URL, because query strings end up
 //! in proxy and server logs. The header value is marked sensitive so that

@@ -30,7 +30,7 @@ use crate::error::{Error, Result};
 /// Where the real Gemini API lives.
 pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
 
-/// The API version the SDKs default to (WIRE.md §1).
+/// The API version the SDKs default to (docs/wire.md#endpoints).
 pub const DEFAULT_API_VERSION: &str = "v1beta";
 
 /// The variables read, in one place so messages and tests agree.

@@ -13,7 +13,7 @@
 //!
 //! Why a placeholder key for a local server: the emulator, like the real API,
 //! answers 403 to a request with no key, and accepts any non-empty key (the
-//! SDKs refuse to run without one, WIRE.md §3). A local URL without a key
+//! SDKs refuse to run without one, docs/wire.md#environment-variables). A local URL without a key
 //! clearly means "my own emulator", so sending a placeholder is the sensible
 //! reading. A remote URL without a key is a mistake, and an error says which
 //! variables to set.

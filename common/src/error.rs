@@ -10,7 +10,7 @@
 //! output and logs where a multi-line message breaks the layout.
 //!
 //! The error envelope is `{"error":{"code","message","status","details"}}`
-//! (WIRE.md §8). Odd shapes are handled too: a body that is not JSON (a proxy's
+//! (docs/wire.md#errors). Odd shapes are handled too: a body that is not JSON (a proxy's
 //! HTML page), an array-wrapped envelope, the JS SDK's double-encoded message,
 //! and the 2024 quota format that put the quota in `ErrorInfo.metadata`.
 //!
@@ -214,7 +214,7 @@ impl Error {
     /// True when the same request may succeed if sent again later.
     ///
     /// These are the statuses python-genai retries (408, 429, 500, 502, 503,
-    /// 504, WIRE.md §10) plus timeouts, dropped connections and broken streams.
+    /// 504, docs/wire.md#retries-in-googles-python-sdk) plus timeouts, dropped connections and broken streams.
     /// A per-day 429 is retryable in this sense too, but only after the daily
     /// reset: check [`QuotaViolation::is_per_day`] before waiting for it.
     pub fn is_retryable(&self) -> bool {

@@ -18,10 +18,12 @@
 //! - [`cli`]: the command-line options every step shares (`--model`, `--prompt`, ...).
 //! - [`limits`]: the operating system's limit on open files, raised at start.
 //! - [`quota`]: the free tier's requests/tokens per minute and per day, per model.
-//! - [`report`]: one outcome per request, the progress bar and the final summary.
-//! - [`run`]: the frame of a step's `main`: session, batch, Ctrl-C, exit codes.
+//! - [`outcome`]: what became of each request: an answer, an error, or "not done".
+//! - [`report`]: the in-order printer, its progress bar and the final summary.
+//! - [`shutdown`]: the one handle that Ctrl-C and SIGTERM stop a run through.
+//! - [`terminal`]: stdout and stderr that never panic, and never obey escape codes from the network.
+//! - [`run`]: the frame of a step's `main`: session, batch, exit codes.
 //! - [`timeline`]: the SVG picture of when each request was sent and answered.
-//! - [`testing`]: helpers for the steps' end-to-end tests.
 //!
 //! The smallest program:
 //!
@@ -40,11 +42,13 @@ pub mod config;
 pub mod connect;
 pub mod error;
 pub mod limits;
+pub mod outcome;
 pub mod quota;
 pub mod report;
 pub mod run;
+pub mod shutdown;
 pub mod sse;
-pub mod testing;
+pub mod terminal;
 pub mod timeline;
 pub mod types;
 

@@ -1,4 +1,4 @@
-//! What happened to each request, and the summary of a run.
+//! Printing a run: each request's line in order, and the summary.
 //!
 //! Every step ends the same way: each request becomes an [`Outcome`] (an
 //! answer, an error, or "not done"), the [`Report`] prints one line per
@@ -20,238 +20,15 @@ use std::{
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
-use serde_json::json;
 use tokio::time::Instant;
 
 use crate::{
     cli::CommonArgs,
-    error::Error,
+    outcome::{AttemptStatus, Ended, Outcome},
+    shutdown::Signal,
+    terminal::{diagnostic, print_line},
     timeline,
-    types::{GenerateContentResponse, UsageMetadata},
 };
-
-/// A successful answer, reduced to what a report shows.
-#[derive(Debug, Clone)]
-pub struct Answer {
-    /// The answer's text (thought summaries left out).
-    pub text: String,
-    /// Token counts the server reported.
-    pub usage: UsageMetadata,
-    /// The model that actually ran (an alias such as `gemini-flash-latest` names its target here).
-    pub model_version: Option<String>,
-}
-
-impl Answer {
-    /// Turns a response into an answer, or into the error it really is.
-    ///
-    /// A blocked prompt arrives as HTTP 200 with no candidates: it parses
-    /// fine, but treating it as an empty answer would be a silent wrong
-    /// result, so it becomes [`Error::Blocked`] here.
-    pub fn from_response(response: GenerateContentResponse) -> Result<Answer, Error> {
-        if let Some(reason) = response.blocked() {
-            return Err(Error::Blocked {
-                reason: reason.to_string(),
-            });
-        }
-        Ok(Answer {
-            text: response.text(),
-            usage: response.usage_metadata.clone().unwrap_or_default(),
-            model_version: response.model_version.clone(),
-        })
-    }
-}
-
-/// How one attempt on the wire ended, for the summary and the timeline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AttemptStatus {
-    /// The server answered with a response.
-    Ok,
-    /// The server answered 429 RESOURCE_EXHAUSTED.
-    RateLimited,
-    /// Any other error: a 5xx, a timeout, a broken connection, ...
-    Failed,
-}
-
-/// One attempt at sending a request, timed from the start of the run.
-#[derive(Debug, Clone, Copy)]
-pub struct Attempt {
-    /// When the request left (since the run started).
-    pub sent: Duration,
-    /// When its answer or error arrived (since the run started).
-    pub answered: Duration,
-    /// How it ended.
-    pub status: AttemptStatus,
-}
-
-impl Attempt {
-    /// The attempt's latency: from sending to the answer.
-    pub fn latency(&self) -> Duration {
-        self.answered.saturating_sub(self.sent)
-    }
-}
-
-/// How a request ended. Exactly one of these per request, always.
-#[derive(Debug)]
-pub enum Ended {
-    /// The model answered.
-    Answered(Answer),
-    /// Every attempt failed; this is the last error.
-    Failed(Error),
-    /// The request has no answer and no error of its own: it was never sent
-    /// (the day's quota ran out, or Ctrl-C), or Ctrl-C cut it off in flight.
-    NotDone(String),
-}
-
-/// One request's story: its index, its attempts, and how it ended.
-#[derive(Debug)]
-pub struct Outcome {
-    /// The request's position in the batch, from 0.
-    pub index: usize,
-    /// Every attempt, in order; empty when it was never sent.
-    pub attempts: Vec<Attempt>,
-    /// How it ended.
-    pub ended: Ended,
-}
-
-impl Outcome {
-    /// A request answered at its first attempt, sent when the run started
-    /// and answered `after` it (step 1's one request).
-    pub fn answered(index: usize, answer: Answer, after: Duration) -> Outcome {
-        Outcome {
-            index,
-            attempts: vec![Attempt {
-                sent: Duration::ZERO,
-                answered: after,
-                status: AttemptStatus::Ok,
-            }],
-            ended: Ended::Answered(answer),
-        }
-    }
-
-    /// A request that did not get done, with the reason to report.
-    pub fn not_done(index: usize, reason: impl Into<String>) -> Outcome {
-        Outcome {
-            index,
-            attempts: Vec::new(),
-            ended: Ended::NotDone(reason.into()),
-        }
-    }
-
-    /// The latency of the last attempt, if any was made.
-    pub fn latency(&self) -> Option<Duration> {
-        self.attempts.last().map(Attempt::latency)
-    }
-
-    /// The error, when the request failed.
-    pub fn error(&self) -> Option<&Error> {
-        match &self.ended {
-            Ended::Failed(error) => Some(error),
-            _ => None,
-        }
-    }
-
-    /// One human line: index, latency, tokens and the first words of the answer.
-    pub fn line(&self) -> String {
-        let latency = self.latency().map_or_else(
-            || "     -".to_string(),
-            |l| format!("{:5.2}s", l.as_secs_f64()),
-        );
-        let retries = match self.attempts.len() {
-            0 | 1 => String::new(),
-            n => format!(" ({} attempts)", n),
-        };
-        match &self.ended {
-            Ended::Answered(answer) => format!(
-                "#{:<4} {latency} {:>6} tokens  {}{retries}",
-                self.index + 1,
-                answer.usage.total_token_count,
-                first_words(&answer.text, 60),
-            ),
-            Ended::Failed(error) => {
-                format!("#{:<4} {latency}  failed: {error}{retries}", self.index + 1)
-            }
-            Ended::NotDone(reason) => {
-                format!("#{:<4} {latency}  not done: {reason}", self.index + 1)
-            }
-        }
-    }
-
-    /// The line under step 1's answer: which model ran, the tokens, the time.
-    pub fn footer(&self) -> String {
-        let seconds = self.latency().unwrap_or_default().as_secs_f64();
-        match &self.ended {
-            Ended::Answered(answer) => {
-                let u = &answer.usage;
-                format!(
-                    "[{} | tokens: {} prompt + {} thinking + {} answer = {} | {seconds:.2} s]",
-                    answer
-                        .model_version
-                        .as_deref()
-                        .unwrap_or("model version not reported"),
-                    u.prompt_token_count,
-                    u.thoughts_token_count,
-                    u.candidates_token_count,
-                    u.total_token_count,
-                )
-            }
-            _ => self.line(),
-        }
-    }
-
-    /// The same facts as [`Outcome::line`], as one JSON object for `--json`.
-    pub fn json_line(&self) -> serde_json::Value {
-        let latency_ms = self.latency().map(|l| l.as_millis() as u64);
-        let attempts = self.attempts.len();
-        match &self.ended {
-            Ended::Answered(answer) => json!({
-                "index": self.index, "ok": true, "latency_ms": latency_ms, "attempts": attempts,
-                "model_version": answer.model_version,
-                "usage": {
-                    "prompt_tokens": answer.usage.prompt_token_count,
-                    "candidates_tokens": answer.usage.candidates_token_count,
-                    "thoughts_tokens": answer.usage.thoughts_token_count,
-                    "total_tokens": answer.usage.total_token_count,
-                },
-                "text": answer.text,
-            }),
-            Ended::Failed(error) => json!({
-                "index": self.index, "ok": false, "latency_ms": latency_ms, "attempts": attempts,
-                "error": error.to_string(),
-            }),
-            Ended::NotDone(reason) => json!({
-                "index": self.index, "ok": false, "attempts": attempts, "not_done": reason,
-            }),
-        }
-    }
-}
-
-/// Writes `text` and a newline to stdout.
-///
-/// Unlike `println!`, a closed stdout (the reader of `step2 | head -3` has
-/// gone) is not a panic: the line is dropped and the run goes on, so every
-/// outcome still reaches the summary, the exit code and any `--output` file.
-pub fn print_line(text: impl std::fmt::Display) {
-    print(format_args!("{text}\n"));
-}
-
-/// Writes `text` to stdout as it is, and flushes it so a streamed answer
-/// shows up word by word. A closed stdout is ignored, as in [`print_line`].
-pub fn print(text: impl std::fmt::Display) {
-    let mut out = std::io::stdout().lock();
-    let _ = write!(out, "{text}");
-    let _ = out.flush();
-}
-
-/// The first `max` characters of `text` on one line, with an ellipsis if cut.
-fn first_words(text: &str, max: usize) -> String {
-    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if flat.chars().count() <= max {
-        return flat;
-    }
-    let cut: String = flat.chars().take(max).collect();
-    format!("{}…", cut.trim_end())
-}
 
 /// Collects outcomes as they arrive and prints them in request order.
 ///
@@ -391,7 +168,7 @@ impl Report {
         }
         let state = self.state.into_inner().unwrap_or_else(|e| e.into_inner());
         let outcomes: Vec<Outcome> = state.outcomes.into_iter().flatten().collect();
-        let mut summary = Summary::from_outcomes(&outcomes, elapsed, self.json);
+        let mut summary = Summary::from_outcomes(&outcomes, elapsed);
         if let Some(path) = &self.timeline {
             draw_timeline(path, &outcomes, self.timeline_options, &mut summary);
         }
@@ -403,7 +180,7 @@ impl Report {
 /// its summary, and its picture with `--timeline`.
 pub fn single(outcome: Outcome, elapsed: Duration, args: &CommonArgs) -> Summary {
     let outcomes = [outcome];
-    let mut summary = Summary::from_outcomes(&outcomes, elapsed, args.json);
+    let mut summary = Summary::from_outcomes(&outcomes, elapsed);
     if let Some(path) = &args.timeline {
         draw_timeline(path, &outcomes, timeline::Options::default(), &mut summary);
     }
@@ -489,6 +266,8 @@ pub struct Summary {
     pub requests: usize,
     /// Requests that ended with an answer.
     pub succeeded: usize,
+    /// Of those, answers with no text at all (see each row's `finish_reason`).
+    pub empty_answers: usize,
     /// Requests that were sent and ended with an error.
     pub failed: usize,
     /// 429 answers received, over all attempts.
@@ -512,17 +291,21 @@ pub struct Summary {
     /// limit's doing, and a speed-up over one-at-a-time means nothing.
     #[serde(skip)]
     pub paced: bool,
-    /// Whether the run was cut short by Ctrl-C.
-    #[serde(skip)]
-    pub interrupted: bool,
-    /// Print as JSON rather than as text.
-    #[serde(skip)]
+}
+
+/// How to print a summary: chosen by the command line and by how the run
+/// ended, not part of the figures.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PrintOptions {
+    /// One JSON line instead of text (`--json`).
     pub json: bool,
+    /// The signal that cut the run short, if one did: the figures are partial.
+    pub stopped_by: Option<Signal>,
 }
 
 impl Summary {
     /// Adds up a run's outcomes.
-    pub fn from_outcomes(outcomes: &[Outcome], elapsed: Duration, json: bool) -> Summary {
+    pub fn from_outcomes(outcomes: &[Outcome], elapsed: Duration) -> Summary {
         let count = |f: fn(&Ended) -> bool| outcomes.iter().filter(|o| f(&o.ended)).count();
         let attempts = outcomes.iter().flat_map(|o| &o.attempts);
         let answered: Vec<Duration> = outcomes
@@ -535,6 +318,7 @@ impl Summary {
         Summary {
             requests: outcomes.len(),
             succeeded: count(|e| matches!(e, Ended::Answered(_))),
+            empty_answers: count(|e| matches!(e, Ended::Answered(a) if a.is_empty())),
             failed: count(|e| matches!(e, Ended::Failed(_))),
             not_done: count(|e| matches!(e, Ended::NotDone(_))),
             rate_limited: attempts
@@ -555,8 +339,6 @@ impl Summary {
             sum_of_latencies_s: round3(attempts.map(|a| a.latency().as_secs_f64()).sum()),
             notes: Vec::new(),
             paced: false,
-            interrupted: false,
-            json,
         }
     }
 
@@ -566,32 +348,48 @@ impl Summary {
     }
 
     /// Prints the summary on stdout: text for people, or one JSON line last.
-    pub fn print(&self) {
-        let mut out = std::io::stdout().lock();
-        if self.json {
+    pub fn print(&self, options: PrintOptions) {
+        if options.json {
             // The notes are diagnostics: they go to stderr so that stdout's
             // last line stays the one JSON object a script reads.
             for note in &self.notes {
-                eprintln!("{note}");
+                diagnostic(note);
             }
-            let _ = writeln!(out, "{}", serde_json::to_string(self).unwrap_or_default());
+            if let Some(signal) = options.stopped_by {
+                diagnostic(format_args!(
+                    "interrupted by {}: the figures are partial",
+                    signal.name()
+                ));
+            }
+            print_line(serde_json::to_string(self).unwrap_or_default());
             return;
         }
-        let _ = writeln!(out, "{self}");
+        print_line(self);
+        if let Some(signal) = options.stopped_by {
+            print_line(format_args!(
+                "interrupted by {}: the figures above are partial",
+                signal.name()
+            ));
+        }
     }
 }
 
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.requests == 1 && self.succeeded == 1 {
+        if self.requests == 1 && self.succeeded == 1 && self.empty_answers == 0 {
             // Step 1: its footer line already said it all.
             return write!(f, "1 request answered in {:.2} s", self.elapsed_s);
         }
+        let plural = if self.requests == 1 { "" } else { "s" };
         write!(
             f,
-            "{} requests: {} succeeded, {} failed",
-            self.requests, self.succeeded, self.failed
+            "{} request{plural}: {} succeeded",
+            self.requests, self.succeeded
         )?;
+        if self.empty_answers > 0 {
+            write!(f, " ({} with no text)", self.empty_answers)?;
+        }
+        write!(f, ", {} failed", self.failed)?;
         if self.not_done > 0 {
             write!(f, ", {} not done", self.not_done)?;
         }
@@ -626,9 +424,6 @@ impl std::fmt::Display for Summary {
                 self.sum_of_latencies_s,
             )?;
         }
-        if self.interrupted {
-            write!(f, "\ninterrupted by Ctrl-C: the figures above are partial")?;
-        }
         for note in &self.notes {
             write!(f, "\n{note}")?;
         }
@@ -643,6 +438,11 @@ fn round3(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{
+        error::Error,
+        outcome::{Answer, Attempt},
+        types::UsageMetadata,
+    };
 
     fn answered(index: usize, sent_ms: u64, answered_ms: u64) -> Outcome {
         Outcome {
@@ -656,6 +456,7 @@ mod tests {
                 text: "Birds migrate to follow food.".into(),
                 usage: UsageMetadata::default(),
                 model_version: None,
+                finish_reason: Some("STOP".into()),
             }),
         }
     }
@@ -696,7 +497,7 @@ mod tests {
             },
             Outcome::not_done(2, "interrupted"),
         ];
-        let s = Summary::from_outcomes(&outcomes, Duration::from_secs(2), false);
+        let s = Summary::from_outcomes(&outcomes, Duration::from_secs(2));
         assert_eq!((s.succeeded, s.failed, s.not_done), (1, 1, 1));
         assert_eq!(s.succeeded + s.failed + s.not_done, s.requests);
         assert_eq!((s.rate_limited, s.retries), (1, 1));
@@ -705,14 +506,33 @@ mod tests {
     }
 
     #[test]
-    fn first_words_cuts_on_characters_not_bytes() {
-        assert_eq!(first_words("é".repeat(10).as_str(), 4), "éééé…");
-        assert_eq!(first_words("a\n b", 10), "a b");
+    fn answers_with_no_text_are_counted_apart() {
+        let mut empty = answered(1, 0, 100);
+        if let Ended::Answered(answer) = &mut empty.ended {
+            answer.text.clear();
+            answer.finish_reason = Some("MAX_TOKENS".into());
+        }
+        assert!(
+            empty.line().contains("no text; finish reason MAX_TOKENS"),
+            "{}",
+            empty.line()
+        );
+        assert_eq!(empty.json_line()["finish_reason"], "MAX_TOKENS");
+        let s = Summary::from_outcomes(&[answered(0, 0, 100), empty], Duration::from_secs(1));
+        assert_eq!((s.succeeded, s.empty_answers), (2, 1));
+        assert!(
+            s.to_string().contains("2 succeeded (1 with no text)"),
+            "{s}"
+        );
+        assert_eq!(
+            serde_json::to_value(&s).expect("serialises")["empty_answers"],
+            1
+        );
     }
 
     #[test]
     fn json_summary_has_the_tutorial_fields() {
-        let s = Summary::from_outcomes(&[answered(0, 0, 250)], Duration::from_secs(1), true);
+        let s = Summary::from_outcomes(&[answered(0, 0, 250)], Duration::from_secs(1));
         let v = serde_json::to_value(&s).expect("serialises");
         for field in [
             "requests",

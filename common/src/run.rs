@@ -1,33 +1,41 @@
 //! The shape of a step's run: open a session, send a batch, end with a summary.
 //!
-//! The steps differ in one thing only -- *how* their requests are awaited --
-//! so everything else lives here: [`session`] connects (to the real API with a
-//! key, to the built-in emulator without one) and checks the model before any
-//! request is spent; [`Batch`] sends the prompt and records each
-//! [`Outcome`]; [`exit`] prints the summary and picks the exit code.
+//! A step's `main` reads like the tutorial: it sets up logging and the
+//! [`Shutdown`] handle (a line each), builds its request, awaits
+//! `client.generate_content(...)` -- in a loop, or all together -- and hands
+//! each call to the [`Batch`], which times it and records its [`Outcome`].
+//! What the steps share lives here: [`session`] connects (to the real API
+//! with a key, to the built-in emulator without one) and checks the model
+//! before any request is spent; [`exit`] prints the summary and picks the
+//! exit code.
 //!
-//! Ctrl-C is handled here too (see [`interrupt`]), so that a step's `main.rs`
-//! stays the lesson: the first Ctrl-C stops new requests from starting, lets
-//! those in flight finish for a bounded time, and the run still ends with a
-//! (partial) summary and exit code 130.
+//! Ctrl-C and SIGTERM reach the batch through the [`Shutdown`] handle that
+//! `main` passes in: the first stops new requests from starting, lets those
+//! in flight finish for a bounded time, and the run still ends with a
+//! (partial) summary and exit code 130 (143 after SIGTERM).
 
-use std::process::ExitCode;
+use std::{future::Future, process::ExitCode};
 
 use tracing_subscriber::EnvFilter;
 
 use crate::{
     cli::{BatchArgs, CommonArgs},
+    client::Client,
     connect::{ConnectOptions, Session, connect},
     error::Error,
-    report::{Answer, Attempt, AttemptStatus, Ended, Outcome, Report, Summary},
-    types::GenerateContentRequest,
+    outcome::{Answer, Attempt, AttemptStatus, Ended, Outcome},
+    report::{PrintOptions, Report, Summary},
+    shutdown::Shutdown,
+    terminal,
+    types::GenerateContentResponse,
 };
 
 /// Exit code when every request succeeded.
 pub const EXIT_OK: u8 = 0;
 /// Exit code when a request failed, or the run could not start.
 pub const EXIT_FAILED: u8 = 1;
-/// Exit code after Ctrl-C (128 + SIGINT, as shells do).
+/// Exit code after Ctrl-C (128 + SIGINT, as shells do); SIGTERM's is 143
+/// (see [`Signal::exit_code`](crate::shutdown::Signal::exit_code)).
 pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// Connects as the step's options say, and checks the model exists.
@@ -37,8 +45,6 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 /// unknown model, an unreachable host -- into one clear line before the
 /// batch starts, instead of N copies of the same error.
 pub async fn session(args: &CommonArgs) -> Result<Session, Error> {
-    init_tracing();
-    interrupt::watch_ctrl_c();
     crate::limits::raise_open_files_limit();
     let session = connect(ConnectOptions {
         force_emulator: args.emulator,
@@ -69,26 +75,29 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// A batch of identical requests, and the report of what became of each.
+/// A batch of requests, and the report of what became of each.
 ///
-/// Steps 2 and 3 both use it; only the way they await [`Batch::send`] differs.
+/// Steps 2 and 3 both use it; only the way they await [`Batch::record`] differs.
 pub struct Batch {
     session: Session,
-    model: String,
-    request: GenerateContentRequest,
     report: Report,
+    shutdown: Shutdown,
 }
 
 impl Batch {
     /// Connects, checks the model, and starts the run's clock.
-    pub async fn start(args: &BatchArgs) -> Result<Batch, Error> {
+    pub async fn start(args: &BatchArgs, shutdown: &Shutdown) -> Result<Batch, Error> {
         let session = session(&args.common).await?;
         Ok(Batch {
             session,
-            model: args.common.model.clone(),
-            request: GenerateContentRequest::from_prompt(&args.common.prompt),
             report: Report::new(args.requests as usize, &args.common),
+            shutdown: shutdown.clone(),
         })
+    }
+
+    /// The client every request of the batch shares (one connection pool).
+    pub fn client(&self) -> &Client {
+        &self.session.client
     }
 
     /// The request indices of this batch: `0..N`.
@@ -96,27 +105,31 @@ impl Batch {
         0..self.report.total()
     }
 
-    /// Sends request `index` once, times it, and records how it ended.
+    /// Awaits request `index`'s `call`, times it, and records how it ended.
+    ///
+    /// A future does nothing until it is awaited, so `call` has not left
+    /// yet: after Ctrl-C it is never sent, and once the grace period is over
+    /// it is cut off (dropping a future cancels it).
     ///
     /// It returns an error only when the error would fail every other
     /// request too (a revoked key, say): the caller stops the run with `?`
     /// and the user sees one line, not N. Any other failure is recorded and
     /// the run goes on.
-    pub async fn send(&self, index: usize) -> Result<(), Error> {
-        if interrupt::requested() {
+    pub async fn record(
+        &self,
+        index: usize,
+        call: impl Future<Output = Result<GenerateContentResponse, Error>>,
+    ) -> Result<(), Error> {
+        if self.shutdown.is_requested() {
             self.report
-                .record(Outcome::not_done(index, "not sent: interrupted by Ctrl-C"));
+                .record(Outcome::not_done(index, self.shutdown.not_sent()));
             return Ok(());
         }
         let sent = self.report.elapsed();
-        let call = self
-            .session
-            .client
-            .generate_content(&self.model, &self.request);
         let result = tokio::select! {
             result = call => result.and_then(Answer::from_response),
-            () = interrupt::grace_over() => {
-                self.report.record(Outcome::not_done(index, "cut off by Ctrl-C before the answer came"));
+            () = self.shutdown.grace_over() => {
+                self.report.record(Outcome::not_done(index, self.shutdown.cut_off()));
                 return Ok(());
             }
         };
@@ -182,127 +195,58 @@ pub fn status_of<T>(result: &Result<T, Error>) -> AttemptStatus {
     }
 }
 
-/// Prints how the run ended and turns it into the process's exit code.
+/// Runs `work` to its end, prints how it ended and turns that into the
+/// process's exit code.
 ///
 /// Results and the summary go to stdout; an error that stopped the run is
 /// one line on stderr. The codes mean: 0 all succeeded, 1 something failed
-/// (or the run could not start), 130 interrupted by Ctrl-C (2, bad usage, is
-/// clap's own).
-pub fn exit(result: Result<Summary, impl Into<anyhow::Error>>) -> ExitCode {
+/// (or the run could not start), 130 stopped by Ctrl-C, 143 by SIGTERM (2,
+/// bad usage, is clap's own).
+///
+/// A second signal, or the backstop after the grace period, ends the wait
+/// here, in `main`'s own future: returning drops the run, and with it every
+/// request still in flight.
+pub async fn exit<E: Into<anyhow::Error>>(
+    args: &CommonArgs,
+    shutdown: &Shutdown,
+    work: impl Future<Output = Result<Summary, E>>,
+) -> ExitCode {
+    let result = tokio::select! {
+        result = work => result,
+        by_signal = shutdown.forced() => {
+            if !by_signal {
+                terminal::diagnostic(format_args!(
+                    "error: still not finished {} s after the stop; quitting",
+                    (crate::shutdown::GRACE + crate::shutdown::BACKSTOP).as_secs()
+                ));
+            }
+            return ExitCode::from(stopped_code(shutdown).unwrap_or(EXIT_INTERRUPTED));
+        }
+    };
+    let stopped = stopped_code(shutdown);
     match result {
-        Ok(mut summary) => {
-            summary.interrupted = interrupt::requested();
-            summary.print();
-            ExitCode::from(if summary.interrupted {
-                EXIT_INTERRUPTED
-            } else if summary.all_succeeded() {
+        Ok(summary) => {
+            summary.print(PrintOptions {
+                json: args.json,
+                stopped_by: shutdown.signal(),
+            });
+            ExitCode::from(stopped.unwrap_or(if summary.all_succeeded() {
                 EXIT_OK
             } else {
                 EXIT_FAILED
-            })
+            }))
         }
         Err(error) => {
             let error: anyhow::Error = error.into();
             // `{:#}` keeps the whole chain on one line: "what failed: why".
             let line = format!("{error:#}").replace('\n', " ");
-            eprintln!("error: {line}");
-            ExitCode::from(if interrupt::requested() {
-                EXIT_INTERRUPTED
-            } else {
-                EXIT_FAILED
-            })
+            terminal::diagnostic(format_args!("error: {line}"));
+            ExitCode::from(stopped.unwrap_or(EXIT_FAILED))
         }
     }
 }
 
-pub mod interrupt {
-    //! Ctrl-C, handled once for every step.
-    //!
-    //! The first Ctrl-C sets a flag that [`super::Batch::send`] (and step 4's
-    //! runner) check before starting a request, and starts a grace period
-    //! for those already in flight: their answers are still worth keeping.
-    //! When the grace period is over, whatever is still in flight is cut off
-    //! and reported as not done. A second Ctrl-C quits at once, and so does
-    //! the end of a short [`BACKSTOP`] after the grace period.
-    //!
-    //! The state is a `watch` channel holding the instant of the first
-    //! Ctrl-C: any number of requests can wait on it without polling.
-
-    use std::{sync::OnceLock, time::Duration};
-
-    use tokio::{sync::watch, time::Instant};
-
-    /// How long requests in flight may take to finish after Ctrl-C.
-    pub const GRACE: Duration = Duration::from_secs(10);
-
-    /// How long after the grace period the process quits no matter what:
-    /// time enough for a run cut off at the end of its grace period to print
-    /// its summary, and a bound on everything else.
-    pub const BACKSTOP: Duration = Duration::from_secs(3);
-
-    fn channel() -> &'static watch::Sender<Option<Instant>> {
-        static CHANNEL: OnceLock<watch::Sender<Option<Instant>>> = OnceLock::new();
-        CHANNEL.get_or_init(|| watch::channel(None).0)
-    }
-
-    /// Starts listening for Ctrl-C (once; later calls do nothing).
-    pub fn watch_ctrl_c() {
-        static STARTED: OnceLock<()> = OnceLock::new();
-        STARTED.get_or_init(|| {
-            tokio::spawn(async {
-                if tokio::signal::ctrl_c().await.is_err() {
-                    return; // No signal handling here: nothing to do.
-                }
-                eprintln!(
-                    "Ctrl-C: no new requests; waiting up to {} s for those in flight (Ctrl-C again to quit now)",
-                    GRACE.as_secs()
-                );
-                request();
-                // A second Ctrl-C quits at once. So does the end of a short
-                // backstop after the grace period: a run honours the grace
-                // period through `grace_over`, but a call that does not (step
-                // 1's single request, say) must not turn "waiting up to 10 s"
-                // into a wait as long as `--timeout`.
-                tokio::select! {
-                    Ok(()) = tokio::signal::ctrl_c() => {}
-                    () = tokio::time::sleep(GRACE + BACKSTOP) => {
-                        eprintln!("error: still not finished {} s after Ctrl-C; quitting", (GRACE + BACKSTOP).as_secs());
-                    }
-                }
-                std::process::exit(i32::from(super::EXIT_INTERRUPTED));
-            });
-        });
-    }
-
-    /// Asks the run to stop, as the first Ctrl-C does.
-    pub fn request() {
-        channel().send_if_modified(|at| {
-            let first = at.is_none();
-            if first {
-                *at = Some(Instant::now());
-            }
-            first
-        });
-    }
-
-    /// Whether a stop was asked for.
-    pub fn requested() -> bool {
-        channel().borrow().is_some()
-    }
-
-    /// Completes when the grace period after a stop request is over; never
-    /// completes if no stop is asked for.
-    pub async fn grace_over() {
-        let mut receiver = channel().subscribe();
-        let asked_at = loop {
-            if let Some(at) = *receiver.borrow_and_update() {
-                break at;
-            }
-            if receiver.changed().await.is_err() {
-                // The sender lives in a static and is never dropped.
-                std::future::pending::<()>().await;
-            }
-        };
-        tokio::time::sleep_until(asked_at + GRACE).await;
-    }
+/// The exit code of a run a signal stopped, if one did.
+pub fn stopped_code(shutdown: &Shutdown) -> Option<u8> {
+    shutdown.signal().map(|signal| signal.exit_code())
 }

@@ -3,7 +3,7 @@
 //! Gemini writes each chunk as `data: <one JSON object>` followed by a blank
 //! line (`\r\n\r\n` on the wire; `\n\n` and `\r\r` are accepted as JS does),
 //! with no `event:`/`id:` lines and no `[DONE]` sentinel: the stream ends when
-//! the body ends (WIRE.md §7). An error after the 200 has started arrives as a
+//! the body ends (docs/wire.md#streaming). An error after the 200 has started arrives as a
 //! JSON `{"error":...}` object, sometimes pretty-printed over many lines with
 //! no `data:` prefix; like python-genai we collect such lines until their
 //! braces balance (here string-aware, so a `}` inside a message does not

@@ -8,7 +8,7 @@
 
 use std::{fmt::Write as _, path::Path, time::Duration};
 
-use crate::report::{AttemptStatus, Outcome};
+use crate::outcome::{AttemptStatus, Outcome};
 
 /// What to draw besides the bars.
 #[derive(Debug, Clone, Default)]
@@ -206,7 +206,7 @@ fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{Attempt, Ended};
+    use crate::outcome::{Attempt, Ended};
 
     fn outcome(index: usize, attempts: &[(u64, u64, AttemptStatus)]) -> Outcome {
         Outcome {

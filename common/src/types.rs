@@ -1,6 +1,6 @@
 //! The Gemini request and response bodies, as Rust types (serde, camelCase on the wire).
 //!
-//! These follow WIRE.md §4–§5 and the recorded fixtures. The guiding rule is
+//! These follow docs/wire.md (#request, #response) and the recorded fixtures. The guiding rule is
 //! to be as tolerant as Google's own clients, because the API grows faster
 //! than any client:
 //!
@@ -189,7 +189,7 @@ pub struct Content {
     /// `user` or `model`; absent in some response chunks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,
-    /// The parts; a response may have none at all (WIRE.md §5, MAX_TOKENS on thinking models).
+    /// The parts; a response may have none at all (docs/wire.md#response, MAX_TOKENS on thinking models).
     #[serde(default)]
     pub parts: Vec<Part>,
 }
@@ -238,7 +238,7 @@ impl Part {
     }
 }
 
-/// `generationConfig`: every key PY sends for the Developer API (WIRE.md §4), all optional.
+/// `generationConfig`: every key PY sends for the Developer API (docs/wire.md#request), all optional.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[allow(missing_docs)] // The fields are the API's own names; ai.google.dev documents each.
@@ -352,7 +352,7 @@ impl GenerateContentRequest {
     }
 }
 
-/// The body of `countTokens` on the Developer API: only `contents` is accepted (WIRE.md §4).
+/// The body of `countTokens` on the Developer API: only `contents` is accepted (docs/wire.md#request).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CountTokensRequest {
     /// What to count.
@@ -413,7 +413,7 @@ pub struct PromptFeedback {
 
 /// Token accounting. The server omits zero counts; they read as 0 here.
 ///
-/// `total = prompt + candidates + thoughts` (WIRE.md §5); `candidates` excludes thoughts.
+/// `total = prompt + candidates + thoughts` (docs/wire.md#response); `candidates` excludes thoughts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct UsageMetadata {

@@ -1,4 +1,4 @@
-//! The library half of the reliability suite (issue 7): what the steps'
+//! The library half of the reliability suite: what the steps'
 //! end-to-end tests rely on, checked at the level where it is decided.
 //!
 //! - TLS is rustls with the webpki roots: no OpenSSL anywhere in the build.
@@ -16,9 +16,9 @@ use common::{
     connect::{ConnectOptions, connect_with},
     error::{ApiError, Error},
     run,
-    testing::{self, TEST_KEY, TEST_KEY_FRAGMENT},
 };
 use emulator::Settings;
+use testkit::{TEST_KEY, TEST_KEY_FRAGMENT};
 use url::Url;
 
 const MODEL: &str = "gemini-2.5-flash";
@@ -93,7 +93,7 @@ async fn every_type_holding_the_key_redacts_it() {
 
 #[tokio::test]
 async fn one_client_survives_its_server_restarting_on_the_same_port() {
-    let first = testing::start_restartable(Settings::instant()).await;
+    let first = testkit::start_restartable(Settings::instant()).await;
     let addr = first.addr();
     let client = Client::new(ClientConfig {
         base_url: Url::parse(&first.base_url()).expect("a URL"),
@@ -121,7 +121,7 @@ async fn one_client_survives_its_server_restarting_on_the_same_port() {
     );
 
     // Back, on the same port: the same client (and pool) carries on.
-    let second = testing::restart_on(addr, Settings::instant()).await;
+    let second = testkit::restart_on(addr, Settings::instant()).await;
     client
         .generate_content(MODEL, &request)
         .await

@@ -1,8 +1,8 @@
 //! The models the emulator knows, with the fields `GET /v1beta/models` really returns.
 //!
-//! Values come from captured `models.list` output (WIRE.md §6,
+//! Values come from captured `models.list` output (docs/wire.md#response,
 //! `fixtures/reconstructed/200-models-list-excerpt.json`). Free-tier quotas are the mid-2025
-//! figures of WIRE.md §9 (flash 10 RPM / 250k TPM / 250 RPD, flash-lite 15 / 250k / 1000,
+//! figures of docs/wire.md#rate-limits (flash 10 RPM / 250k TPM / 250 RPD, flash-lite 15 / 250k / 1000,
 //! pro 5 / 250k / 100); the `-latest` aliases follow their targets.
 //!
 //! An alias answers with its target in `modelVersion` and shares the target's quota bucket,

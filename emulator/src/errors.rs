@@ -1,7 +1,7 @@
 //! The real error bodies, field for field.
 //!
 //! Google's errors all share one envelope, `{"error":{"code","message","status","details"}}`,
-//! pretty-printed with 2-space indentation and a trailing newline (WIRE.md §8). `details` is
+//! pretty-printed with 2-space indentation and a trailing newline (docs/wire.md#errors). `details` is
 //! left out when empty, and each detail starts with its `@type`. The constructors below
 //! reproduce the recorded bodies in `fixtures/`; anything not seen in a capture is marked
 //! *inferred* where it is built.

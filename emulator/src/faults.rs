@@ -27,7 +27,7 @@ pub enum Odd {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Break {
     /// Write an `{"error": {...}}` object (503 UNAVAILABLE) into the stream and end it, as the
-    /// real server does for errors after the 200 (WIRE.md §7).
+    /// real server does for errors after the 200 (docs/wire.md#streaming).
     ErrorObject,
     /// Abort the connection mid-body.
     Abort,

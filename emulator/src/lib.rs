@@ -15,7 +15,7 @@
 //! Under both `/v1beta/` and `/v1/`: `POST models/{model}:generateContent`,
 //! `:streamGenerateContent` (`?alt=sse` framing byte-for-byte like the captures),
 //! `:countTokens`, `GET models` (paged) and `GET models/{model}`. Bodies, error envelopes,
-//! 429 quota bodies and headers follow `WIRE.md` and the recorded fixtures.
+//! 429 quota bodies and headers follow docs/wire.md and the recorded fixtures.
 //!
 //! # Faithful defaults
 //!
@@ -42,7 +42,7 @@
 //! - [`limits`]: the sliding-window quota.
 //! - [`latency`]: when each chunk leaves.
 //! - [`faults`]: injected failures, reproducible with a seed.
-//! - `routes`: the HTTP surface; [`server`]: start, stop and stats.
+//! - `routes`: the HTTP surface; `state`: what its handlers share; [`server`]: start, stop and stats.
 
 pub mod catalog;
 pub mod errors;
@@ -54,6 +54,7 @@ pub mod request;
 mod routes;
 pub mod server;
 pub mod settings;
+mod state;
 pub mod text;
 pub mod tokens;
 pub mod wire;

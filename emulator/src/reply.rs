@@ -1,7 +1,7 @@
 //! Turning a request into a reply: how much the model thinks, where the answer is cut, how it
 //! is split into stream chunks, and the bodies that carry it.
 //!
-//! Token arithmetic follows the real API (WIRE.md §5): `totalTokenCount = prompt + candidates
+//! Token arithmetic follows the real API (docs/wire.md#response): `totalTokenCount = prompt + candidates
 //! + thoughts`; `maxOutputTokens` caps thoughts *and* answer together on Gemini 2.5, so a tight
 //! cap can leave a `MAX_TOKENS` candidate with no parts at all; stream chunks repeat the
 //! response id and model version, carry usage with a growing `candidatesTokenCount`, and only

@@ -36,7 +36,7 @@ use crate::latency;
 use crate::limits::{Decision, Limits};
 use crate::reply::{self, Event};
 use crate::request;
-use crate::server::{InFlight, Shared, lock};
+use crate::state::{InFlight, Shared, lock};
 use crate::wire::{self, CountTokensResponse, ListModelsResponse, Model};
 
 type AppState = Arc<Shared>;
@@ -207,7 +207,7 @@ fn respond(status: u16, content_type: &'static str, body: Body, started: Instant
 }
 
 /// An error body. On streaming calls the content type stays `text/event-stream` and the body is
-/// the plain pretty JSON, with no `data:` prefix (WIRE.md §7).
+/// the plain pretty JSON, with no `data:` prefix (docs/wire.md#streaming).
 fn error_response(error: &ApiError, streaming: bool, started: Instant) -> Response {
     let content_type = if streaming { EVENT_STREAM } else { JSON_UTF8 };
     respond(

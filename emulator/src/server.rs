@@ -8,8 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use axum::serve::ListenerExt;
 use tokio::net::TcpSocket;
@@ -19,135 +18,11 @@ use tokio::time::Instant;
 
 use crate::limits::Limiter;
 use crate::settings::Settings;
-
-/// Arrivals beyond this many are not recorded (the counters go on), so a server left running
-/// under a benchmark cannot grow its stats without bound.
-pub const MAX_ARRIVALS: usize = 1_000_000;
+pub use crate::state::{Arrival, MAX_ARRIVALS, Stats, TrackedState};
+use crate::state::{Shared, lock};
 
 /// Accept backlog: deeper than tokio's default 1024 so bursts of connections are queued.
 const BACKLOG: u32 = 4096;
-
-/// One request as the server saw it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Arrival {
-    /// When it arrived, since the emulator started.
-    pub at: Duration,
-    /// The model id from the path (without `models/`); empty for `models.list`.
-    pub model: String,
-    /// `generateContent`, `streamGenerateContent`, `countTokens`, `listModels`, `getModel`,
-    /// another `:action` name, or `unknown`.
-    pub method: String,
-    /// The HTTP status sent, or 0 if no response was sent (hang, close, or still running).
-    pub status: u16,
-}
-
-/// A snapshot of what the server has seen.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Every request, in arrival order (up to [`MAX_ARRIVALS`]).
-    pub arrivals: Vec<Arrival>,
-    /// The most generate requests (unary or streaming) in flight at once.
-    pub max_in_flight: usize,
-    /// Generate requests in flight now.
-    pub in_flight: usize,
-}
-
-impl Stats {
-    /// The unary `generateContent` requests, in arrival order: what tests
-    /// and benchmarks count against a limit.
-    pub fn generates(&self) -> Vec<Arrival> {
-        self.arrivals
-            .iter()
-            .filter(|a| a.method == "generateContent")
-            .cloned()
-            .collect()
-    }
-}
-
-/// The size of the state the server keeps between requests (for leak checks).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TrackedState {
-    /// (key, model) quota buckets held.
-    pub quota_buckets: usize,
-    /// Sliding-window log entries held, over all buckets.
-    pub quota_entries: usize,
-    /// Arrivals recorded.
-    pub arrivals: usize,
-}
-
-/// State shared by every handler.
-pub(crate) struct Shared {
-    pub(crate) settings: Settings,
-    pub(crate) started: Instant,
-    /// A std Mutex: critical sections are a few pushes and never hold across an `.await`.
-    pub(crate) limiter: Mutex<Limiter>,
-    stats: Mutex<Stats>,
-    /// Numbers generate requests, to seed each one's random generator.
-    pub(crate) generated: AtomicU64,
-    pub(crate) shutdown: watch::Receiver<bool>,
-}
-
-/// Locks a mutex even if a panicking thread poisoned it: the data are plain counters and logs
-/// that stay consistent between statements.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-impl Shared {
-    /// Records an arrival; returns its index for [`Shared::finish`].
-    pub(crate) fn arrive(&self, model: &str, method: &str) -> Option<usize> {
-        let mut stats = lock(&self.stats);
-        if stats.arrivals.len() >= MAX_ARRIVALS {
-            return None;
-        }
-        stats.arrivals.push(Arrival {
-            at: self.started.elapsed(),
-            model: model.to_string(),
-            method: method.to_string(),
-            status: 0,
-        });
-        Some(stats.arrivals.len() - 1)
-    }
-
-    /// Records the status sent for an arrival.
-    pub(crate) fn finish(&self, arrival: Option<usize>, status: u16) {
-        if let Some(index) = arrival {
-            if let Some(entry) = lock(&self.stats).arrivals.get_mut(index) {
-                entry.status = status;
-            }
-        }
-    }
-
-    fn enter(&self) {
-        let mut stats = lock(&self.stats);
-        stats.in_flight += 1;
-        stats.max_in_flight = stats.max_in_flight.max(stats.in_flight);
-    }
-
-    fn leave(&self) {
-        let mut stats = lock(&self.stats);
-        stats.in_flight = stats.in_flight.saturating_sub(1);
-    }
-}
-
-/// Counts a generate request as in flight for as long as it lives (for a stream: until the
-/// body is finished or dropped).
-pub(crate) struct InFlight(Arc<Shared>);
-
-impl InFlight {
-    pub(crate) fn new(shared: &Arc<Shared>) -> InFlight {
-        shared.enter();
-        InFlight(shared.clone())
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.leave();
-    }
-}
 
 /// A running emulator. Dropping it shuts the server down.
 pub struct Emulator {

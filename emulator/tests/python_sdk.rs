@@ -1,6 +1,6 @@
 //! The emulator against Google's own Python SDK (`google-genai`).
 //!
-//! Our Rust client and the emulator were written from the same notes (WIRE.md), so testing one
+//! Our Rust client and the emulator were written from the same notes (docs/wire.md), so testing one
 //! against the other can hide a shared mistake. Google's SDK is an independent judge: this test
 //! starts two emulators in-process and runs `conformance/sdk_conformance.py`, which makes the
 //! tutorial's calls (unary, async batch, stream, countTokens, models.list/get) and provokes the

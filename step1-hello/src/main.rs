@@ -17,8 +17,11 @@ use clap::Parser;
 use common::{
     Client, GenerateContentRequest, GenerateContentResponse,
     cli::CommonArgs,
-    report::{self, Answer, Outcome, Summary},
+    outcome::{Answer, Outcome},
+    report::{self, Summary},
     run,
+    shutdown::Shutdown,
+    terminal,
 };
 use futures_util::StreamExt;
 use tokio::time::Instant;
@@ -37,10 +40,13 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    run::exit(hello(Args::parse()).await)
+    let args = Args::parse();
+    run::init_tracing();
+    let shutdown = Shutdown::on_signals();
+    run::exit(&args.common, &shutdown, hello(&args)).await
 }
 
-async fn hello(args: Args) -> Result<Summary, common::Error> {
+async fn hello(args: &Args) -> Result<Summary, common::Error> {
     // Connect: the real API with a key, the built-in emulator without one.
     let session = run::session(&args.common).await?;
     let client = &session.client;
@@ -55,7 +61,7 @@ async fn hello(args: Args) -> Result<Summary, common::Error> {
         let response = client.generate_content(model, &request).await?;
         let answer = Answer::from_response(response)?;
         if !args.common.json {
-            report::print_line(&answer.text);
+            terminal::print_line(&answer.text);
         }
         answer
     };
@@ -64,9 +70,9 @@ async fn hello(args: Args) -> Result<Summary, common::Error> {
     // The figures every step reports, for this one request.
     let outcome = Outcome::answered(0, answer, elapsed);
     if args.common.json {
-        report::print_line(outcome.json_line());
+        terminal::print_line(outcome.json_line());
     } else {
-        report::print_line(format_args!("\n{}", outcome.footer()));
+        terminal::print_line(format_args!("\n{}", outcome.footer()));
     }
     Ok(report::single(outcome, elapsed, &args.common))
 }
@@ -88,17 +94,17 @@ async fn stream_to_stdout(
                 // End the half-printed answer's line, so the error line that
                 // follows on stderr starts on a line of its own.
                 if !text.is_empty() {
-                    report::print_line("");
+                    terminal::print_line("");
                 }
                 return Err(error);
             }
         };
         let delta = chunk.text();
-        report::print(&delta);
+        terminal::print(&delta);
         text.push_str(&delta);
         last = Some(chunk);
     }
-    report::print_line("");
+    terminal::print_line("");
     let mut answer = Answer::from_response(last.unwrap_or_default())?;
     answer.text = text;
     Ok(answer)

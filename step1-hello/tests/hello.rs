@@ -1,7 +1,7 @@
 //! Step 1 end to end: one question, one answer, printed.
 
-use common::testing::StepCommand;
 use emulator::Settings;
+use testkit::StepCommand;
 
 const STEP: &str = env!("CARGO_BIN_EXE_step1-hello");
 

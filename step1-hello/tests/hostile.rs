@@ -7,8 +7,8 @@
 #[allow(dead_code)]
 mod server;
 
-use common::testing::{StepCommand, StepOutput};
 use server::{KEY, Mode};
+use testkit::{StepCommand, StepOutput};
 
 const STEP: &str = env!("CARGO_BIN_EXE_step1-hello");
 

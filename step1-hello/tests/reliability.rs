@@ -1,13 +1,13 @@
-//! Step 1's reliability (issue 7): one request, so every fault must end as
+//! Step 1's reliability: one request, so every fault must end as
 //! one clear error line and exit code 1 -- or, for an odd but valid body, as
 //! an answer -- and never as a panic or a hang.
 //!
 //! The bad-input, secrecy and logging scenarios are shared with the other
-//! steps (`common::testing`); the fault cases are here, for both the unary
+//! steps (`testkit`); the fault cases are here, for both the unary
 //! call and `--stream`.
 
-use common::testing::{self, StepCommand, StepOutput, faulty};
 use emulator::Faults;
+use testkit::{StepCommand, StepOutput, faulty};
 
 const STEP: &str = env!("CARGO_BIN_EXE_step1-hello");
 
@@ -123,7 +123,7 @@ async fn ctrl_c_on_a_request_that_hangs_quits_after_the_grace_period() {
         .against(&server)
         .args(["--timeout", "600"])
         .spawn();
-    testing::wait_until("the request to hang", || server.stats().in_flight == 1).await;
+    testkit::wait_until("the request to hang", || server.stats().in_flight == 1).await;
     step.signal("INT");
     let out = step.wait().await;
 
@@ -135,27 +135,27 @@ async fn ctrl_c_on_a_request_that_hangs_quits_after_the_grace_period() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_is_one_clear_line() {
-    testing::assert_bad_input_is_one_line(STEP, false, &[]).await;
+    testkit::assert_bad_input_is_one_line(STEP, false, &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unusable_dotenv_is_one_clear_line() {
-    testing::assert_bad_dotenv_is_one_line(STEP, &[]).await;
+    testkit::assert_bad_dotenv_is_one_line(STEP, &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_key_is_never_printed_even_at_trace_level() {
-    testing::assert_key_never_shown(STEP, &[]).await;
-    testing::assert_key_never_shown(STEP, &["--stream"]).await;
+    testkit::assert_key_never_shown(STEP, &[]).await;
+    testkit::assert_key_never_shown(STEP, &["--stream"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn plain_http_to_a_remote_host_is_warned_about() {
-    testing::assert_warns_about_plain_http(STEP, &[]).await;
+    testkit::assert_warns_about_plain_http(STEP, &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn nothing_on_stderr_by_default() {
-    testing::assert_silent_by_default(STEP, &[]).await;
-    testing::assert_silent_by_default(STEP, &["--stream"]).await;
+    testkit::assert_silent_by_default(STEP, &[]).await;
+    testkit::assert_silent_by_default(STEP, &["--stream"]).await;
 }

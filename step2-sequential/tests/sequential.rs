@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use common::testing::{StepCommand, generate_calls};
 use emulator::{Latency, Settings};
+use testkit::{StepCommand, generate_calls};
 
 const STEP: &str = env!("CARGO_BIN_EXE_step2-sequential");
 

@@ -15,9 +15,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use common::{
+    GenerateContentRequest,
     cli::BatchArgs,
     report::Summary,
     run::{self, Batch},
+    shutdown::Shutdown,
 };
 use futures_util::future::try_join_all;
 
@@ -31,23 +33,32 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    run::exit(send_all(Args::parse()).await)
+    let args = Args::parse();
+    run::init_tracing();
+    let shutdown = Shutdown::on_signals();
+    run::exit(&args.batch.common, &shutdown, send_all(&args, &shutdown)).await
 }
 
-async fn send_all(args: Args) -> Result<Summary, common::Error> {
+async fn send_all(args: &Args, shutdown: &Shutdown) -> Result<Summary, common::Error> {
     // Connect (the real API with a key, the built-in emulator without one),
     // check the model, and start the clock.
-    let batch = Batch::start(&args.batch).await?;
+    let batch = Batch::start(&args.batch, shutdown).await?;
+    let client = batch.client();
+    let model = &args.batch.common.model;
+    let request = GenerateContentRequest::from_prompt(&args.batch.common.prompt);
 
-    // `send` records each request's answer or error and the run goes on; its
-    // `?` stops the run only for an error that would fail every request
-    // (a revoked key, say), so you see one line instead of N.
+    // `record` times each call and keeps its answer or error, and the run
+    // goes on; its `?` stops the run only for an error that would fail every
+    // request (a revoked key, say), so you see one line instead of N.
 
     // All at once: build one future per request (nothing is sent yet), then
-    // `try_join_all` -- Rust's `asyncio.gather` -- polls them together, so
+    // `try_join_all` -- Rust's `asyncio.gather` -- awaits them together, so
     // every request is in flight while the others wait on the network.
-    let requests = batch.indices().map(|index| batch.send(index));
-    try_join_all(requests).await?;
+    let calls = batch.indices().map(|index| {
+        let call = client.generate_content(model, &request);
+        batch.record(index, call)
+    });
+    try_join_all(calls).await?;
 
     Ok(batch.finish())
 }

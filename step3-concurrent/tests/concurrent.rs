@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use common::testing::StepCommand;
 use emulator::{Latency, Settings};
+use testkit::StepCommand;
 
 const STEP: &str = env!("CARGO_BIN_EXE_step3-concurrent");
 

@@ -6,8 +6,8 @@
 #[allow(dead_code)]
 mod server;
 
-use common::testing::StepCommand;
 use server::{KEY, Mode};
+use testkit::StepCommand;
 
 const STEP: &str = env!("CARGO_BIN_EXE_step3-concurrent");
 

@@ -3,7 +3,7 @@
 //! Step 3 sent every prompt at once, and the free tier answered the
 //! eleventh request of the minute with `429 RESOURCE_EXHAUSTED`. The API has
 //! a quota, and the quota is not one number but three, all enforced at the
-//! same time (see `WIRE.md` §9):
+//! same time (see docs/wire.md#rate-limits):
 //!
 //! * requests per minute (**RPM**),
 //! * *input* tokens per minute (**TPM**),

@@ -24,7 +24,7 @@
 use std::{process::ExitCode, sync::Arc};
 
 use clap::Parser;
-use common::{cli::BatchArgs, report::Summary, run};
+use common::{cli::BatchArgs, report::Summary, run, shutdown::Shutdown};
 use step4_ratelimit::{
     limiter::{Limiter, RateLimit},
     options::LimitArgs,
@@ -61,15 +61,17 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    run::init_tracing();
+    let shutdown = Shutdown::on_signals();
     if args.limit.ramp {
-        ramp::exit(find_breaking_point(&args).await)
+        ramp::exit(find_breaking_point(&args, &shutdown), &shutdown).await
     } else {
-        run::exit(send_all(&args).await)
+        run::exit(&args.batch.common, &shutdown, send_all(&args, &shutdown)).await
     }
 }
 
 /// `--ramp`: 10, 20, 40, ... requests at once until the server says 429.
-async fn find_breaking_point(args: &Args) -> anyhow::Result<ramp::Ramp> {
+async fn find_breaking_point(args: &Args, shutdown: &Shutdown) -> anyhow::Result<ramp::Ramp> {
     let common = &args.batch.common;
     let session = run::session(common).await?;
     let ramp = ramp::find_breaking_point(
@@ -78,13 +80,14 @@ async fn find_breaking_point(args: &Args) -> anyhow::Result<ramp::Ramp> {
         &common.prompt,
         args.limit.ramp_max,
         common.json,
+        shutdown,
     )
     .await?;
     Ok(ramp)
 }
 
 /// Every prompt, sent through the limiter.
-async fn send_all(args: &Args) -> anyhow::Result<Summary> {
+async fn send_all(args: &Args, shutdown: &Shutdown) -> anyhow::Result<Summary> {
     let common = &args.batch.common;
 
     // Check what we can before connecting: a missing prompts file or a model
@@ -114,6 +117,7 @@ async fn send_all(args: &Args) -> anyhow::Result<Summary> {
             model: common.model.clone(),
             retry: args.limit.retry_policy(),
             paced: !args.limit.no_limit,
+            shutdown: shutdown.clone(),
         },
     );
     Ok(runner.run(&prompts).await?)

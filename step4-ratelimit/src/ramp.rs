@@ -13,11 +13,13 @@
 //! then *none* of the next 20 do: the window is already full. The ramp says
 //! so rather than pretending each batch started afresh.
 
-use std::{process::ExitCode, time::Duration};
+use std::{future::Future, process::ExitCode, time::Duration};
 
 use common::{
-    Client, Error, report,
-    run::{self, interrupt, stops_the_run},
+    Client, Error,
+    run::{self, stops_the_run},
+    shutdown::Shutdown,
+    terminal,
     types::GenerateContentRequest,
 };
 use futures_util::future::join_all;
@@ -83,6 +85,7 @@ pub async fn find_breaking_point(
     prompt: &str,
     max: u32,
     json: bool,
+    shutdown: &Shutdown,
 ) -> Result<Ramp, Error> {
     let request = GenerateContentRequest::from_prompt(prompt);
     let mut ramp = Ramp {
@@ -97,18 +100,18 @@ pub async fn find_breaking_point(
         if let (true, Some(last)) = (sizes.len() > 4, sizes.last()) {
             shown.push(format!("... up to {last}"));
         }
-        report::print_line(format_args!(
+        terminal::print_line(format_args!(
             "ramp: {} requests at once, without the limiter or retries, until the server answers 429",
             shown.join(", ")
         ));
     }
     for n in sizes(max) {
-        if interrupt::requested() {
+        if shutdown.is_requested() {
             break;
         }
-        let (step, refusal) = batch(client, model, &request, n as usize).await?;
+        let (step, refusal) = batch(client, model, &request, n as usize, shutdown).await?;
         if !json {
-            report::print_line(step_line(&step, ramp.steps.len()));
+            terminal::print_line(step_line(&step, ramp.steps.len()));
         }
         let broke = step.rate_limited > 0;
         let cut_off = step.not_done > 0;
@@ -130,12 +133,13 @@ async fn batch(
     model: &str,
     request: &GenerateContentRequest,
     n: usize,
+    shutdown: &Shutdown,
 ) -> Result<(Step, Option<Error>), Error> {
     let started = Instant::now();
     let calls = (0..n).map(|_| async {
         tokio::select! {
             result = client.generate_content(model, request) => Some(result),
-            () = interrupt::grace_over() => None,
+            () = shutdown.grace_over() => None,
         }
     });
     let results = join_all(calls).await;
@@ -266,25 +270,36 @@ fn said(error: &Error) -> String {
 
 /// Prints what the ramp found and turns it into the exit code: 0 when it
 /// ran to a conclusion (finding the limit is the point, not a failure), 130
-/// after Ctrl-C, and as [`run::exit`] for an error that stopped it.
-pub fn exit(result: Result<Ramp, impl Into<anyhow::Error>>) -> ExitCode {
+/// after Ctrl-C (143 after SIGTERM), and as [`run::exit`] for an error
+/// that stopped it.
+///
+/// A second signal, or the backstop after the grace period, quits at once.
+pub async fn exit<E: Into<anyhow::Error>>(
+    work: impl Future<Output = Result<Ramp, E>>,
+    shutdown: &Shutdown,
+) -> ExitCode {
+    let result = tokio::select! {
+        result = work => result,
+        _ = shutdown.forced() => {
+            return ExitCode::from(run::stopped_code(shutdown).unwrap_or(run::EXIT_INTERRUPTED));
+        }
+    };
+    let stopped = run::stopped_code(shutdown);
     let ramp = match result {
         Ok(ramp) => ramp,
         Err(error) => {
             let error: anyhow::Error = error.into();
-            return run::exit(Err(error));
+            let line = format!("{error:#}").replace('\n', " ");
+            terminal::diagnostic(format_args!("error: {line}"));
+            return ExitCode::from(stopped.unwrap_or(run::EXIT_FAILED));
         }
     };
     if ramp.json {
-        report::print_line(ramp.to_json());
+        terminal::print_line(ramp.to_json());
     } else {
-        report::print_line(ramp.conclusion());
+        terminal::print_line(ramp.conclusion());
     }
-    ExitCode::from(if interrupt::requested() {
-        run::EXIT_INTERRUPTED
-    } else {
-        run::EXIT_OK
-    })
+    ExitCode::from(stopped.unwrap_or(run::EXIT_OK))
 }
 
 fn round3(d: Duration) -> f64 {

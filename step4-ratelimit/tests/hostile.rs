@@ -13,10 +13,11 @@ mod server;
 
 use std::time::Duration;
 
-use common::testing::{ScratchDir, StepCommand, StepOutput};
 use server::{KEY, Mode};
 use step4_ratelimit::limiter::Limits;
-use step4_ratelimit::shared::{RedisLimiter, Scope, testing::RedisServer};
+use step4_ratelimit::shared::{RedisLimiter, Scope};
+use testkit::redis::RedisServer;
+use testkit::{ScratchDir, StepCommand, StepOutput};
 
 const STEP: &str = env!("CARGO_BIN_EXE_step4-ratelimit");
 

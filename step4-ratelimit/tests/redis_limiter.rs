@@ -1,7 +1,7 @@
 //! Tests of the limiter shared through Redis ([`RedisLimiter`]).
 //!
 //! Each test starts its own `redis-server` on a free port (see
-//! `step4_ratelimit::shared::testing`) and connects several limiters to it,
+//! `testkit::redis`) and connects several limiters to it,
 //! each with a connection of its own, exactly as separate processes would.
 //! Without `redis-server` installed the tests print a note and pass, unless
 //! `CI` is set, where they fail.
@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use step4_ratelimit::limiter::{LimitError, Limits, RateLimit};
-use step4_ratelimit::shared::testing::RedisServer;
 use step4_ratelimit::shared::{RedisLimiter, Scope, SharedError};
+use testkit::redis::RedisServer;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout};
 

@@ -9,16 +9,16 @@
 //! (the bench's scale-out section measures both).
 //!
 //! Skipped with a note when `redis-server` is not installed, unless `CI` is
-//! set (see `step4_ratelimit::shared::testing`).
+//! set (see `testkit::redis`).
 
 use std::time::Duration;
 
-use common::testing::{StepCommand, StepOutput};
 use emulator::limits::most_in_any_window;
 use emulator::{Arrival, Emulator, Latency, Settings};
 use futures_util::future::join_all;
 use serde_json::Value;
-use step4_ratelimit::shared::testing::RedisServer;
+use testkit::redis::RedisServer;
+use testkit::{StepCommand, StepOutput};
 
 const STEP: &str = env!("CARGO_BIN_EXE_step4-ratelimit");
 const MS: Duration = Duration::from_millis(1);

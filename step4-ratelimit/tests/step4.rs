@@ -10,9 +10,9 @@
 
 use std::time::Duration;
 
-use common::testing::{StepCommand, StepOutput};
 use emulator::{Emulator, Faults, Latency, Settings};
 use serde_json::Value;
+use testkit::{StepCommand, StepOutput};
 
 const STEP: &str = env!("CARGO_BIN_EXE_step4-ratelimit");
 const MS: Duration = Duration::from_millis(1);

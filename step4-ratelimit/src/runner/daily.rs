@@ -1,6 +1,6 @@
 //! When the daily quota comes back: midnight Pacific time.
 //!
-//! Requests per day reset at midnight in California (WIRE.md §9), whatever
+//! Requests per day reset at midnight in California (docs/wire.md#rate-limits), whatever
 //! the user's own time zone. When a per-day 429 carries a `retryDelay`, that
 //! is the server's word and we use it; when it does not, we work the reset
 //! out here. Pacific time is UTC-8 in winter and UTC-7 from the second Sunday

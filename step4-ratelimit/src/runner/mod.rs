@@ -33,7 +33,7 @@
 //! Both go through one [`Halt`] signal (a `watch` channel) that every request
 //! checks before it asks for a permit and waits on while it queues or backs
 //! off. Requests already on the wire are left alone: after Ctrl-C they get
-//! the shared grace period ([`interrupt::grace_over`]); after the daily
+//! the shared grace period ([`Shutdown::grace_over`]); after the daily
 //! quota, their answers are as good as any.
 
 pub mod daily;
@@ -52,8 +52,10 @@ use std::{
 use common::{
     Client, Error,
     cli::CommonArgs,
-    report::{Answer, Attempt, AttemptStatus, Ended, Outcome, Report, Summary},
-    run::{self, interrupt, status_of},
+    outcome::{Answer, Attempt, AttemptStatus, Ended, Outcome},
+    report::{Report, Summary},
+    run::{self, status_of},
+    shutdown::Shutdown,
     timeline,
     types::GenerateContentRequest,
 };
@@ -70,10 +72,6 @@ use crate::{
     prompts::Prompts,
 };
 
-/// Why requests were not sent after Ctrl-C.
-const INTERRUPTED: &str = "not sent: interrupted by Ctrl-C";
-/// Why a request on the wire has no answer after Ctrl-C's grace period.
-const CUT_OFF: &str = "cut off by Ctrl-C before the answer came";
 /// The reason given to the limiter when the day's quota is spent.
 const DAILY_QUOTA: &str = "the daily quota is spent";
 
@@ -90,6 +88,8 @@ pub struct RunOptions {
     /// whole limiter pauses, since every request would meet the same full
     /// window; without one, only the request that was refused waits.
     pub paced: bool,
+    /// The run's stop signal (Ctrl-C, SIGTERM), from `main`.
+    pub shutdown: Shutdown,
 }
 
 /// The `--output` file could not be created.
@@ -205,7 +205,7 @@ impl Runner {
                 Err(ended) => break ended,
             };
             let Some((attempt, result)) = self.attempt(&request).await else {
-                break Ended::NotDone(CUT_OFF.into());
+                break Ended::NotDone(self.options.shutdown.cut_off());
             };
             attempts.push(attempt);
             run::log_attempt(index, attempts.len(), &attempt, &result);
@@ -283,7 +283,7 @@ impl Runner {
         let call = self.client.generate_content(&self.options.model, request);
         let result = tokio::select! {
             result = call => result.and_then(Answer::from_response),
-            () = interrupt::grace_over() => return None,
+            () = self.options.shutdown.grace_over() => return None,
         };
         let attempt = Attempt {
             sent,
@@ -342,8 +342,8 @@ impl Runner {
     /// Why the run is halted, if it is. Checks Ctrl-C itself too, so a
     /// request never starts in the moment before the monitor notices it.
     fn halted(&self) -> Option<String> {
-        if interrupt::requested() {
-            self.halt.stop(INTERRUPTED);
+        if self.options.shutdown.is_requested() {
+            self.halt.stop(&self.options.shutdown.not_sent());
         }
         self.halt.reason()
     }

@@ -14,7 +14,7 @@
 //!
 //! Why listen to `retryDelay`: the server knows when its window frees a slot,
 //! we can only guess. Google's own Python SDK ignores it (it backs off 1, 2,
-//! 4, 8 s plus jitter, WIRE.md §10); after a per-minute 429 that means
+//! 4, 8 s plus jitter, docs/wire.md#retries-in-googles-python-sdk); after a per-minute 429 that means
 //! several retries that are certain to fail, each of which counts against
 //! the quota again.
 //!

@@ -6,7 +6,7 @@
 //! knows about the requests of its own process. Start the program twice with
 //! the same key and each copy runs at the full limit: together they send
 //! twice what the server allows, and half the second window is 429s. Yet the
-//! quota is the project's, per model (`WIRE.md` §9), however many processes
+//! quota is the project's, per model (docs/wire.md#rate-limits), however many processes
 //! or machines draw from it. The books must live somewhere they all see.
 //!
 //! [`RedisLimiter`] keeps them in Redis and implements the same
@@ -145,7 +145,6 @@
 
 mod remote;
 mod scripts;
-pub mod testing;
 
 pub use remote::RedisLimiter;
 

@@ -2,8 +2,8 @@
 //! killed when the guard is dropped.
 //!
 //! Every test that needs Redis starts its own, so tests never share state
-//! and can run in parallel. It lives in the library (like
-//! `common::testing`) so that every test binary of this crate can use it.
+//! and can run in parallel. It lives in the test kit so that step 4's tests
+//! and the bench's scale-out section share it.
 //!
 //! If `redis-server` is not installed, [`RedisServer::start`] returns `None`
 //! and the test should return early: a developer without Redis can still run

@@ -1,4 +1,8 @@
-//! Helpers for the steps' end-to-end tests: run a step's binary against an emulator.
+//! Helpers for the workspace's tests: run a step's binary against an emulator.
+//!
+//! A crate of its own (never published, a dev-dependency only), so that no
+//! library a learner reads or a binary ships carries test code: the panicking
+//! asserts, child-process control and `/proc` reads all live here.
 //!
 //! Every step is tested the way a learner uses it: as a program, with
 //! arguments, reading its stdout. The test starts an [`emulator`] on
@@ -7,7 +11,7 @@
 //! the `--json` summary from the last line of stdout. The emulator's own
 //! statistics then say what really reached the server.
 //!
-//! The second half of this file is the reliability suite (issue 7) as
+//! The second half of this file is the reliability suite as
 //! reusable scenarios: the fault matrix, a server that restarts mid-run,
 //! Ctrl-C, bad input, the key's secrecy and quiet logging. Each step's
 //! `tests/reliability.rs` calls the ones that apply to it, so every step is
@@ -17,7 +21,7 @@
 //! - every request ends as an answer or a reported failure, and the summary
 //!   adds up: `succeeded + failed + not_done == requests`;
 //! - exit code 0 when all succeeded, 1 when something failed, 2 for bad
-//!   usage, 130 after Ctrl-C;
+//!   usage, 130 after Ctrl-C, 143 after SIGTERM;
 //! - bad input is one line on stderr, never a backtrace;
 //! - the key never appears in any output, even at `RUST_LOG=trace`.
 //!
@@ -31,6 +35,8 @@ use std::{
 };
 
 use emulator::{Emulator, Faults, Latency, Settings};
+
+pub mod redis;
 use serde_json::Value;
 
 /// The key the tests send: recognisable, so a test can search output for it.
@@ -173,6 +179,13 @@ impl RunningStep {
     /// Lets a frozen process run again (SIGCONT).
     pub fn thaw(&self) {
         self.signal("CONT");
+    }
+
+    /// Closes the reading end of the step's stdout and stderr, as `| head -1`
+    /// does once it has its line: every later write of the step fails.
+    pub fn close_output(&mut self) {
+        drop(self.child.stdout.take());
+        drop(self.child.stderr.take());
     }
 
     /// Waits for the step to exit, on a blocking thread.
@@ -784,6 +797,85 @@ pub async fn assert_ctrl_c_stops_the_batch(
         out.dump()
     );
     (out, at_signal)
+}
+
+/// SIGTERM (what `kill`, a container or a service manager sends) in the
+/// middle of a batch does what Ctrl-C does: no new request starts, those in
+/// flight finish and are kept, the partial summary adds up, and the exit
+/// code is 143 (128 + SIGTERM).
+pub async fn assert_sigterm_stops_the_batch(
+    binary: &str,
+    extra_args: &[&str],
+    requests: usize,
+    started: usize,
+) {
+    let server = emulator::start(slow(Duration::from_secs(2)))
+        .await
+        .expect("emulator starts");
+    let n = requests.to_string();
+    let step = StepCommand::new(binary)
+        .against(&server)
+        .args(["--json", "-n", &n])
+        .args(extra_args)
+        .spawn();
+    wait_until("the first requests to arrive", || {
+        generate_calls(&server) >= started
+    })
+    .await;
+    let at_signal = generate_calls(&server);
+    step.signal("TERM");
+    let out = step.wait().await;
+
+    out.assert_no_panic();
+    assert_eq!(out.code(), Some(143), "{}", out.dump());
+    let summary = out.summary();
+    assert_eq!(summary["requests"], requests, "{}", out.dump());
+    assert_eq!(generate_calls(&server), at_signal, "{}", out.dump());
+    assert_eq!(
+        summary["succeeded"],
+        at_signal,
+        "finished answers kept\n{}",
+        out.dump()
+    );
+    assert_eq!(summary["not_done"], requests - at_signal, "{}", out.dump());
+    let answered = out.results().iter().filter(|r| r["ok"] == true).count();
+    assert_eq!(answered, at_signal, "{}", out.dump());
+    assert!(out.stderr.contains("SIGTERM"), "{}", out.dump());
+    assert!(
+        out.stdout.contains("not sent: interrupted by SIGTERM") || at_signal == requests,
+        "{}",
+        out.dump()
+    );
+}
+
+/// Ctrl-C still stops the run when stdout and stderr are closed pipes
+/// (`step 2>&1 | head -1` after `head` has its line): the message about it
+/// cannot be written, but that must neither panic (exit 101) nor lose the
+/// stop (the run going on to exit 0). No request starts after the signal.
+pub async fn assert_ctrl_c_with_closed_output(binary: &str, extra_args: &[&str], requests: usize) {
+    let server = emulator::start(slow(Duration::from_secs(2)))
+        .await
+        .expect("emulator starts");
+    let n = requests.to_string();
+    let mut step = StepCommand::new(binary)
+        .against(&server)
+        .args(["-n", &n])
+        .args(extra_args)
+        .spawn();
+    step.close_output();
+    wait_until("the first request to arrive", || {
+        generate_calls(&server) >= 1
+    })
+    .await;
+    let at_signal = generate_calls(&server);
+    step.signal("INT");
+    let out = step.wait().await;
+    assert_eq!(out.code(), Some(130), "Ctrl-C honoured, no panic");
+    assert_eq!(
+        generate_calls(&server),
+        at_signal,
+        "no request after Ctrl-C"
+    );
 }
 
 /// Ctrl-C while requests hang: the wait is bounded by the grace period, the
