@@ -77,6 +77,17 @@ async fn find_breaking_point(args: &Args) -> anyhow::Result<ramp::Ramp> {
         common.json,
     )
     .await?;
+    // The exact limit the server named is kept for the next runs.
+    if let Some(refusal) = &ramp.refusal {
+        let project = Scope::from_env(&common.model).project().to_string();
+        let base_url = session.client.base_url().to_string();
+        let learner =
+            args.limit
+                .learner(&common.model, &project, &base_url, !session.is_offline())?;
+        if let Some(line) = learner.keep(refusal) {
+            eprintln!("{line}");
+        }
+    }
     Ok(ramp)
 }
 

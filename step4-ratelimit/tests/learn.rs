@@ -258,3 +258,32 @@ async fn malformed_quota_details_teach_nothing_and_break_nothing() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_ramp_keeps_the_limit_it_found_for_the_next_run() {
+    let server = emulator(Settings {
+        rpm: Some(15),
+        window: Duration::from_secs(1),
+        ..Settings::instant()
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let file = dir.path().join("limits.json");
+    let ramp = step(&server, &file, &["--ramp", "--json"]).await;
+    assert!(ramp.status.success(), "{}", ramp.all());
+    let kept = lines(&ramp, "kept for the next runs");
+    assert_eq!(kept.len(), 1, "{}", ramp.stderr);
+    assert!(kept[0].contains("15 requests per minute"), "{}", kept[0]);
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let run = step(&server, &file, &["-n", "30", "--window", "1s", "--json"]).await;
+    let summary = run.summary();
+    assert_eq!(count(&summary, "succeeded"), 30, "{}", run.all());
+    assert_eq!(count(&summary, "rate_limited"), 0, "{}", run.all());
+    assert_eq!(
+        lines(&run, "limits in force: RPM 15 (remembered)").len(),
+        1,
+        "{}",
+        run.stderr
+    );
+}

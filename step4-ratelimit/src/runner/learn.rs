@@ -237,6 +237,27 @@ impl Learner {
         ))
     }
 
+    /// Keeps the limit a refusal named for the next runs, without a run of
+    /// our own (`--ramp`); returns the line that says so.
+    pub fn keep(&self, error: &Error) -> Option<String> {
+        let memory = self.memory.as_ref()?;
+        let scratch = crate::limiter::Limiter::new(Limits::default());
+        self.learn(error, &scratch)?;
+        self.save();
+        let lesson = lock(&self.lessons).last().cloned()?;
+        Some(format!(
+            "kept for the next runs in {}: {} {} (from {})",
+            memory.path().display(),
+            lesson.value,
+            match lesson.limit.as_str() {
+                "rpm" => "requests per minute",
+                "tpm" => "input tokens per minute",
+                _ => "requests per day",
+            },
+            lesson.quota_id
+        ))
+    }
+
     /// Sets `which` to `value` in the limiter if the rules allow it (never
     /// raising a limit the user gave) and it changes something; returns the
     /// limit now in force if it changed.
