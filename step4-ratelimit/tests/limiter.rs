@@ -775,3 +775,35 @@ async fn requests_remembered_from_an_earlier_run_count_until_they_age_out() {
     assert_eq!((stats.usage.requests, stats.usage.day_requests), (2, 5));
     assert!(stats.day_full_until.is_some(), "the day is spent");
 }
+
+#[tokio::test(start_paused = true)]
+async fn retries_keep_their_own_order() {
+    let limiter = Limiter::new(
+        Limits::new(1, 0, 0)
+            .with_window(SEC)
+            .with_margin(Duration::ZERO),
+    );
+    let _held = limiter.acquire(1).await.expect("admitted");
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for (name, retry) in [("new", false), ("retry 1", true), ("retry 2", true)] {
+        let (limiter, order) = (limiter.clone(), Arc::clone(&order));
+        tasks.push(tokio::spawn(async move {
+            let permit = if retry {
+                limiter.acquire_first(1).await
+            } else {
+                limiter.acquire(1).await
+            };
+            order.lock().expect("not poisoned").push(name);
+            permit.expect("admitted")
+        }));
+        tokio::task::yield_now().await;
+    }
+    for task in tasks {
+        drop(task.await.expect("ran"));
+    }
+    assert_eq!(
+        *order.lock().expect("not poisoned"),
+        ["retry 1", "retry 2", "new"]
+    );
+}

@@ -150,6 +150,9 @@ struct Waiter {
     id: u64,
     /// The input tokens it needs.
     tokens: u32,
+    /// A retry: it queues before every request not yet sent, after the
+    /// retries already queued.
+    retry: bool,
     /// When its `acquire` began, for the waiting-time total.
     since: Instant,
     /// Where to send the answer. If the caller gave up, the receiving end is
@@ -625,12 +628,17 @@ impl State {
         let waiter = Waiter {
             id,
             tokens,
+            retry: place == Place::Front,
             since,
             answer: sender,
         };
         match place {
             Place::Back => self.queue.push_back(waiter),
-            Place::Front => self.queue.push_front(waiter),
+            Place::Front => {
+                // Retries keep their own arrival order, ahead of the rest.
+                let at = self.queue.iter().take_while(|w| w.retry).count();
+                self.queue.insert(at, waiter);
+            }
         }
         let wake = match self.driver {
             Driver::NotStarted => {

@@ -564,7 +564,11 @@ impl Watchdog {
             self.last_news = now;
             return None;
         }
-        if now.saturating_duration_since(self.last_news) < stats.limits.window {
+        // A full window is the normal wait (plus the margin, plus a tick):
+        // only a longer silence needs a line.
+        let normal =
+            stats.limits.window + stats.limits.margin_or_default() + Duration::from_secs(1);
+        if now.saturating_duration_since(self.last_news) < normal {
             return None;
         }
         self.last_news = now;
@@ -936,6 +940,46 @@ mod tests {
         );
         assert!(line.contains(" UTC)"), "{line}");
         assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn a_long_wait_gets_a_line_that_says_what_for_and_until_when() {
+        let start = Instant::now();
+        let mut stats = Stats {
+            limits: Limits::new(2, 0, 2).with_window(Duration::from_secs(10)),
+            waiting: 1,
+            admitted: 2,
+            total_wait: Duration::ZERO,
+            usage: crate::limiter::Usage {
+                requests: 0,
+                tokens: 0,
+                day_requests: 2,
+            },
+            paused_until: None,
+            stopped: None,
+            wakeups: 0,
+            day_full_until: None,
+        };
+        let mut watch = Watchdog::new(start);
+        assert_eq!(watch.check(&stats, 1, start), None, "an admission is news");
+        let normal = start + Duration::from_secs(11);
+        assert_eq!(watch.check(&stats, 1, normal), None, "a window is normal");
+        let line = watch
+            .check(&stats, 1, start + Duration::from_secs(12))
+            .expect("a line after more than a window");
+        assert!(line.contains("daily limit (2 of 2"), "{line}");
+        stats.paused_until = Some(start + Duration::from_secs(100));
+        let line = watch
+            .check(&stats, 1, start + Duration::from_secs(24))
+            .expect("another line a window later");
+        assert!(
+            line.contains("retryDelay, until ") && line.contains("UTC"),
+            "{line}"
+        );
+        assert_eq!(
+            watch.check(&stats, 0, start + Duration::from_secs(99)),
+            None
+        );
     }
 
     #[tokio::test]
