@@ -239,6 +239,7 @@ impl Runner {
                 // The server did not count a refused attempt, so neither do
                 // we: its slot goes back (the retryDelay says when to go).
                 permit.refund();
+                self.live.refunded();
                 self.learn_from(&error);
             } else {
                 // Frees the in-flight slot. The window slot keeps counting:
@@ -660,7 +661,13 @@ fn notes(
         ));
     }
     notes.extend(pace_against_limit(&stats.limits, pace));
-    if summary.rate_limited > 0 {
+    let learned = sources.is_some_and(|s| s.contains(&Source::Learned));
+    if summary.rate_limited > 0 && learned {
+        notes.push(format!(
+            "the server answered 429 {} before the limiter learned its limits (see \"limits in force\"); the next run starts from them",
+            times(summary.rate_limited)
+        ));
+    } else if summary.rate_limited > 0 {
         notes.push(format!(
             "the server still answered 429 {}: its limits are lower than the limiter's (set --rpm/--tpm/--rpd to your project's limits, and --window to the server's)",
             times(summary.rate_limited)
@@ -856,6 +863,13 @@ impl Live {
         pace.first = Some(pace.first.map_or(at, |first| first.min(at)));
         pace.last = Some(pace.last.map_or(at, |last| last.max(at)));
         pace.count += 1;
+    }
+
+    /// An admission the server refused and we refunded: it did not use the
+    /// limit, so it does not count in the pace either.
+    fn refunded(&self) {
+        let mut pace = self.pace.lock().unwrap_or_else(|e| e.into_inner());
+        pace.count = pace.count.saturating_sub(1);
     }
 
     fn pace(&self) -> Pace {
