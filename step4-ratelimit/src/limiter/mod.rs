@@ -237,6 +237,12 @@ pub trait RateLimit: Send + Sync {
         false
     }
 
+    /// Limits learned by other processes and shared with this limiter (the
+    /// Redis mode keeps them in Redis). The default has none.
+    fn published_limits(&self) -> Vec<(Which, u32)> {
+        Vec::new()
+    }
+
     /// Counts requests an earlier run admitted, each given as how long ago.
     /// The default ignores them.
     fn remember(&self, ages: &[Duration]) {

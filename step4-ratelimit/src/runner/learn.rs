@@ -166,18 +166,22 @@ impl Learner {
     /// line to print, if there is anything to say, and the remembered stop,
     /// if the day is still spent (how long until it lifts).
     pub fn prime(&self, limiter: &dyn RateLimit) -> (Option<String>, Option<Duration>) {
-        let limits = limiter.stats().limits;
-        let mut said = Vec::new();
-        for learned in &self.remembered.learned {
-            let Some(which) = from_name(&learned.limit) else {
-                continue;
-            };
-            if let Some(new) =
-                self.adopt(limiter, &limits, which, learned.value, Source::Remembered)
-            {
-                said.push(format!("{new} {} per {}", unit(which), per(which)));
+        let mut said: Vec<(Which, String)> = Vec::new();
+        let from_file = self
+            .remembered
+            .learned
+            .iter()
+            .filter_map(|l| Some((from_name(&l.limit)?, l.value)));
+        // Redis's (shared by every process) after the file's: the latest word.
+        let lessons: Vec<(Which, u32)> = from_file.chain(limiter.published_limits()).collect();
+        for (which, value) in lessons {
+            let limits = limiter.stats().limits;
+            if let Some(new) = self.adopt(limiter, &limits, which, value, Source::Remembered) {
+                said.retain(|(w, _)| *w != which);
+                said.push((which, format!("{new} {} per {}", unit(which), per(which))));
             }
         }
+        let mut said: Vec<String> = said.into_iter().map(|(_, line)| line).collect();
         let start = day_start_ms(memory::now_ms(), self.day);
         let ages: Vec<Duration> = self
             .remembered
@@ -199,7 +203,7 @@ impl Learner {
             let file = self.memory.as_ref().map(|m| m.path().display().to_string());
             format!(
                 "remembered from earlier runs ({}): {}",
-                file.unwrap_or_default(),
+                file.unwrap_or_else(|| "Redis".into()),
                 said.join(", ")
             )
         });
