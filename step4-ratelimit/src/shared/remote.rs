@@ -358,8 +358,9 @@ impl RedisLimiter {
         let inner = &self.inner;
         let counters = inner.lock();
         let now = Instant::now();
+        let limits = inner.current();
         Stats {
-            limits: inner.current(),
+            limits: limits.clone(),
             waiting: inner.waiting.load(Ordering::Relaxed),
             admitted: counters.admitted,
             total_wait: counters.total_wait,
@@ -367,9 +368,13 @@ impl RedisLimiter {
             paused_until: counters.paused_until.filter(|&p| p > now),
             stopped: inner.stopped.borrow().clone(),
             wakeups: counters.wakeups,
-            // Redis knows when its day frees a slot; this process does not,
-            // so a full day shows as waiting (the runner says so on stderr).
-            day_full_until: None,
+            // Redis knows when its day frees a slot; this process only knows
+            // the day is full (as of its last call), and that it frees within
+            // a day: the latest it can be.
+            day_full_until: limits
+                .rpd
+                .filter(|&n| n > 0 && counters.usage.day_requests >= u64::from(n))
+                .map(|_| now + limits.day + limits.margin_or_default()),
         }
     }
 }
