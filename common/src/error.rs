@@ -233,7 +233,11 @@ impl Error {
     /// configuration mistake or an unreachable host do not fix themselves.
     pub fn is_fatal(&self) -> bool {
         match self {
-            Error::Api(api) => matches!(api.http_status, 401 | 403 | 404) || api.is_invalid_key(),
+            Error::Api(api) => {
+                matches!(api.http_status, 401 | 403 | 404)
+                    || api.is_invalid_key()
+                    || api.is_model_unavailable()
+            }
             Error::MissingKey | Error::Config(_) | Error::Connect { .. } | Error::Tls { .. } => {
                 true
             }
@@ -279,6 +283,39 @@ pub struct QuotaViolation {
     pub model: Option<String>,
     /// The limit, as the server sends it (a string such as `"250000"`).
     pub value: Option<String>,
+    /// True when a field had the wrong shape (`quotaDimensions` that is not an
+    /// object, a `quotaValue` that is not a string): nothing should be learned from it.
+    pub malformed: bool,
+}
+
+/// What a quota violation teaches about the limit: which dimension, over
+/// which window, and the limit itself (`quotaValue`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lesson {
+    /// Requests or input tokens.
+    pub dimension: QuotaDimension,
+    /// Per minute or per day.
+    pub per: QuotaWindow,
+    /// The limit the server named. 0 means the model is not available at all.
+    pub limit: u32,
+}
+
+/// What a quota counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaDimension {
+    /// Requests.
+    Requests,
+    /// Input (prompt) tokens.
+    InputTokens,
+}
+
+/// The window a quota is counted over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaWindow {
+    /// Per minute (RPM, TPM).
+    Minute,
+    /// Per day (RPD), reset at midnight Pacific.
+    Day,
 }
 
 impl QuotaViolation {
@@ -290,6 +327,51 @@ impl QuotaViolation {
     /// True for a token quota (TPM) rather than a request quota (RPM/RPD).
     pub fn is_tokens(&self) -> bool {
         self.quota_id.contains("Token") || self.metric.contains("token")
+    }
+
+    /// True when the server named a limit of 0: the model is not available
+    /// to this project at all (not on its tier), so no wait will help.
+    pub fn is_unavailable(&self) -> bool {
+        !self.malformed && self.value.as_deref().map(str::trim) == Some("0")
+    }
+
+    /// What this violation says about the limit, if it says it clearly.
+    ///
+    /// The dimension and the window come from `quotaId` and `quotaMetric`
+    /// only (`GenerateRequestsPerMinutePerProjectPerModel-FreeTier`,
+    /// `GenerateContentInputTokensPerModelPerMinute-FreeTier`, `...PerDay...`),
+    /// never from the length of `retryDelay`: a per-day 429 can carry a
+    /// delay of half a minute. `None` for anything unclear: a malformed
+    /// violation, a missing or non-numeric `quotaValue`, a quota we do not
+    /// pace (tokens per day), or a name we cannot classify.
+    pub fn lesson(&self) -> Option<Lesson> {
+        if self.malformed {
+            return None;
+        }
+        let limit: u32 = self.value.as_deref()?.trim().parse().ok()?;
+        let id = self.quota_id.as_str();
+        let per = if id.contains("PerDay") {
+            QuotaWindow::Day
+        } else if id.contains("PerMinute") {
+            QuotaWindow::Minute
+        } else {
+            return None;
+        };
+        let dimension = if self.is_tokens() {
+            QuotaDimension::InputTokens
+        } else if id.contains("Request") || self.metric.ends_with("requests") {
+            QuotaDimension::Requests
+        } else {
+            return None;
+        };
+        if dimension == QuotaDimension::InputTokens && per == QuotaWindow::Day {
+            return None;
+        }
+        Some(Lesson {
+            dimension,
+            per,
+            limit,
+        })
     }
 }
 
@@ -327,6 +409,16 @@ impl std::fmt::Display for ApiError {
 impl std::error::Error for ApiError {}
 
 impl ApiError {
+    /// True for a 429 whose quota is 0: the model is not available on this
+    /// project's tier, and every request will get the same answer.
+    pub fn is_model_unavailable(&self) -> bool {
+        self.http_status == 429
+            && self
+                .quota
+                .as_ref()
+                .is_some_and(QuotaViolation::is_unavailable)
+    }
+
     /// True when the server rejected the key itself (`ErrorInfo.reason` `API_KEY_INVALID`).
     pub fn is_invalid_key(&self) -> bool {
         self.reason.as_deref() == Some("API_KEY_INVALID")
@@ -351,6 +443,13 @@ impl ApiError {
             .as_deref()
             .map(|v| format!(", limit {v}"))
             .unwrap_or_default();
+        if quota.is_unavailable() {
+            return write!(
+                f,
+                "the model{model} is not available to this project ({head}, {}, limit 0): choose another model with --model, or enable billing for the project",
+                quota.quota_id
+            );
+        }
         if quota.is_per_day() {
             write!(
                 f,
@@ -489,7 +588,11 @@ impl ApiError {
             .flatten()
             .map(|v| {
                 let text = |key: &str| v.get(key).and_then(Value::as_str).map(str::to_string);
+                let dimensions = v.get("quotaDimensions");
+                let malformed = dimensions.is_some_and(|d| !d.is_object())
+                    || v.get("quotaValue").is_some_and(|q| !q.is_string());
                 QuotaViolation {
+                    malformed,
                     quota_id: text("quotaId").unwrap_or_default(),
                     metric: text("quotaMetric").unwrap_or_default(),
                     model: v
@@ -520,6 +623,7 @@ fn legacy_quota(detail: &Value) -> Option<QuotaViolation> {
         metric: text("quota_metric").unwrap_or_default(),
         model: text("model"),
         value: text("quota_limit_value"),
+        malformed: false,
     })
 }
 
@@ -977,5 +1081,60 @@ mod tests {
             assert!(!e.to_string().contains('\n'), "{e}");
         }
         assert!(Error::MissingKey.to_string().contains("GOOGLE_API_KEY"));
+    }
+
+    fn quota_429(violation: &str) -> ApiError {
+        let body = format!(
+            r#"{{"error":{{"code":429,"status":"RESOURCE_EXHAUSTED","message":"quota","details":[{{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{violation}]}},{{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"36s"}}]}}}}"#
+        );
+        ApiError::from_body(Some(429), body.as_bytes())
+    }
+
+    #[test]
+    fn quota_lessons_come_from_the_quota_id_not_the_delay() {
+        let lesson = |violation: &str| quota_429(violation).quota.and_then(|q| q.lesson());
+        let per_minute = r#"{"quotaMetric":"generativelanguage.googleapis.com/generate_content_free_tier_requests","quotaId":"GenerateRequestsPerMinutePerProjectPerModel-FreeTier","quotaDimensions":{"location":"global","model":"gemini-2.5-flash"},"quotaValue":"5"}"#;
+        assert_eq!(
+            lesson(per_minute),
+            Some(Lesson {
+                dimension: QuotaDimension::Requests,
+                per: QuotaWindow::Minute,
+                limit: 5
+            })
+        );
+        // A per-day 429 with a 36 s delay is still per day.
+        let per_day = r#"{"quotaMetric":"generativelanguage.googleapis.com/generate_content_free_tier_requests","quotaId":"GenerateRequestsPerDayPerProjectPerModel-FreeTier","quotaDimensions":{"model":"gemini-2.5-flash"},"quotaValue":"25"}"#;
+        let day = lesson(per_day).expect("a lesson");
+        assert_eq!((day.per, day.limit), (QuotaWindow::Day, 25));
+        let tokens = r#"{"quotaMetric":"generativelanguage.googleapis.com/generate_content_free_tier_input_token_count","quotaId":"GenerateContentInputTokensPerModelPerMinute-FreeTier","quotaValue":"250000"}"#;
+        let tpm = lesson(tokens).expect("a lesson");
+        assert_eq!(
+            (tpm.dimension, tpm.per, tpm.limit),
+            (QuotaDimension::InputTokens, QuotaWindow::Minute, 250_000)
+        );
+        // Malformed or incomplete: nothing learned, nothing crashes.
+        let string_dimensions = r#"{"quotaId":"GenerateRequestsPerMinutePerProjectPerModel-FreeTier","quotaDimensions":"model=gemini-2.5-flash","quotaValue":"5"}"#;
+        assert_eq!(lesson(string_dimensions), None);
+        let no_value = r#"{"quotaId":"GenerateRequestsPerMinutePerProjectPerModel-FreeTier","quotaDimensions":{}}"#;
+        assert_eq!(lesson(no_value), None);
+        let numeric_value =
+            r#"{"quotaId":"GenerateRequestsPerMinutePerProjectPerModel-FreeTier","quotaValue":5}"#;
+        assert_eq!(lesson(numeric_value), None);
+        assert!(!quota_429(no_value).is_model_unavailable());
+    }
+
+    #[test]
+    fn a_quota_of_zero_is_fatal_and_says_so_in_one_line() {
+        let zero = r#"{"quotaId":"GenerateRequestsPerDayPerProjectPerModel-FreeTier","quotaDimensions":{"model":"gemini-2.5-pro"},"quotaValue":"0"}"#;
+        let api = quota_429(zero);
+        assert!(api.is_model_unavailable());
+        let error = Error::from(api);
+        assert!(error.is_fatal());
+        let line = error.to_string();
+        assert!(
+            line.contains("not available") && line.contains("--model"),
+            "{line}"
+        );
+        assert!(!line.contains('\n'));
     }
 }

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::settings::QuotaQuirk;
+
 const TYPE_PREFIX: &str = "type.googleapis.com/google.rpc.";
 const RATE_LIMITS_URL: &str = "https://ai.google.dev/gemini-api/docs/rate-limits";
 
@@ -17,6 +19,8 @@ const RATE_LIMITS_URL: &str = "https://ai.google.dev/gemini-api/docs/rate-limits
 #[derive(Clone, Debug, Serialize, PartialEq)]
 #[serde(untagged)]
 pub enum Detail {
+    /// A detail given as raw JSON: for the odd shapes of [`ApiError::with_quirk`].
+    Raw(serde_json::Value),
     /// `google.rpc.ErrorInfo`.
     ErrorInfo {
         /// `@type`.
@@ -394,6 +398,42 @@ impl ApiError {
             },
         ];
         error
+    }
+
+    /// The same 429 in one of the odd shapes the real API sometimes sends
+    /// (the shapes that concern the body: see [`QuotaQuirk`]).
+    pub fn with_quirk(mut self, quirk: QuotaQuirk) -> ApiError {
+        for detail in &mut self.details {
+            if !matches!(detail, Detail::QuotaFailure { .. }) {
+                continue;
+            }
+            let Ok(mut value) = serde_json::to_value(&*detail) else {
+                continue;
+            };
+            if let Some(list) = value.get_mut("violations").and_then(|v| v.as_array_mut()) {
+                for violation in list.iter_mut().filter_map(|v| v.as_object_mut()) {
+                    match quirk {
+                        QuotaQuirk::DimensionsString => {
+                            let text = format!(
+                                "location=global,model={}",
+                                violation
+                                    .get("quotaDimensions")
+                                    .and_then(|d| d.get("model"))
+                                    .and_then(|m| m.as_str())
+                                    .unwrap_or("")
+                            );
+                            violation.insert("quotaDimensions".into(), text.into());
+                        }
+                        QuotaQuirk::NoValue => {
+                            violation.remove("quotaValue");
+                        }
+                        QuotaQuirk::Zero | QuotaQuirk::ShortDayDelay => {}
+                    }
+                }
+            }
+            *detail = Detail::Raw(value);
+        }
+        self
     }
 
     /// 500 `INTERNAL` (`fixtures/reconstructed/500-internal.json`).

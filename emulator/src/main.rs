@@ -75,6 +75,10 @@ struct Args {
     /// Shortcut: no latency and no limits (explicit --rpm/--tpm/--rpd and fault flags still apply).
     #[arg(long)]
     instant: bool,
+    /// Serve every 429 in an odd shape the real API sometimes sends: zero
+    /// (quotaValue "0"), short-day-delay, dimensions-string or no-value.
+    #[arg(long, value_name = "QUIRK")]
+    quota_quirk: Option<emulator::settings::QuotaQuirk>,
 }
 
 impl Args {
@@ -104,6 +108,7 @@ impl Args {
             },
             seed: self.seed,
             max_body_bytes: self.max_body_bytes,
+            quota_quirk: self.quota_quirk,
         };
         if self.instant {
             let instant = Settings::instant();

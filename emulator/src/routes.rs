@@ -30,12 +30,13 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::catalog::{self, ModelInfo};
-use crate::errors::ApiError;
+use crate::errors::{ApiError, QuotaKind};
 use crate::faults::{self, Break, Fault};
 use crate::latency;
 use crate::limits::{Decision, Limits};
 use crate::reply::{self, Event};
 use crate::request;
+use crate::settings::QuotaQuirk;
 use crate::state::{InFlight, Shared, lock};
 use crate::wire::{self, CountTokensResponse, ListModelsResponse, Model};
 
@@ -507,6 +508,17 @@ impl Call {
             tpm: resolve(settings.tpm, model.free_tier.tpm),
             rpd: resolve(settings.rpd, model.free_tier.rpd),
         };
+        if settings.quota_quirk == Some(QuotaQuirk::Zero) {
+            // Not on this tier: the real API names a limit of 0.
+            return Err(ApiError::quota_exceeded(
+                &[
+                    (QuotaKind::RequestsPerMinute, 0),
+                    (QuotaKind::RequestsPerDay, 0),
+                ],
+                model.model_version,
+                settings.window,
+            ));
+        }
         if limits
             == (Limits {
                 rpm: 0,
@@ -527,12 +539,20 @@ impl Call {
             Decision::Admitted => Ok(()),
             Decision::Rejected {
                 violations,
-                retry_after,
-            } => Err(ApiError::quota_exceeded(
-                &violations,
-                model.model_version,
-                retry_after,
-            )),
+                mut retry_after,
+            } => {
+                let per_day = violations
+                    .iter()
+                    .any(|(kind, _)| *kind == QuotaKind::RequestsPerDay);
+                if per_day && settings.quota_quirk == Some(QuotaQuirk::ShortDayDelay) {
+                    retry_after = retry_after.min(settings.window / 2);
+                }
+                let error = ApiError::quota_exceeded(&violations, model.model_version, retry_after);
+                Err(match settings.quota_quirk {
+                    Some(quirk) => error.with_quirk(quirk),
+                    None => error,
+                })
+            }
         }
     }
 

@@ -84,6 +84,38 @@ impl Faults {
     }
 }
 
+/// An odd 429 the real API sends now and then, served on demand so that
+/// clients can be tested against it (`--quota-quirk`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuotaQuirk {
+    /// Every generate request is refused with `quotaValue: "0"`: the model is
+    /// not available on this project's tier.
+    Zero,
+    /// A per-day 429 carries a short `retryDelay` (at most half a window),
+    /// as the real API's sometimes do: the delay says nothing about the day.
+    ShortDayDelay,
+    /// `quotaDimensions` is a string instead of an object.
+    DimensionsString,
+    /// The violations have no `quotaValue`.
+    NoValue,
+}
+
+impl std::str::FromStr for QuotaQuirk {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<QuotaQuirk, String> {
+        match text {
+            "zero" => Ok(QuotaQuirk::Zero),
+            "short-day-delay" => Ok(QuotaQuirk::ShortDayDelay),
+            "dimensions-string" => Ok(QuotaQuirk::DimensionsString),
+            "no-value" => Ok(QuotaQuirk::NoValue),
+            _ => Err(format!(
+                "unknown quota quirk `{text}`: choose zero, short-day-delay, dimensions-string or no-value"
+            )),
+        }
+    }
+}
+
 /// Everything the emulator can be told. Cheap to clone; passed by value to [`crate::start`].
 #[derive(Clone)]
 pub struct Settings {
@@ -113,6 +145,8 @@ pub struct Settings {
     pub seed: u64,
     /// Largest request body accepted, in bytes. Larger bodies are refused without being read.
     pub max_body_bytes: usize,
+    /// Serve every 429 in one of the odd shapes the real API sometimes uses.
+    pub quota_quirk: Option<QuotaQuirk>,
 }
 
 impl Settings {
@@ -144,6 +178,7 @@ impl Default for Settings {
             seed: 0x6765_6d69_6e69,
             // The documented Gemini API request size limit is 20 MB.
             max_body_bytes: 20 * 1024 * 1024,
+            quota_quirk: None,
         }
     }
 }
@@ -163,6 +198,7 @@ impl fmt::Debug for Settings {
             .field("faults", &self.faults)
             .field("seed", &self.seed)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("quota_quirk", &self.quota_quirk)
             .finish()
     }
 }

@@ -37,6 +37,10 @@
 //! * [`shared`]: the same limiter with its books in Redis (`--redis`), so
 //!   many processes on many machines draw from one project's quota: an
 //!   atomic Lua script per admission, Redis's clock, keys that expire.
+//! * [`runner::learn`] and [`memory`]: every 429 names the limit it
+//!   enforces; the runner adopts it at once and remembers it, with the day's
+//!   spend, in a small state file, so the next run starts at the real limits
+//!   and never spends the same day twice.
 //! * [`options`] and [`prompts`]: the command line (limits default to the
 //!   model's free tier) and the prompts to send (`--prompts FILE`).
 //!
@@ -45,6 +49,7 @@
 
 mod gauge;
 pub mod limiter;
+pub mod memory;
 pub mod options;
 pub mod prompts;
 pub mod ramp;

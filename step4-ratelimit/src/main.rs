@@ -16,7 +16,9 @@
 //! the moment the first ones leave the window (about 61 s), with no 429 on
 //! the way. When the server still refuses, the runner listens: it waits the
 //! `retryDelay` the server gave, backs off with jitter from a 503, and stops
-//! cleanly when the daily quota is spent.
+//! cleanly when the daily quota is spent. And it learns: every 429 names the
+//! limit it enforces, so the limiter adopts it at once, and the next run
+//! starts from it (`--limits-file`, `--forget-limits`).
 //!
 //! The library part of this crate holds the machinery; this file only puts
 //! it together. Start with the `limiter` module's documentation.
@@ -83,6 +85,17 @@ async fn find_breaking_point(args: &Args, shutdown: &Shutdown) -> anyhow::Result
         shutdown,
     )
     .await?;
+    // The exact limit the server named is kept for the next runs.
+    if let Some(refusal) = &ramp.refusal {
+        let project = Scope::from_env(&common.model).project().to_string();
+        let base_url = session.client.base_url().to_string();
+        let learner =
+            args.limit
+                .learner(&common.model, &project, &base_url, !session.is_offline())?;
+        if let Some(line) = learner.keep(refusal) {
+            eprintln!("{line}");
+        }
+    }
     Ok(ramp)
 }
 
@@ -107,6 +120,15 @@ async fn send_all(args: &Args, shutdown: &Shutdown) -> anyhow::Result<Summary> {
     let window = (!args.limit.no_limit).then_some(args.limit.window);
     let report = runner::report(prompts.len(), common, args.limit.output.as_deref(), window)?;
 
+    // The runner learns the real limits from the server's 429s, and
+    // remembers them with the day's spend (not for the built-in emulator,
+    // whose quota ends with the run).
+    let project = Scope::from_env(&common.model).project().to_string();
+    let base_url = session.client.base_url().to_string();
+    let learner = args
+        .limit
+        .learner(&common.model, &project, &base_url, !session.is_offline())?;
+
     // All requests are queued at once, as in step 3; the limiter decides
     // when each one may go.
     let runner = Runner::new(
@@ -119,7 +141,8 @@ async fn send_all(args: &Args, shutdown: &Shutdown) -> anyhow::Result<Summary> {
             paced: !args.limit.no_limit,
             shutdown: shutdown.clone(),
         },
-    );
+    )
+    .with_learner(Arc::new(learner));
     Ok(runner.run(&prompts).await?)
 }
 

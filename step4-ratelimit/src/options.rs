@@ -9,31 +9,82 @@
 //!
 //! The limits default to the model's free tier (the same table the built-in
 //! emulator enforces, [`common::quota::free_tier`]), because that is what a
-//! newcomer's key gets. Google changes those figures from time to time, and a
-//! paid project has others: AI Studio shows a project's real limits, and
-//! `--rpm`, `--tpm` and `--rpd` override ours.
+//! newcomer's key gets; `--tier` picks a paid tier's table instead
+//! ([`common::quota::for_tier`]). Google changes those figures from time to
+//! time, so a table is only the first guess: the runner learns the real
+//! limits from the server's 429s and remembers them (`--limits-file`,
+//! `--forget-limits`). `--rpm`, `--tpm` and `--rpd` are ceilings of your own.
 
 use std::{path::PathBuf, time::Duration};
 
-use clap::Args;
-use common::quota::{Quota, free_tier};
+use clap::{Args, ValueEnum};
+use common::quota::{Quota, Tier, for_tier};
 
-use crate::{limiter::Limits, runner::RetryPolicy};
+use crate::{
+    limiter::Limits,
+    memory::{self, Memory, MemoryError},
+    runner::{Learner, RetryPolicy},
+};
+
+/// `--tier`: which table of limits to start from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TierArg {
+    /// The free tier (no billing account).
+    Free,
+    /// Tier 1: a billing account linked to the project.
+    Tier1,
+    /// Tier 2.
+    Tier2,
+    /// Tier 3.
+    Tier3,
+}
+
+impl From<TierArg> for Tier {
+    fn from(tier: TierArg) -> Tier {
+        match tier {
+            TierArg::Free => Tier::Free,
+            TierArg::Tier1 => Tier::Tier1,
+            TierArg::Tier2 => Tier::Tier2,
+            TierArg::Tier3 => Tier::Tier3,
+        }
+    }
+}
 
 /// The options step 4 adds to the shared ones.
 #[derive(Args, Debug, Clone)]
 pub struct LimitArgs {
-    /// Requests per window to stay under (default: the model's free tier; 0 = unlimited).
+    /// Requests per window to stay under (default: the --tier table; 0 = unlimited).
+    /// A ceiling: a limit learned from the server may lower it, never raise it.
     #[arg(long)]
     pub rpm: Option<u32>,
 
-    /// Input tokens per window to stay under (default: the model's free tier; 0 = unlimited).
+    /// Input tokens per window to stay under (default: the --tier table; 0 = unlimited).
     #[arg(long)]
     pub tpm: Option<u32>,
 
-    /// Requests per day to stay under (default: the model's free tier; 0 = unlimited).
+    /// Requests per day to stay under (default: the --tier table; 0 = unlimited).
     #[arg(long)]
     pub rpd: Option<u32>,
+
+    /// The usage tier whose published limits to start from; the real limits
+    /// are learned from the server's 429s anyway.
+    #[arg(long, value_enum, default_value = "free")]
+    pub tier: TierArg,
+
+    /// The window RPD is counted over: 24h on the real API (which resets at
+    /// midnight Pacific); shorter for an emulator started with --day.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
+    pub day: Duration,
+
+    /// Where to remember the limits learned and the day's spend, per
+    /// project and model (default: limits.json in gemini-tutorial/ under the
+    /// user's state directory; env GEMINI_LIMITS_FILE; `off` remembers nothing).
+    #[arg(long, value_name = "PATH")]
+    pub limits_file: Option<PathBuf>,
+
+    /// Forget what was remembered for this project and model before the run.
+    #[arg(long)]
+    pub forget_limits: bool,
 
     /// The window RPM and TPM are counted over: 60s on the real API and the
     /// built-in emulator; shorter (1s, 500ms) for an emulator started with --window.
@@ -45,7 +96,7 @@ pub struct LimitArgs {
     pub concurrency: Option<u32>,
 
     /// No limiter: send every request at once, as step 3 does (retries still apply).
-    #[arg(long, conflicts_with_all = ["rpm", "tpm", "rpd"])]
+    #[arg(long, conflicts_with_all = ["rpm", "tpm", "rpd", "tier"])]
     pub no_limit: bool,
 
     /// Find the breaking point: send 10, 20, 40, ... requests at once, without
@@ -82,11 +133,13 @@ pub struct LimitArgs {
 /// A model we know no limits for, and no `--rpm` to go by.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "no free-tier limits are known for model `{model}`: pass your project's limits with --rpm (and --tpm, --rpd; AI Studio shows them), or --no-limit"
+    "no {tier} limits are known for model `{model}`: pass your project's limits with --rpm (and --tpm, --rpd; AI Studio shows them), or --no-limit"
 )]
 pub struct UnknownLimits {
     /// The model asked for.
     pub model: String,
+    /// The table looked in (`free-tier`, `tier1`, ...).
+    pub tier: String,
 }
 
 impl LimitArgs {
@@ -106,7 +159,7 @@ impl LimitArgs {
         }
         // An unknown model is fine when the user says what its limits are;
         // then whatever they did not give is unlimited.
-        let base = match (free_tier(model), self.rpm) {
+        let base = match (for_tier(model, self.tier.into()), self.rpm) {
             (Some(quota), _) => quota,
             (None, Some(_)) => Quota {
                 rpm: 0,
@@ -116,6 +169,10 @@ impl LimitArgs {
             (None, None) => {
                 return Err(UnknownLimits {
                     model: model.to_string(),
+                    tier: match self.tier {
+                        TierArg::Free => "free-tier".into(),
+                        tier => Tier::from(tier).name().into(),
+                    },
                 });
             }
         };
@@ -127,7 +184,64 @@ impl LimitArgs {
                 self.rpd.unwrap_or(base.rpd),
             )
             .with_window(self.window)
+            .with_day(self.day)
         })
+    }
+
+    /// Which of RPM, TPM, RPD the user gave on the command line.
+    pub fn explicit(&self) -> [bool; 3] {
+        [self.rpm.is_some(), self.tpm.is_some(), self.rpd.is_some()]
+    }
+
+    /// The learner of a paced run: it learns the limits from the server's
+    /// 429s and keeps them, with the day's spend, in the state file of
+    /// `project` (a fingerprint of the key), `base_url` and `model`.
+    ///
+    /// `remember` is false with the built-in emulator, whose quota ends
+    /// with the run; then nothing is read or written. `--forget-limits`
+    /// forgets the entry first.
+    pub fn learner(
+        &self,
+        model: &str,
+        project: &str,
+        base_url: &str,
+        remember: bool,
+    ) -> Result<Learner, MemoryError> {
+        let memory = self
+            .limits_path(remember)?
+            .map(|path| Memory::new(path, project, base_url, model));
+        if let (true, Some(memory)) = (self.forget_limits, &memory) {
+            memory.forget()?;
+            eprintln!(
+                "forgot the limits and the day's spend remembered for {model} in {}",
+                memory.path().display()
+            );
+        }
+        let remembered = match &memory {
+            Some(memory) => memory.load()?,
+            None => Default::default(),
+        };
+        Ok(Learner::new(
+            model,
+            self.explicit(),
+            Tier::from(self.tier).name(),
+            memory,
+            remembered,
+            self.day,
+        ))
+    }
+
+    /// The state file, unless the run keeps none (`off`, or not `remember`).
+    fn limits_path(&self, remember: bool) -> Result<Option<PathBuf>, MemoryError> {
+        let given = self
+            .limits_file
+            .clone()
+            .or_else(|| std::env::var_os(memory::FILE_VAR).map(PathBuf::from))
+            .filter(|path| !path.as_os_str().is_empty());
+        if !remember || given.as_deref().is_some_and(|p| p == "off") {
+            return Ok(None);
+        }
+        Memory::locate(given.as_deref()).map(Some)
     }
 
     /// How to retry, from `--max-retries` and `--backoff`.

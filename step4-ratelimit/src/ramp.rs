@@ -330,6 +330,7 @@ mod tests {
                     .into(),
                 model: Some("gemini-2.5-flash".into()),
                 value: Some("10".into()),
+                malformed: false,
             }),
             reason: None,
         })

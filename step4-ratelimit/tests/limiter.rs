@@ -669,3 +669,141 @@ async fn a_hundred_thousand_waiters_wake_once_each() {
     assert_eq!(stats.admitted, 100_000);
     assert!(stats.wakeups <= 10 + 2, "{} wake-ups", stats.wakeups);
 }
+
+// ---- Learning, refunds and retries first ----------------------------------
+
+use step4_ratelimit::limiter::Which;
+
+#[tokio::test(start_paused = true)]
+async fn a_refunded_slot_is_free_at_once() {
+    let limiter = Limiter::new(
+        Limits::new(2, 0, 0)
+            .with_window(SEC)
+            .with_margin(Duration::ZERO),
+    );
+    let first = limiter.acquire(1).await.expect("admitted");
+    let refused = limiter.acquire(1).await.expect("admitted");
+    // Full: a third would wait a window.
+    let start = Instant::now();
+    refused.refund();
+    drop(first);
+    let _third = limiter.acquire(1).await.expect("admitted");
+    assert_eq!(Instant::now(), start, "the refunded slot went at once");
+    assert_eq!(limiter.stats().usage.requests, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_goes_before_requests_queued_earlier() {
+    let limiter = Limiter::new(
+        Limits::new(1, 0, 0)
+            .with_window(SEC)
+            .with_margin(Duration::ZERO),
+    );
+    let _held = limiter.acquire(1).await.expect("admitted");
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let spawn = |name: &'static str, retry: bool| {
+        let (limiter, order) = (limiter.clone(), Arc::clone(&order));
+        tokio::spawn(async move {
+            let permit = if retry {
+                limiter.acquire_first(1).await
+            } else {
+                limiter.acquire(1).await
+            };
+            order.lock().expect("not poisoned").push(name);
+            permit.expect("admitted")
+        })
+    };
+    let new1 = spawn("new 1", false);
+    let new2 = spawn("new 2", false);
+    tokio::task::yield_now().await;
+    let retry = spawn("retry", true);
+    for task in [new1, new2, retry] {
+        drop(task.await.expect("ran"));
+    }
+    assert_eq!(
+        *order.lock().expect("not poisoned"),
+        ["retry", "new 1", "new 2"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lowered_limit_holds_at_once_and_a_raised_one_frees_waiters() {
+    let limiter = Limiter::new(
+        Limits::new(10, 0, 0)
+            .with_window(SEC)
+            .with_margin(Duration::ZERO),
+    );
+    for _ in 0..3 {
+        drop(limiter.acquire(1).await.expect("admitted"));
+    }
+    limiter.set_limit(Which::Rpm, 3);
+    assert_eq!(limiter.limits().rpm, Some(3));
+    let start = Instant::now();
+    drop(limiter.acquire(1).await.expect("admitted"));
+    assert_eq!(
+        Instant::now() - start,
+        SEC,
+        "the fourth waited for the window"
+    );
+
+    let waiter = {
+        let limiter = limiter.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            // Three in the window (the fourth and two more): full at 3.
+            drop(limiter.acquire(1).await.expect("admitted"));
+            drop(limiter.acquire(1).await.expect("admitted"));
+            drop(limiter.acquire(1).await.expect("admitted"));
+            Instant::now() - started
+        })
+    };
+    tokio::task::yield_now().await;
+    limiter.set_limit(Which::Rpm, 0);
+    assert_eq!(waiter.await.expect("ran"), Duration::ZERO);
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_remembered_from_an_earlier_run_count_until_they_age_out() {
+    let limiter = Limiter::new(
+        Limits::new(2, 0, 5)
+            .with_window(SEC)
+            .with_margin(Duration::ZERO),
+    );
+    // Two sent 400 ms ago by an earlier run, three more earlier today.
+    limiter.remember(&[400 * MS, 400 * MS, 5 * SEC, 6 * SEC, 7 * SEC]);
+    let stats = limiter.stats();
+    assert_eq!((stats.usage.requests, stats.usage.day_requests), (2, 5));
+    assert!(stats.day_full_until.is_some(), "the day is spent");
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_keep_their_own_order() {
+    let limiter = Limiter::new(
+        Limits::new(1, 0, 0)
+            .with_window(SEC)
+            .with_margin(Duration::ZERO),
+    );
+    let _held = limiter.acquire(1).await.expect("admitted");
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for (name, retry) in [("new", false), ("retry 1", true), ("retry 2", true)] {
+        let (limiter, order) = (limiter.clone(), Arc::clone(&order));
+        tasks.push(tokio::spawn(async move {
+            let permit = if retry {
+                limiter.acquire_first(1).await
+            } else {
+                limiter.acquire(1).await
+            };
+            order.lock().expect("not poisoned").push(name);
+            permit.expect("admitted")
+        }));
+        tokio::task::yield_now().await;
+    }
+    for task in tasks {
+        drop(task.await.expect("ran"));
+    }
+    assert_eq!(
+        *order.lock().expect("not poisoned"),
+        ["retry 1", "retry 2", "new"]
+    );
+}

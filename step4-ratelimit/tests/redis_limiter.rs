@@ -505,3 +505,35 @@ async fn every_key_expires_on_its_own() {
         assert!(ttl <= most, "{key}: PTTL {ttl} > {most}");
     }
 }
+
+// ---------------------------------------------------------------------------
+// Limits learned from the server are shared through Redis.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learned_limit_is_kept_in_redis_for_every_process() {
+    use step4_ratelimit::limiter::{RateLimit, Which};
+
+    let redis = redis_or_skip!();
+    let limits = limits(10, 0);
+    let first = connect(&redis, &scope(), &limits).await;
+    assert!(first.published_limits().is_empty());
+    assert!(RateLimit::set_limit(&first, Which::Rpm, 3));
+    assert_eq!(first.stats().limits.rpm, Some(3), "in force at once");
+
+    // The write is asynchronous: a process that connects a moment later
+    // finds the limit in Redis.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let later = connect(&redis, &scope(), &limits).await;
+        if later.published_limits() == [(Which::Rpm, 3)] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never published");
+        tokio::time::sleep(10 * MS).await;
+    }
+    // Three per window now, for this process's admissions.
+    let charged = burst(&[first], &[1; 6]).await;
+    let admitted = admissions(&redis, &scope(), &limits).await;
+    assert_eq!(charged.len(), 6);
+    assert_window(&admitted, SEC + 50 * MS, 3, |_| 1);
+}

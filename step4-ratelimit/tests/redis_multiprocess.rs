@@ -139,3 +139,31 @@ async fn unreachable_redis_exits_before_any_request() {
         server.stats().arrivals
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_day_spent_in_redis_ends_the_next_run_with_a_line_instead_of_a_wait() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let server = emulator().await;
+    let step = |n: &'static str| {
+        StepCommand::new(STEP)
+            .against(&server)
+            .args(["-n", n, "--rpd", "2", "--json", "--redis", &redis.url()])
+            .run()
+    };
+    let first = step("2").await;
+    assert_eq!(count(&first.summary(), "succeeded"), 2, "{}", first.all());
+    // The day's two are spent, in Redis: the next process says so and ends.
+    let second = step("2").await;
+    let summary = second.summary();
+    assert_eq!(count(&summary, "not_done"), 2, "{}", second.all());
+    let lines: Vec<&str> = second
+        .stderr
+        .lines()
+        .filter(|l| l.contains("daily quota reached"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{}", second.stderr);
+    assert!(lines[0].contains("resets in"), "{}", lines[0]);
+    assert_eq!(server.stats().generates().len(), 2);
+}

@@ -72,6 +72,8 @@ impl StepCommand {
         ] {
             command.env_remove(var);
         }
+        // Step 4 remembers nothing unless a test gives it a limits file.
+        command.env("GEMINI_LIMITS_FILE", "off");
         // A temporary working directory, so no `.env` of the developer's is found.
         command.current_dir(std::env::temp_dir());
         command.stdin(Stdio::null());

@@ -42,7 +42,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::time::{Duration, Instant};
 
 use super::window::Window;
-use super::{LimitError, Limits, Permit, RateLimit, Settle, Stats, Usage};
+use super::{LimitError, Limits, Permit, RateLimit, Settle, Stats, Usage, Which};
 use crate::gauge::Gauge;
 
 /// The in-process rate limiter. See the [module documentation](super) for
@@ -92,12 +92,13 @@ struct Shared {
     /// The in-flight cap, if any. Tokio's semaphore is itself FIFO, so the
     /// order of arrival is kept through both stages.
     slots: Option<Arc<Semaphore>>,
-    /// What we enforce, as configured.
-    limits: Limits,
 }
 
 /// The state behind the lock.
 struct State {
+    /// What we enforce: as configured, then as learned from the server
+    /// ([`Limiter::set_limit`]).
+    limits: Limits,
     /// Requests per window, if limited.
     requests: Option<Window>,
     /// Input tokens per window, if limited.
@@ -109,9 +110,13 @@ struct State {
     /// the middle would cost O(n) each, and a mass cancellation (Ctrl-C with
     /// 100,000 queued) would turn quadratic.
     queue: VecDeque<Waiter>,
-    /// The next id to hand out. A waiter's id becomes its admission's id, so
-    /// ids grow in queue order and the window logs stay sorted by id.
+    /// The next waiter id to hand out: how a waiter that gives up finds
+    /// itself in the queue.
     next_id: u64,
+    /// The next admission id. Handed out when a request is admitted, so ids
+    /// grow in admission order and the window logs stay sorted by id, even
+    /// when a retried request goes before requests queued earlier.
+    next_admission: u64,
     /// Admit nobody before this instant (the server asked us to back off).
     paused_until: Option<Instant>,
     /// Set by `stop`: every `acquire` fails with this reason.
@@ -145,6 +150,9 @@ struct Waiter {
     id: u64,
     /// The input tokens it needs.
     tokens: u32,
+    /// A retry: it queues before every request not yet sent, after the
+    /// retries already queued.
+    retry: bool,
     /// When its `acquire` began, for the waiting-time total.
     since: Instant,
     /// Where to send the answer. If the caller gave up, the receiving end is
@@ -203,11 +211,13 @@ impl Limiter {
         let hold = limits.window.saturating_add(margin);
         let day_hold = limits.day.saturating_add(margin);
         let state = State {
+            limits: limits.clone(),
             requests: limits.rpm_limit().map(|n| Window::new(n, hold)),
             tokens: limits.tpm_limit().map(|n| Window::new(n, hold)),
             day: limits.rpd_limit().map(|n| Window::new(n, day_hold)),
             queue: VecDeque::new(),
             next_id: 0,
+            next_admission: 0,
             paused_until: None,
             stopped: None,
             driver: Driver::NotStarted,
@@ -223,16 +233,62 @@ impl Limiter {
             wake_driver: Notify::new(),
             waiting: AtomicUsize::new(0),
             slots,
-            limits,
         });
         Limiter {
             handle: Arc::new(Handle { shared }),
         }
     }
 
-    /// What this limiter enforces.
-    pub fn limits(&self) -> &Limits {
-        &self.handle.shared.limits
+    /// What this limiter enforces right now.
+    pub fn limits(&self) -> Limits {
+        self.handle.shared.lock().limits.clone()
+    }
+
+    /// Changes one limit for the rest of the run (0 = unlimited): the server
+    /// said what its limit really is. Admissions already counted keep
+    /// counting against the new limit; a waiter that now fits goes at once.
+    pub fn set_limit(&self, which: Which, limit: u32) {
+        let shared = &self.handle.shared;
+        let mut state = shared.lock();
+        state.set_limit(which, limit);
+        let anyone_waiting = !state.queue.is_empty();
+        drop(state);
+        if anyone_waiting {
+            shared.wake_driver.notify_one();
+        }
+    }
+
+    /// Counts requests admitted before this limiter existed (by an earlier
+    /// run, remembered in the state file), each given as how long ago it was
+    /// admitted, in any order. They fill the request and day windows as the
+    /// server still counts them; their tokens are not known and not counted.
+    pub fn remember(&self, ages: &[Duration]) {
+        let mut ages = ages.to_vec();
+        // Oldest first, so that the logs stay in expiry order.
+        ages.sort_unstable_by(|a, b| b.cmp(a));
+        let mut state = self.handle.shared.lock();
+        let now = Instant::now();
+        for age in ages {
+            // Further back than this clock reaches: count it as admitted
+            // now, which holds its slot longer than needed, never shorter.
+            let at = now.checked_sub(age).unwrap_or(now);
+            let id = state.next_admission;
+            state.next_admission += 1;
+            if let Some(requests) = &mut state.requests {
+                requests.record(id, 1, at);
+            }
+            if let Some(day) = &mut state.day {
+                day.record(id, 1, at);
+            }
+        }
+        state.expire(now);
+    }
+
+    /// Like [`Limiter::acquire`], but the request goes before every request
+    /// still waiting: it is a retry, it has waited longest, and its answer
+    /// is what its caller is missing.
+    pub async fn acquire_first(&self, tokens: u32) -> Result<Permit, LimitError> {
+        self.acquire_in(tokens, Place::Front).await
     }
 
     /// Waits until a request of `tokens` input tokens may be sent, and
@@ -251,18 +307,23 @@ impl Limiter {
     /// is what keeps it from being starved, and it costs little, since the
     /// large request goes as soon as enough tokens have aged out.
     pub async fn acquire(&self, tokens: u32) -> Result<Permit, LimitError> {
+        self.acquire_in(tokens, Place::Back).await
+    }
+
+    /// `acquire`, joining the queue at `place`.
+    async fn acquire_in(&self, tokens: u32, place: Place) -> Result<Permit, LimitError> {
         let shared = &self.handle.shared;
         let since = Instant::now();
         let _waiting = Gauge::enter(&shared.waiting);
 
         // A request that can never fit fails now rather than waiting forever.
-        match shared.limits.tpm_limit() {
-            Some(limit) if tokens > limit => {
+        {
+            let state = shared.lock();
+            if let Some(limit) = state.limits.tpm_limit().filter(|&limit| tokens > limit) {
                 return Err(LimitError::TooLarge { tokens, limit });
             }
-            _ => {}
+            state.check_running()?;
         }
-        shared.lock().check_running()?;
 
         // The in-flight slot comes first: once stamped, a request must leave
         // at once, or it reaches the server later than the margin allows for.
@@ -270,7 +331,7 @@ impl Limiter {
 
         // The guard is a temporary, dropped at the end of this statement:
         // the lock is never held across the `.await` below.
-        let arrival = shared.lock().arrive(tokens, since)?;
+        let arrival = shared.lock().arrive(tokens, since, place)?;
         let admission = match arrival {
             Arrival::Admitted(admission) => admission,
             Arrival::Queued { id, answer, wake } => {
@@ -340,8 +401,13 @@ impl Limiter {
         let now = Instant::now();
         state.expire(now);
         let used = |window: &Option<Window>| window.as_ref().map_or(0, Window::used);
+        let day_full_until = state.day.as_ref().and_then(|day| {
+            let ready = day.ready_at(1, now);
+            (ready > now).then_some(ready)
+        });
         Stats {
-            limits: shared.limits.clone(),
+            limits: state.limits.clone(),
+            day_full_until,
             waiting: shared.waiting.load(Ordering::Relaxed),
             admitted: state.admitted,
             total_wait: state.total_wait,
@@ -373,12 +439,34 @@ impl RateLimit for Limiter {
     fn stats(&self) -> Stats {
         Limiter::stats(self)
     }
+
+    fn acquire_first(&self, tokens: u32) -> BoxFuture<'_, Result<Permit, LimitError>> {
+        Box::pin(Limiter::acquire_first(self, tokens))
+    }
+
+    fn set_limit(&self, which: Which, limit: u32) -> bool {
+        Limiter::set_limit(self, which, limit);
+        true
+    }
+
+    fn remember(&self, ages: &[Duration]) {
+        Limiter::remember(self, ages);
+    }
+}
+
+/// Where an arrival joins the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// Behind everyone: a new request.
+    Back,
+    /// Before everyone: a retry.
+    Front,
 }
 
 impl fmt::Debug for Limiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Limiter")
-            .field("limits", self.limits())
+            .field("limits", &self.limits())
             .finish_non_exhaustive()
     }
 }
@@ -458,6 +546,22 @@ impl Shared {
 }
 
 impl Settle for Shared {
+    fn refund(&self, id: u64) {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        for window in [&mut state.requests, &mut state.tokens, &mut state.day]
+            .into_iter()
+            .flatten()
+        {
+            window.reweigh(id, 0);
+        }
+        let anyone_waiting = !state.queue.is_empty();
+        drop(guard);
+        if anyone_waiting {
+            self.wake_driver.notify_one();
+        }
+    }
+
     fn settle(&self, id: u64, _charged: u32, actual: u32) {
         let mut guard = self.lock();
         let state = &mut *guard;
@@ -497,7 +601,7 @@ impl State {
 
     /// A request arrives: admit it now if nobody is ahead and there is room,
     /// otherwise queue it.
-    fn arrive(&mut self, tokens: u32, since: Instant) -> Result<Arrival, LimitError> {
+    fn arrive(&mut self, tokens: u32, since: Instant, place: Place) -> Result<Arrival, LimitError> {
         self.check_running()?;
         // Read the clock under the lock, so that stamps are taken in the same
         // order as they are recorded.
@@ -507,27 +611,41 @@ impl State {
         let id = self.next_id;
         self.next_id += 1;
 
-        // Only when nobody is queued: jumping ahead of a waiter would break
-        // FIFO order, even if this request happens to fit.
-        if self.queue.is_empty() && self.ready_at(tokens, now) <= now {
-            let admission = Admission { id, at: now };
+        // Only when nobody is queued (or this is a retry, which goes first):
+        // jumping ahead of a waiter would break FIFO order, even if this
+        // request happens to fit.
+        let first = place == Place::Front || self.queue.is_empty();
+        if first && self.ready_at(tokens, now) <= now {
+            let admission = Admission {
+                id: self.next_admission(),
+                at: now,
+            };
             self.record(admission, tokens, since);
             return Ok(Arrival::Admitted(admission));
         }
 
         let (sender, answer) = oneshot::channel();
-        self.queue.push_back(Waiter {
+        let waiter = Waiter {
             id,
             tokens,
+            retry: place == Place::Front,
             since,
             answer: sender,
-        });
+        };
+        match place {
+            Place::Back => self.queue.push_back(waiter),
+            Place::Front => {
+                // Retries keep their own arrival order, ahead of the rest.
+                let at = self.queue.iter().take_while(|w| w.retry).count();
+                self.queue.insert(at, waiter);
+            }
+        }
         let wake = match self.driver {
             Driver::NotStarted => {
                 self.driver = Driver::Running;
                 Wake::SpawnDriver
             }
-            _ if self.queue.len() == 1 => Wake::Driver,
+            _ if self.queue.len() == 1 || place == Place::Front => Wake::Driver,
             _ => Wake::Nobody,
         };
         Ok(Arrival::Queued { id, answer, wake })
@@ -556,15 +674,41 @@ impl State {
         }
     }
 
+    /// The id of the next admission.
+    fn next_admission(&mut self) -> u64 {
+        let id = self.next_admission;
+        self.next_admission += 1;
+        id
+    }
+
+    /// Changes one limit (0 = unlimited), keeping what its window counted.
+    fn set_limit(&mut self, which: Which, limit: u32) {
+        let margin = self.limits.margin_or_default();
+        let (slot, window, hold) = match which {
+            Which::Rpm => (&mut self.limits.rpm, &mut self.requests, self.limits.window),
+            Which::Tpm => (&mut self.limits.tpm, &mut self.tokens, self.limits.window),
+            Which::Rpd => (&mut self.limits.rpd, &mut self.day, self.limits.day),
+        };
+        *slot = Some(limit);
+        match (window, limit) {
+            (window, 0) => *window = None,
+            (Some(window), limit) => window.set_limit(limit),
+            (window @ None, limit) => {
+                *window = Some(Window::new(limit, hold.saturating_add(margin)));
+            }
+        }
+    }
+
     /// Admits a waiter taken off the front of the queue.
     fn grant(&mut self, waiter: Waiter, now: Instant) {
         let admission = Admission {
-            id: waiter.id,
+            id: self.next_admission,
             at: now,
         };
         // Send first, record after: if the caller has gone, the send fails
         // and nothing is counted. We hold the lock, so nobody sees the gap.
         if waiter.answer.send(Ok(admission)).is_ok() {
+            self.next_admission += 1;
             self.record(admission, waiter.tokens, waiter.since);
         }
     }

@@ -173,6 +173,9 @@ pub struct Stats {
     pub paused_until: Option<Instant>,
     /// The reason given to [`RateLimit::stop`], once stopped.
     pub stopped: Option<String>,
+    /// While the requests-per-day limit is reached: when the next request
+    /// fits again. A run should end rather than wait for it.
+    pub day_full_until: Option<Instant>,
     /// How many times the background task woke up. It wakes once per batch
     /// of admissions, not once per waiter: a test uses this to prove there is
     /// no thundering herd.
@@ -220,4 +223,40 @@ pub trait RateLimit: Send + Sync {
 
     /// A snapshot of the limiter's counters.
     fn stats(&self) -> Stats;
+
+    /// Like `acquire`, but before every request still waiting: for a retry.
+    /// The default joins the back of the queue like any request.
+    fn acquire_first(&self, tokens: u32) -> BoxFuture<'_, Result<Permit, LimitError>> {
+        self.acquire(tokens)
+    }
+
+    /// Changes one limit for the rest of the run (0 = unlimited); true if
+    /// this limiter can. The default cannot, and keeps its limits.
+    fn set_limit(&self, which: Which, limit: u32) -> bool {
+        let _ = (which, limit);
+        false
+    }
+
+    /// Limits learned by other processes and shared with this limiter (the
+    /// Redis mode keeps them in Redis). The default has none.
+    fn published_limits(&self) -> Vec<(Which, u32)> {
+        Vec::new()
+    }
+
+    /// Counts requests an earlier run admitted, each given as how long ago.
+    /// The default ignores them.
+    fn remember(&self, ages: &[Duration]) {
+        let _ = ages;
+    }
+}
+
+/// One of the three limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Which {
+    /// Requests per window (RPM).
+    Rpm,
+    /// Input tokens per window (TPM).
+    Tpm,
+    /// Requests per day (RPD).
+    Rpd,
 }

@@ -22,6 +22,13 @@ pub trait Settle: Send + Sync {
     /// Admission `id` was charged `charged` input tokens and really used
     /// `actual`. Must be cheap and must not block.
     fn settle(&self, id: u64, charged: u32, actual: u32);
+
+    /// Admission `id` was refused by the server (a 429), which therefore did
+    /// not count it: give its slots back. The default keeps them, the safe
+    /// choice for a limiter that cannot undo a charge.
+    fn refund(&self, id: u64) {
+        let _ = id;
+    }
 }
 
 /// An admitted request.
@@ -105,6 +112,16 @@ impl Permit {
         if actual_tokens != self.tokens {
             self.ledger.settle(self.id, self.tokens, actual_tokens);
         }
+    }
+}
+
+impl Permit {
+    /// The server refused the request (429) and so did not count it: give
+    /// its slots back to the limiter. The server's `retryDelay` already says
+    /// when to try again; holding the slot as well would make the retry wait
+    /// a second window.
+    pub fn refund(self) {
+        self.ledger.refund(self.id);
     }
 }
 

@@ -49,6 +49,11 @@ impl Window {
         }
     }
 
+    /// Changes the limit; what is counted stays counted.
+    pub(crate) fn set_limit(&mut self, limit: u32) {
+        self.limit = u64::from(limit);
+    }
+
     /// The units counting right now (call [`Window::expire`] first).
     pub(crate) fn used(&self) -> u64 {
         self.used

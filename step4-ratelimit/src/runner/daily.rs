@@ -75,6 +75,33 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (year, month, day)
 }
 
+/// The wall-clock time `delay` from now, as `HH:MM:SS UTC` (with the date
+/// when it is not today): the "until when" of a wait.
+pub fn clock_in(delay: Duration) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let at = now.saturating_add(i64::try_from(delay.as_secs()).unwrap_or(i64::MAX / 2));
+    clock(at, now)
+}
+
+/// `at` (unix seconds) as `HH:MM:SS UTC`, with the date if not `now`'s day.
+fn clock(at: i64, now: i64) -> String {
+    let secs = at.rem_euclid(DAY);
+    let time = format!(
+        "{:02}:{:02}:{:02} UTC",
+        secs / HOUR,
+        (secs % HOUR) / 60,
+        secs % 60
+    );
+    if at.div_euclid(DAY) == now.div_euclid(DAY) {
+        time
+    } else {
+        let (y, m, d) = civil_from_days(at.div_euclid(DAY));
+        format!("{y}-{m:02}-{d:02} {time}")
+    }
+}
+
 /// A delay as people say it: "7 h 12 min", "38 s".
 pub fn human(delay: Duration) -> String {
     let secs = delay.as_secs();
@@ -127,6 +154,13 @@ mod tests {
         // At midnight exactly, the next reset is a whole day away.
         let midnight = until_midnight_pacific_from(utc(2025, 1, 15, 8, 0));
         assert_eq!(midnight, Duration::from_secs(DAY as u64));
+    }
+
+    #[test]
+    fn clock_times_carry_the_date_only_on_another_day() {
+        let now = utc(2025, 1, 15, 20, 0);
+        assert_eq!(clock(now + 90, now), "20:01:30 UTC");
+        assert_eq!(clock(now + 5 * HOUR, now), "2025-01-16 01:00:00 UTC");
     }
 
     #[test]

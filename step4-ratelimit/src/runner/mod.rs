@@ -37,6 +37,7 @@
 //! quota, their answers are as good as any.
 
 pub mod daily;
+pub mod learn;
 pub mod retry;
 
 use std::{
@@ -64,6 +65,7 @@ use indicatif::ProgressStyle;
 use rand::{SeedableRng, rngs::SmallRng};
 use tokio::{sync::watch, time::Instant};
 
+pub use learn::{Learner, Source};
 pub use retry::{Decision, RetryPolicy};
 
 use crate::{
@@ -150,6 +152,8 @@ pub struct Runner {
     live: Live,
     /// Randomness for the backoff's jitter. A std mutex: held for one draw.
     rng: Mutex<SmallRng>,
+    /// Learns limits from 429s and remembers them, if the run does.
+    learner: Option<Arc<Learner>>,
 }
 
 impl Runner {
@@ -168,7 +172,15 @@ impl Runner {
             halt: Halt::new(),
             live: Live::default(),
             rng: Mutex::new(SmallRng::seed_from_u64(seed())),
+            learner: None,
         }
+    }
+
+    /// The same runner, learning the limits from the server's 429s and
+    /// keeping what it learns and spends with `learner`.
+    pub fn with_learner(mut self, learner: Arc<Learner>) -> Runner {
+        self.learner = Some(learner);
+        self
     }
 
     /// Sends every prompt, all of them queued at once, and adds up the run.
@@ -176,11 +188,15 @@ impl Runner {
     /// Returns an error only when the run had to stop because every request
     /// would fail (a bad key, say): that is one line for the user, not N.
     pub async fn run(self, prompts: &Prompts) -> Result<Summary, Error> {
+        self.start_from_memory();
         let requests = (0..prompts.len()).map(|index| self.request(index, prompts.get(index)));
         let result = tokio::select! {
             result = try_join_all(requests) => result,
             never = self.monitor() => match never {},
         };
+        if let Some(learner) = &self.learner {
+            learner.save();
+        }
         if let Err(error) = result {
             self.report.bar().finish_and_clear();
             return Err(error);
@@ -189,7 +205,8 @@ impl Runner {
         let pace = self.live.pace();
         let mut summary = self.report.finish("not sent");
         summary.paced = self.options.paced;
-        let notes = notes(&stats, &pace, &summary, self.options.paced);
+        let sources = self.learner.as_ref().map(|l| l.sources());
+        let notes = notes(&stats, &pace, &summary, self.options.paced, sources);
         summary.notes.splice(0..0, notes);
         Ok(summary)
     }
@@ -200,7 +217,7 @@ impl Runner {
         let tokens = estimate_tokens(prompt);
         let mut attempts = Vec::new();
         let ended = loop {
-            let permit = match self.admit(tokens).await {
+            let permit = match self.admit(tokens, !attempts.is_empty()).await {
                 Ok(permit) => permit,
                 Err(ended) => break ended,
             };
@@ -213,13 +230,23 @@ impl Runner {
                 Ok(answer) => {
                     // Correct the limiter's books with the real count.
                     permit.settle(answer.usage.prompt_token_count);
+                    self.counted();
                     break Ended::Answered(answer);
                 }
                 Err(error) => error,
             };
-            // Frees the in-flight slot. The window slot keeps counting: the
-            // server counted this attempt whatever it answered.
-            drop(permit);
+            if error.is_rate_limited() {
+                // The server did not count a refused attempt, so neither do
+                // we: its slot goes back (the retryDelay says when to go).
+                permit.refund();
+                self.live.refunded();
+                self.learn_from(&error);
+            } else {
+                // Frees the in-flight slot. The window slot keeps counting:
+                // the server counted this attempt whatever it answered.
+                drop(permit);
+                self.counted();
+            }
             let retries = attempts.len().saturating_sub(1) as u32;
             match self.options.retry.decide(&error, retries) {
                 Decision::StopTheRun => return Err(error),
@@ -243,14 +270,21 @@ impl Runner {
 
     /// Waits for the limiter to let a request go, unless the run is halted
     /// first (then the request ends as not done, with the reason).
-    async fn admit(&self, tokens: u32) -> Result<Permit, Ended> {
+    ///
+    /// A retry goes before the requests not yet sent: it has waited longest.
+    async fn admit(&self, tokens: u32, retry: bool) -> Result<Permit, Ended> {
         if let Some(reason) = self.halted() {
             return Err(Ended::NotDone(reason));
         }
+        let acquire = if retry {
+            self.limiter.acquire_first(tokens)
+        } else {
+            self.limiter.acquire(tokens)
+        };
         // Dropping `acquire` when the halt wins gives the place in the queue
         // up: the limiter's `acquire` is cancel-safe.
         let acquired = tokio::select! {
-            acquired = self.limiter.acquire(tokens) => acquired,
+            acquired = acquire => acquired,
             reason = self.halt.stopped() => return Err(Ended::NotDone(reason)),
         };
         let permit = match acquired {
@@ -332,11 +366,109 @@ impl Runner {
     /// The day's quota is spent: stop the limiter (waiters fail at once and
     /// end as not done) and say so in one line, once.
     fn stop_for_the_day(&self, error: &Error) {
+        let resume_in = self.day_reset_in(error.retry_delay());
+        let line = daily_quota_line(error, resume_in);
+        self.halt_for_the_day(resume_in, &line);
+    }
+
+    /// Stops the run for the day, remembers until when, and prints `line` once.
+    fn halt_for_the_day(&self, resume_in: Duration, line: &str) {
+        if let Some(learner) = &self.learner {
+            learner.day_spent(resume_in);
+        }
         self.limiter.stop(DAILY_QUOTA);
         if self.halt.stop(&format!("not sent: {DAILY_QUOTA}")) {
-            let line = daily_quota_line(error);
-            self.report.bar().suspend(|| eprintln!("{line}"));
+            self.say(line);
         }
+    }
+
+    /// How long until the day's quota is back. The server's `retryDelay` is
+    /// taken when it is longer than our own reckoning (midnight Pacific, or
+    /// a test's shorter day), never when shorter: a per-day 429 can carry a
+    /// delay of half a minute that says nothing about the day.
+    fn day_reset_in(&self, retry_delay: Option<Duration>) -> Duration {
+        let ours = match &self.learner {
+            Some(learner) => learner.day_reset_in(),
+            None => daily::until_midnight_pacific(),
+        };
+        ours.max(retry_delay.unwrap_or_default())
+    }
+
+    /// One line on stderr, above the progress bar.
+    fn say(&self, line: &str) {
+        self.report.bar().suspend(|| eprintln!("{line}"));
+    }
+
+    /// A 429 may name the limit: adopt it (see [`learn`]). A limit of 0 is
+    /// not learned: it stops the run (the retry policy sees to that).
+    fn learn_from(&self, error: &Error) {
+        let Some(learner) = self.learner.as_ref().filter(|_| self.options.paced) else {
+            return;
+        };
+        if let Some(line) = learner.learn(error, &*self.limiter) {
+            self.say(&line);
+        }
+    }
+
+    /// The server counted an attempt: remember it for the day's books.
+    fn counted(&self) {
+        if let Some(learner) = &self.learner {
+            learner.sent();
+        }
+    }
+
+    /// Before the first request: the limits and the spend an earlier run
+    /// remembered, and its per-day stop if the day is still spent.
+    fn start_from_memory(&self) {
+        let Some(learner) = &self.learner else {
+            return;
+        };
+        if !self.options.paced {
+            return;
+        }
+        let (line, stop) = learner.prime(&*self.limiter);
+        if let Some(line) = line {
+            self.say(&line);
+        }
+        if let Some(resume_in) = stop {
+            let line = format!(
+                "the daily quota of {} is spent (an earlier run was refused for the day): nothing is sent; it resets in {} (at {}); the requests are reported as not done; --forget-limits forgets this",
+                self.options.model,
+                daily::human(resume_in),
+                daily::clock_in(resume_in),
+            );
+            self.halt_for_the_day(resume_in, &line);
+        }
+    }
+
+    /// Our own per-day limit is reached and requests wait for it: end the
+    /// run the way a server's per-day 429 does, rather than wait a day.
+    fn check_own_day(&self, stats: &Stats) {
+        let Some(full_until) = stats.day_full_until else {
+            return;
+        };
+        if stats.waiting == 0 || self.halt.reason().is_some() {
+            return;
+        }
+        let ours = full_until.saturating_duration_since(Instant::now());
+        let resume_in = if stats.limits.day >= Limits::DAY {
+            daily::until_midnight_pacific()
+        } else {
+            ours
+        };
+        let rpd = stats.limits.rpd.unwrap_or(0);
+        let source = self
+            .learner
+            .as_ref()
+            .map(|l| format!(" ({})", l.sources()[2]))
+            .unwrap_or_default();
+        let line = format!(
+            "daily quota reached by our own count: {rpd} requests per day{source} are spent; no more requests until it resets in {} (at {}); the {} requests still waiting are reported as not done",
+            daily::human(resume_in),
+            daily::clock_in(resume_in),
+            stats.waiting,
+        );
+        self.halt_for_the_day(resume_in, &line);
     }
 
     /// Why the run is halted, if it is. Checks Ctrl-C itself too, so a
@@ -365,9 +497,18 @@ impl Runner {
         }
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut watch = Watchdog::new(Instant::now());
         loop {
             tick.tick().await;
             let _ = self.halted();
+            if self.options.paced {
+                let stats = self.limiter.stats();
+                self.check_own_day(&stats);
+                let waiting = stats.waiting + self.live.backing_off.load(Ordering::Relaxed);
+                if let Some(line) = watch.check(&stats, waiting, Instant::now()) {
+                    self.say(&line);
+                }
+            }
             if !bar.is_hidden() {
                 bar.set_message(self.progress());
             }
@@ -400,8 +541,75 @@ impl Runner {
     }
 }
 
+/// Makes sure a run never waits longer than one window without a line on
+/// stderr saying what it waits for and until when.
+struct Watchdog {
+    /// The last time something happened: an admission, or a line.
+    last_news: Instant,
+    /// Admissions counted then.
+    admitted: u64,
+}
+
+impl Watchdog {
+    fn new(now: Instant) -> Watchdog {
+        Watchdog {
+            last_news: now,
+            admitted: 0,
+        }
+    }
+
+    /// The line to print, if requests have waited a whole window with no news.
+    fn check(&mut self, stats: &Stats, waiting: usize, now: Instant) -> Option<String> {
+        if stats.admitted != self.admitted || waiting == 0 || stats.stopped.is_some() {
+            self.admitted = stats.admitted;
+            self.last_news = now;
+            return None;
+        }
+        // A full window is the normal wait (plus the margin, plus a tick):
+        // only a longer silence needs a line.
+        let normal =
+            stats.limits.window + stats.limits.margin_or_default() + Duration::from_secs(1);
+        if now.saturating_duration_since(self.last_news) < normal {
+            return None;
+        }
+        self.last_news = now;
+        Some(waiting_line(stats, waiting, now))
+    }
+}
+
+/// What `waiting` requests are waiting for, and until when, in one line.
+fn waiting_line(stats: &Stats, waiting: usize, now: Instant) -> String {
+    if let Some(until) = stats.paused_until {
+        let left = until.saturating_duration_since(now);
+        return format!(
+            "still waiting: {waiting} requests wait for the server's retryDelay, until {} (in {})",
+            daily::clock_in(left),
+            daily::human(left)
+        );
+    }
+    let usage = &stats.usage;
+    let limits = &stats.limits;
+    if let Some(rpd) = limits
+        .rpd
+        .filter(|&n| n > 0 && usage.day_requests >= u64::from(n))
+    {
+        return format!(
+            "still waiting: {waiting} requests wait for the daily limit ({} of {rpd} requests per day used); it frees as the day's first requests age out; Ctrl-C stops the run",
+            usage.day_requests
+        );
+    }
+    format!(
+        "still waiting: {waiting} requests wait for room in the limiter's window ({} of {} requests, {} of {} tokens per {}); Ctrl-C stops the run",
+        usage.requests,
+        limits.rpm.unwrap_or(0),
+        usage.tokens,
+        limits.tpm.unwrap_or(0),
+        seconds(limits.window)
+    )
+}
+
 /// The one line printed when the daily quota runs out.
-fn daily_quota_line(error: &Error) -> String {
+fn daily_quota_line(error: &Error, resume_in: Duration) -> String {
     let quota = error.api().and_then(|api| api.quota.as_ref());
     let what = quota
         .map(|q| {
@@ -415,21 +623,22 @@ fn daily_quota_line(error: &Error) -> String {
             )
         })
         .unwrap_or_default();
-    let reset = match error.retry_delay() {
-        Some(delay) => format!("in {} (the server's retryDelay)", daily::human(delay)),
-        None => format!(
-            "at midnight Pacific time, in {}",
-            daily::human(daily::until_midnight_pacific())
-        ),
-    };
     format!(
-        "daily quota spent{what}: no more requests until it resets {reset}; the requests not yet sent are reported as not done"
+        "daily quota spent{what}: no more requests until it resets in {} (at {}); the requests not yet sent are reported as not done",
+        daily::human(resume_in),
+        daily::clock_in(resume_in),
     )
 }
 
 /// The notes under the summary: what the limiter enforced, how long
 /// requests waited in it, and how close to the limit the run went.
-fn notes(stats: &Stats, pace: &Pace, summary: &Summary, paced: bool) -> Vec<String> {
+fn notes(
+    stats: &Stats,
+    pace: &Pace,
+    summary: &Summary,
+    paced: bool,
+    sources: Option<[Source; 3]>,
+) -> Vec<String> {
     if !paced {
         let mut notes = vec!["no limiter (--no-limit): every request was sent at once".to_string()];
         if summary.rate_limited > 0 {
@@ -441,6 +650,9 @@ fn notes(stats: &Stats, pace: &Pace, summary: &Summary, paced: bool) -> Vec<Stri
         return notes;
     }
     let mut notes = vec![describe(&stats.limits)];
+    if let Some(sources) = sources {
+        notes.push(describe_sources(&stats.limits, sources));
+    }
     if stats.admitted > 0 {
         notes.push(format!(
             "waited in the limiter: {:.1} s in all, {:.1} s per request on average",
@@ -449,7 +661,13 @@ fn notes(stats: &Stats, pace: &Pace, summary: &Summary, paced: bool) -> Vec<Stri
         ));
     }
     notes.extend(pace_against_limit(&stats.limits, pace));
-    if summary.rate_limited > 0 {
+    let learned = sources.is_some_and(|s| s.contains(&Source::Learned));
+    if summary.rate_limited > 0 && learned {
+        notes.push(format!(
+            "the server answered 429 {} before the limiter learned its limits (see \"limits in force\"); the next run starts from them",
+            times(summary.rate_limited)
+        ));
+    } else if summary.rate_limited > 0 {
         notes.push(format!(
             "the server still answered 429 {}: its limits are lower than the limiter's (set --rpm/--tpm/--rpd to your project's limits, and --window to the server's)",
             times(summary.rate_limited)
@@ -486,6 +704,22 @@ fn describe(limits: &Limits) -> String {
         parts.join(", "),
         seconds(limits.margin_or_default())
     )
+}
+
+/// Where each limit in force came from, in one line.
+fn describe_sources(limits: &Limits, sources: [Source; 3]) -> String {
+    let parts: Vec<String> = [
+        ("RPM", limits.rpm, sources[0]),
+        ("TPM", limits.tpm, sources[1]),
+        ("RPD", limits.rpd, sources[2]),
+    ]
+    .iter()
+    .map(|(name, value, source)| match value.filter(|&n| n > 0) {
+        Some(n) => format!("{name} {n} ({source})"),
+        None => format!("{name} unlimited ({source})"),
+    })
+    .collect();
+    format!("limits in force: {}", parts.join(", "))
 }
 
 /// How the run's pace compares with the request limit.
@@ -631,6 +865,13 @@ impl Live {
         pace.count += 1;
     }
 
+    /// An admission the server refused and we refunded: it did not use the
+    /// limit, so it does not count in the pace either.
+    fn refunded(&self) {
+        let mut pace = self.pace.lock().unwrap_or_else(|e| e.into_inner());
+        pace.count = pace.count.saturating_sub(1);
+    }
+
     fn pace(&self) -> Pace {
         *self.pace.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -684,6 +925,8 @@ mod tests {
 
     #[test]
     fn the_daily_quota_line_says_which_quota_and_when_it_resets() {
+        // When it resets is worked out by the runner (`day_reset_in`): the
+        // server's delay only when longer than our own reckoning.
         use common::error::{ApiError, QuotaViolation};
         let refusal = |delay: Option<Duration>| {
             Error::from(ApiError {
@@ -696,23 +939,61 @@ mod tests {
                     metric: "generate_content_free_tier_requests".into(),
                     model: Some("gemini-2.5-flash".into()),
                     value: Some("250".into()),
+                    malformed: false,
                 }),
                 reason: None,
             })
         };
-        let line = daily_quota_line(&refusal(Some(Duration::from_secs(3 * 3600 + 60))));
+        let delay = Duration::from_secs(3 * 3600 + 60);
+        let line = daily_quota_line(&refusal(Some(delay)), delay);
         assert!(
             line.starts_with(
-                "daily quota spent (GenerateRequestsPerDayPerProjectPerModel-FreeTier, limit 250 per day for gemini-2.5-flash): no more requests until it resets in 3 h 1 min (the server's retryDelay)"
+                "daily quota spent (GenerateRequestsPerDayPerProjectPerModel-FreeTier, limit 250 per day for gemini-2.5-flash): no more requests until it resets in 3 h 1 min (at "
             ),
             "{line}"
         );
-        let line = daily_quota_line(&refusal(None));
+        assert!(line.contains(" UTC)"), "{line}");
+        assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn a_long_wait_gets_a_line_that_says_what_for_and_until_when() {
+        let start = Instant::now();
+        let mut stats = Stats {
+            limits: Limits::new(2, 0, 2).with_window(Duration::from_secs(10)),
+            waiting: 1,
+            admitted: 2,
+            total_wait: Duration::ZERO,
+            usage: crate::limiter::Usage {
+                requests: 0,
+                tokens: 0,
+                day_requests: 2,
+            },
+            paused_until: None,
+            stopped: None,
+            wakeups: 0,
+            day_full_until: None,
+        };
+        let mut watch = Watchdog::new(start);
+        assert_eq!(watch.check(&stats, 1, start), None, "an admission is news");
+        let normal = start + Duration::from_secs(11);
+        assert_eq!(watch.check(&stats, 1, normal), None, "a window is normal");
+        let line = watch
+            .check(&stats, 1, start + Duration::from_secs(12))
+            .expect("a line after more than a window");
+        assert!(line.contains("daily limit (2 of 2"), "{line}");
+        stats.paused_until = Some(start + Duration::from_secs(100));
+        let line = watch
+            .check(&stats, 1, start + Duration::from_secs(24))
+            .expect("another line a window later");
         assert!(
-            line.contains("resets at midnight Pacific time, in "),
+            line.contains("retryDelay, until ") && line.contains("UTC"),
             "{line}"
         );
-        assert!(!line.contains('\n'));
+        assert_eq!(
+            watch.check(&stats, 0, start + Duration::from_secs(99)),
+            None
+        );
     }
 
     #[tokio::test]

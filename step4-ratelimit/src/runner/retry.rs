@@ -125,6 +125,7 @@ mod tests {
                 metric: "generate_content_free_tier_requests".into(),
                 model: None,
                 value: Some("10".into()),
+                malformed: false,
             }),
             reason: None,
         })

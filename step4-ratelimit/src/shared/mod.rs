@@ -220,7 +220,7 @@ impl Scope {
 
     /// The Redis key of one part of this scope's books, e.g. `key("rpm")`
     /// is `gemini-rl:{<project>:<model>}:rpm`. The parts are `rpm`, `tpm`,
-    /// `tpm:w`, `tpm:sum`, `rpd`, `pause`, `stop` and `seq`.
+    /// `tpm:w`, `tpm:sum`, `rpd`, `pause`, `stop`, `seq` and `learned`.
     pub fn key(&self, part: &str) -> String {
         format!("gemini-rl:{{{}:{}}}:{part}", self.project, self.model)
     }

@@ -38,7 +38,7 @@ use tokio::time::{Duration, Instant};
 
 use super::scripts::{self, Reply, Verdict};
 use super::{Scope, SharedError, redact, url_secrets};
-use crate::limiter::{LimitError, Limits, Permit, RateLimit, Settle, Stats, Usage};
+use crate::limiter::{LimitError, Limits, Permit, RateLimit, Settle, Stats, Usage, Which};
 use common::error::Redactor;
 
 /// How long `connect` may take, and how long any one command may take
@@ -96,8 +96,14 @@ struct Inner {
     scope: Scope,
     /// The key names, computed once.
     keys: Keys,
-    /// What we enforce.
+    /// What we enforce, as configured.
     limits: Limits,
+    /// RPM, TPM, RPD as learned from the server since (`set_limit`),
+    /// overriding `limits`.
+    learned: Mutex<[Option<u32>; 3]>,
+    /// The limits other processes learned and published in Redis, read at
+    /// connect time.
+    published: Vec<(Which, u32)>,
     /// Window + margin, and day + margin, in microseconds (the scripts' unit).
     hold_us: u64,
     /// Day + margin in microseconds.
@@ -135,6 +141,8 @@ struct Keys {
     pause: String,
     stop: String,
     seq: String,
+    /// The limits learned from the server (a hash: `rpm`, `tpm`, `rpd`).
+    learned: String,
 }
 
 impl Keys {
@@ -148,6 +156,7 @@ impl Keys {
             pause: scope.key("pause"),
             stop: scope.key("stop"),
             seq: scope.key("seq"),
+            learned: scope.key("learned"),
         }
     }
 
@@ -224,16 +233,22 @@ impl RedisLimiter {
         ] {
             script.load_async(&mut conn).await.map_err(unreachable)?;
         }
+        let published = read_learned(&mut conn, &Keys::new(&scope).learned)
+            .await
+            .map_err(unreachable)?;
         let inner = Arc::new_cyclic(|me| {
-            Inner::new(conn, shown, secrets.clone(), scope, limits, me.clone())
+            let mut inner = Inner::new(conn, shown, secrets.clone(), scope, limits, me.clone());
+            inner.published = published;
+            inner
         });
         inner.read_usage().await?;
         Ok(RedisLimiter { inner })
     }
 
-    /// What this limiter enforces.
-    pub fn limits(&self) -> &Limits {
-        &self.inner.limits
+    /// What this limiter enforces right now: as configured, with the limits
+    /// learned since.
+    pub fn limits(&self) -> Limits {
+        self.inner.current()
     }
 
     /// The Redis it keeps its books in, without any password.
@@ -269,7 +284,7 @@ impl RedisLimiter {
         let since = Instant::now();
         let _waiting = Gauge::enter(&inner.waiting);
         // A request that can never fit fails now rather than waiting forever.
-        match inner.limits.tpm.filter(|&n| n > 0) {
+        match inner.current().tpm.filter(|&n| n > 0) {
             Some(limit) if tokens > limit => {
                 return Err(LimitError::TooLarge { tokens, limit });
             }
@@ -355,8 +370,9 @@ impl RedisLimiter {
         let inner = &self.inner;
         let counters = inner.lock();
         let now = Instant::now();
+        let limits = inner.current();
         Stats {
-            limits: inner.limits.clone(),
+            limits: limits.clone(),
             waiting: inner.waiting.load(Ordering::Relaxed),
             admitted: counters.admitted,
             total_wait: counters.total_wait,
@@ -364,11 +380,69 @@ impl RedisLimiter {
             paused_until: counters.paused_until.filter(|&p| p > now),
             stopped: inner.stopped.borrow().clone(),
             wakeups: counters.wakeups,
+            // Redis knows when its day frees a slot; this process only knows
+            // the day is full (as of its last call), and that it frees within
+            // a day: the latest it can be.
+            day_full_until: limits
+                .rpd
+                .filter(|&n| n > 0 && counters.usage.day_requests >= u64::from(n))
+                .map(|_| now + limits.day + limits.margin_or_default()),
         }
     }
 }
 
+/// How long a learned limit stays in Redis: a week.
+const LEARNED_TTL_S: i64 = 7 * 24 * 3600;
+
+/// The hash field of a limit.
+fn field(which: Which) -> &'static str {
+    match which {
+        Which::Rpm => "rpm",
+        Which::Tpm => "tpm",
+        Which::Rpd => "rpd",
+    }
+}
+
+/// The limits published in the `learned` hash (unknown fields and values
+/// that are not numbers are ignored).
+async fn read_learned(
+    conn: &mut MultiplexedConnection,
+    key: &str,
+) -> redis::RedisResult<Vec<(Which, u32)>> {
+    let map: std::collections::HashMap<String, String> =
+        redis::cmd("HGETALL").arg(key).query_async(conn).await?;
+    let mut learned: Vec<(Which, u32)> = [Which::Rpm, Which::Tpm, Which::Rpd]
+        .into_iter()
+        .filter_map(|which| Some((which, map.get(field(which))?.parse().ok()?)))
+        .collect();
+    learned.sort_by_key(|(which, _)| field(*which));
+    Ok(learned)
+}
+
 impl RateLimit for RedisLimiter {
+    fn set_limit(&self, which: Which, limit: u32) -> bool {
+        let index = match which {
+            Which::Rpm => 0,
+            Which::Tpm => 1,
+            Which::Rpd => 2,
+        };
+        self.inner
+            .learned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)[index] = Some(limit);
+        let inner = Arc::clone(&self.inner);
+        self.inner.runtime.spawn(async move {
+            if let Err(error) = inner.write_learned(which, limit).await {
+                tracing::warn!("could not publish the learned limit in Redis: {error}");
+            }
+        });
+        true
+    }
+
+    fn published_limits(&self) -> Vec<(Which, u32)> {
+        self.inner.published.clone()
+    }
+
     fn acquire(&self, tokens: u32) -> BoxFuture<'_, Result<Permit, LimitError>> {
         Box::pin(RedisLimiter::acquire(self, tokens))
     }
@@ -414,7 +488,7 @@ impl fmt::Debug for RedisLimiter {
         f.debug_struct("RedisLimiter")
             .field("url", &self.inner.url)
             .field("scope", &self.inner.scope)
-            .field("limits", &self.inner.limits)
+            .field("limits", &self.inner.current())
             .finish_non_exhaustive()
     }
 }
@@ -443,6 +517,8 @@ impl Inner {
             hold_us: micros(limits.window.saturating_add(margin)),
             day_hold_us: micros(limits.day.saturating_add(margin)),
             limits,
+            learned: Mutex::new([None; 3]),
+            published: Vec::new(),
             turn: tokio::sync::Mutex::new(()),
             slots,
             room: Notify::new(),
@@ -459,17 +535,46 @@ impl Inner {
         self.counters.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The limits in force: as configured, with what was learned since.
+    fn current(&self) -> Limits {
+        let learned = *self.learned.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut limits = self.limits.clone();
+        for (slot, value) in [&mut limits.rpm, &mut limits.tpm, &mut limits.rpd]
+            .into_iter()
+            .zip(learned)
+        {
+            if value.is_some() {
+                *slot = value;
+            }
+        }
+        limits
+    }
+
+    /// Publishes a learned limit for every process sharing the scope; it
+    /// expires after a week, so a limit Google raised since is learned anew.
+    async fn write_learned(&self, which: Which, limit: u32) -> redis::RedisResult<()> {
+        let mut conn = self.conn.clone();
+        redis::pipe()
+            .hset(&self.keys.learned, field(which), limit)
+            .ignore()
+            .expire(&self.keys.learned, LEARNED_TTL_S)
+            .ignore()
+            .query_async(&mut conn)
+            .await
+    }
+
     /// Runs the admission script once.
     async fn ask(&self, tokens: u32) -> redis::RedisResult<Reply> {
         let limit = |l: Option<u32>| l.unwrap_or(0);
+        let limits = self.current();
         let mut invocation = scripts::ADMIT.prepare_invoke();
         for key in self.keys.all() {
             invocation.key(key);
         }
         invocation
-            .arg(limit(self.limits.rpm))
-            .arg(limit(self.limits.tpm))
-            .arg(limit(self.limits.rpd))
+            .arg(limit(limits.rpm))
+            .arg(limit(limits.tpm))
+            .arg(limit(limits.rpd))
             .arg(tokens)
             .arg(self.hold_us)
             .arg(self.day_hold_us);
@@ -691,7 +796,7 @@ impl Settle for Inner {
     /// fails, the estimate stays charged (and the next `acquire` finds out
     /// that Redis is gone).
     fn settle(&self, id: u64, charged: u32, actual: u32) {
-        if charged == actual || self.limits.tpm.is_none_or(|n| n == 0) {
+        if charged == actual || self.current().tpm.is_none_or(|n| n == 0) {
             return;
         }
         // `settle` has `&self`, and the task needs to own what it uses.

@@ -1,0 +1,386 @@
+//! Learning the real limits from the server, and remembering them.
+//!
+//! Every 429 says what the limit is: `QuotaFailure.violations[].quotaId`
+//! names the dimension and the window
+//! (`GenerateRequestsPerMinutePerProjectPerModel-FreeTier`, `...PerDay...`,
+//! `GenerateContentInputTokensPerModelPerMinute-FreeTier`) and `quotaValue`
+//! is the limit itself. A table of limits goes stale (Google changes the
+//! free tier without notice, and a paid project's limits are far higher), so
+//! the [`Learner`] adopts what the server said at once, for the rest of the
+//! run, with one line on stderr:
+//!
+//! * a learned limit replaces a table's figure, up or down;
+//! * it lowers a limit the user gave (`--rpm`, `--tpm`, `--rpd`), but never
+//!   raises one: those are ceilings, for sharing a quota on purpose;
+//! * a malformed violation, or one without a `quotaValue`, teaches nothing:
+//!   the runner just obeys the `retryDelay`, as before.
+//!
+//! It also keeps the books the next run needs (see [`crate::memory`]): the
+//! limits learned, when each request the server counted was sent, and a
+//! per-day stop. The next run starts from them: at the learned limits, with
+//! the requests an earlier run sent still counting in its windows, and, when
+//! the day is spent, without sending anything.
+
+use std::{
+    sync::Mutex,
+    time::{Duration, SystemTime},
+};
+
+use common::{
+    Error,
+    error::{Lesson, QuotaDimension, QuotaWindow},
+};
+
+use super::daily;
+use crate::{
+    limiter::{Limits, RateLimit, Which},
+    memory::{self, Entry, Learned, Memory},
+};
+
+/// Where a limit in force came from, for the summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Given on the command line (`--rpm`, `--tpm`, `--rpd`).
+    Configured,
+    /// A tier's table (`free`, `tier1`, ...).
+    Table(&'static str),
+    /// Named by the server in a 429 during this run.
+    Learned,
+    /// Named by the server in an earlier run, read from the state file.
+    Remembered,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Configured => write!(f, "configured"),
+            Source::Table("free") => write!(f, "free-tier table"),
+            Source::Table(tier) => write!(f, "{tier} table"),
+            Source::Learned => write!(f, "learned from the server"),
+            Source::Remembered => write!(f, "remembered"),
+        }
+    }
+}
+
+fn index(which: Which) -> usize {
+    match which {
+        Which::Rpm => 0,
+        Which::Tpm => 1,
+        Which::Rpd => 2,
+    }
+}
+
+fn name(which: Which) -> &'static str {
+    match which {
+        Which::Rpm => "rpm",
+        Which::Tpm => "tpm",
+        Which::Rpd => "rpd",
+    }
+}
+
+fn from_name(name: &str) -> Option<Which> {
+    match name {
+        "rpm" => Some(Which::Rpm),
+        "tpm" => Some(Which::Tpm),
+        "rpd" => Some(Which::Rpd),
+        _ => None,
+    }
+}
+
+fn current(limits: &Limits, which: Which) -> u32 {
+    match which {
+        Which::Rpm => limits.rpm,
+        Which::Tpm => limits.tpm,
+        Which::Rpd => limits.rpd,
+    }
+    .unwrap_or(0)
+}
+
+/// What a limit's unit is called, for messages.
+fn unit(which: Which) -> &'static str {
+    match which {
+        Which::Rpm | Which::Rpd => "requests",
+        Which::Tpm => "input tokens",
+    }
+}
+
+/// Learns limits from 429s, remembers them and the day's spend.
+pub struct Learner {
+    model: String,
+    /// Whether each limit was given on the command line (a ceiling).
+    explicit: [bool; 3],
+    /// Where each limit in force came from.
+    sources: Mutex<[Source; 3]>,
+    /// The state file, if the run keeps one.
+    memory: Option<Memory>,
+    /// What the state file held when the run started.
+    remembered: Entry,
+    /// The limits learned in this run.
+    lessons: Mutex<Vec<Learned>>,
+    /// When this run's requests that the server counted were sent.
+    sent_ms: Mutex<Vec<u64>>,
+    /// The day is spent until then (unix ms), once this run found out.
+    stopped_until_ms: Mutex<Option<u64>>,
+    /// The length of a day: 24 h on the real API, shorter for tests.
+    day: Duration,
+}
+
+impl Learner {
+    /// A learner for `model`. `explicit` says which limits the user gave;
+    /// `table` names the tier table the others came from.
+    pub fn new(
+        model: &str,
+        explicit: [bool; 3],
+        table: &'static str,
+        memory: Option<Memory>,
+        remembered: Entry,
+        day: Duration,
+    ) -> Learner {
+        let sources = explicit.map(|given| {
+            if given {
+                Source::Configured
+            } else {
+                Source::Table(table)
+            }
+        });
+        Learner {
+            model: model.strip_prefix("models/").unwrap_or(model).to_string(),
+            explicit,
+            sources: Mutex::new(sources),
+            memory,
+            remembered,
+            lessons: Mutex::new(Vec::new()),
+            sent_ms: Mutex::new(Vec::new()),
+            stopped_until_ms: Mutex::new(None),
+            day,
+        }
+    }
+
+    /// Where each limit in force came from, in `rpm`, `tpm`, `rpd` order.
+    pub fn sources(&self) -> [Source; 3] {
+        *lock(&self.sources)
+    }
+
+    /// Starts `limiter` from what an earlier run remembered: the limits it
+    /// learned, and the requests it sent that still count. Returns the
+    /// line to print, if there is anything to say, and the remembered stop,
+    /// if the day is still spent (how long until it lifts).
+    pub fn prime(&self, limiter: &dyn RateLimit) -> (Option<String>, Option<Duration>) {
+        let mut said: Vec<(Which, String)> = Vec::new();
+        let from_file = self
+            .remembered
+            .learned
+            .iter()
+            .filter_map(|l| Some((from_name(&l.limit)?, l.value)));
+        // Redis's (shared by every process) after the file's: the latest word.
+        let lessons: Vec<(Which, u32)> = from_file.chain(limiter.published_limits()).collect();
+        for (which, value) in lessons {
+            let limits = limiter.stats().limits;
+            if let Some(new) = self.adopt(limiter, &limits, which, value, Source::Remembered) {
+                said.retain(|(w, _)| *w != which);
+                said.push((which, format!("{new} {} per {}", unit(which), per(which))));
+            }
+        }
+        let mut said: Vec<String> = said.into_iter().map(|(_, line)| line).collect();
+        let start = day_start_ms(memory::now_ms(), self.day);
+        let ages: Vec<Duration> = self
+            .remembered
+            .sent_ms
+            .iter()
+            .filter(|&&ms| ms >= start)
+            .map(|&ms| memory::age(ms))
+            .collect();
+        if !ages.is_empty() {
+            limiter.remember(&ages);
+            said.push(format!("{} requests already sent today", ages.len()));
+        }
+        let stop = self
+            .remembered
+            .stopped_until_ms
+            .map(|until| Duration::from_millis(until.saturating_sub(memory::now_ms())))
+            .filter(|left| !left.is_zero());
+        let line = (!said.is_empty()).then(|| {
+            let file = self.memory.as_ref().map(|m| m.path().display().to_string());
+            format!(
+                "remembered from earlier runs ({}): {}",
+                file.unwrap_or_else(|| "Redis".into()),
+                said.join(", ")
+            )
+        });
+        (line, stop)
+    }
+
+    /// Learns from a refused attempt: adopts the limit the server named, if
+    /// it named one clearly, and returns the line that says so.
+    pub fn learn(&self, error: &Error, limiter: &dyn RateLimit) -> Option<String> {
+        let quota = error.api()?.quota.as_ref()?;
+        let lesson = quota.lesson().filter(|l| l.limit > 0)?;
+        let which = which(lesson);
+        lock(&self.lessons).retain(|l| l.limit != name(which));
+        lock(&self.lessons).push(Learned {
+            limit: name(which).to_string(),
+            value: lesson.limit,
+            quota_id: quota.quota_id.clone(),
+            learned_at_ms: memory::now_ms(),
+        });
+        let limits = limiter.stats().limits;
+        let before = current(&limits, which);
+        let new = self.adopt(limiter, &limits, which, lesson.limit, Source::Learned)?;
+        let was = match (before, self.explicit[index(which)]) {
+            (0, _) => "was unlimited".to_string(),
+            (n, true) => format!("was {n}, set on the command line"),
+            (n, false) => format!("was {n}, from the table"),
+        };
+        Some(format!(
+            "the server says {} allows {} {} per {} ({}): the limiter now keeps to {new} ({was})",
+            self.model,
+            lesson.limit,
+            unit(which),
+            per(which),
+            quota.quota_id,
+        ))
+    }
+
+    /// Keeps the limit a refusal named for the next runs, without a run of
+    /// our own (`--ramp`); returns the line that says so.
+    pub fn keep(&self, error: &Error) -> Option<String> {
+        let memory = self.memory.as_ref()?;
+        let scratch = crate::limiter::Limiter::new(Limits::default());
+        self.learn(error, &scratch)?;
+        self.save();
+        let lesson = lock(&self.lessons).last().cloned()?;
+        Some(format!(
+            "kept for the next runs in {}: {} {} (from {})",
+            memory.path().display(),
+            lesson.value,
+            match lesson.limit.as_str() {
+                "rpm" => "requests per minute",
+                "tpm" => "input tokens per minute",
+                _ => "requests per day",
+            },
+            lesson.quota_id
+        ))
+    }
+
+    /// Sets `which` to `value` in the limiter if the rules allow it (never
+    /// raising a limit the user gave) and it changes something; returns the
+    /// limit now in force if it changed.
+    fn adopt(
+        &self,
+        limiter: &dyn RateLimit,
+        limits: &Limits,
+        which: Which,
+        value: u32,
+        source: Source,
+    ) -> Option<u32> {
+        let before = current(limits, which);
+        let new = if self.explicit[index(which)] && before > 0 {
+            before.min(value)
+        } else {
+            value
+        };
+        if new == before || !limiter.set_limit(which, new) {
+            return None;
+        }
+        lock(&self.sources)[index(which)] = source;
+        Some(new)
+    }
+
+    /// The server counted a request sent now.
+    pub fn sent(&self) {
+        lock(&self.sent_ms).push(memory::now_ms());
+    }
+
+    /// The day is spent for `resume_in`.
+    pub fn day_spent(&self, resume_in: Duration) {
+        let until = memory::unix_ms(SystemTime::now() + resume_in);
+        *lock(&self.stopped_until_ms) = Some(until);
+    }
+
+    /// How long until the day's quota comes back, by our own books: at
+    /// midnight Pacific for a 24-hour day; for a shorter (test) day, a day
+    /// after the oldest request of this day.
+    pub fn day_reset_in(&self) -> Duration {
+        if self.day >= Limits::DAY {
+            return daily::until_midnight_pacific();
+        }
+        let now = memory::now_ms();
+        let start = day_start_ms(now, self.day);
+        let oldest = self
+            .remembered
+            .sent_ms
+            .iter()
+            .chain(lock(&self.sent_ms).iter())
+            .copied()
+            .filter(|&ms| ms >= start)
+            .min()
+            .unwrap_or(now);
+        let day_ms = u64::try_from(self.day.as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(oldest.saturating_add(day_ms).saturating_sub(now))
+    }
+
+    /// Writes what this run learned and spent to the state file. Says so in
+    /// one line if it cannot; the answers are not lost for that.
+    pub fn save(&self) {
+        let Some(memory) = &self.memory else {
+            return;
+        };
+        let lessons = lock(&self.lessons).clone();
+        let sent = lock(&self.sent_ms).clone();
+        let stopped = *lock(&self.stopped_until_ms);
+        let start = day_start_ms(memory::now_ms(), self.day);
+        let saved = memory.update(|entry| {
+            for lesson in lessons {
+                entry.learned.retain(|l| l.limit != lesson.limit);
+                entry.learned.push(lesson);
+            }
+            entry.sent_ms.extend(sent);
+            entry.sent_ms.retain(|&ms| ms >= start);
+            entry.sent_ms.sort_unstable();
+            if stopped.is_some() {
+                entry.stopped_until_ms = stopped;
+            }
+            if entry
+                .stopped_until_ms
+                .is_some_and(|until| until <= memory::now_ms())
+            {
+                entry.stopped_until_ms = None;
+            }
+        });
+        if let Err(error) = saved {
+            eprintln!("what this run learned is not remembered: {error}");
+        }
+    }
+}
+
+/// The limit a lesson is about.
+fn which(lesson: Lesson) -> Which {
+    match (lesson.dimension, lesson.per) {
+        (QuotaDimension::InputTokens, _) => Which::Tpm,
+        (QuotaDimension::Requests, QuotaWindow::Minute) => Which::Rpm,
+        (QuotaDimension::Requests, QuotaWindow::Day) => Which::Rpd,
+    }
+}
+
+/// `minute` or `day`, as the server counts it.
+fn per(which: Which) -> &'static str {
+    match which {
+        Which::Rpd => "day",
+        _ => "minute",
+    }
+}
+
+/// When the current day began, in unix ms: the last midnight Pacific for a
+/// 24-hour day (when the real API resets), else one day ago.
+fn day_start_ms(now_ms: u64, day: Duration) -> u64 {
+    let since = if day >= Limits::DAY {
+        Limits::DAY.saturating_sub(daily::until_midnight_pacific())
+    } else {
+        day
+    };
+    now_ms.saturating_sub(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
