@@ -7,6 +7,11 @@
 //! hyper and any debug output of the request leave it out, and our own
 //! `tracing` events record the method, model, status and latency only.
 //!
+//! Connections: over HTTPS the client keeps as many HTTP/2 connections as the requests in
+//! flight need, 100 streams each ([`crate::pool`]), and trusts what the system trusts
+//! ([`crate::trust`]). Proxies come from `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` and
+//! `NO_PROXY` (reqwest reads them), and an HTTPS request goes through the proxy as a tunnel.
+//!
 //! Every call has a deadline ([`ClientConfig::timeout`]): for a unary call
 //! it covers the whole exchange; for a stream it covers the wait for the
 //! response headers and then the wait for each next chunk, so a long answer
@@ -27,7 +32,9 @@ use url::Url;
 
 use crate::config::{ApiKey, Config};
 use crate::error::{ApiError, Error, Result, condense};
+use crate::pool::{LaneGuard, Pool};
 use crate::sse::SseDecoder;
+use crate::trust::{TlsRoots, client_tls, untrusted_hint};
 use crate::types::{
     CountTokensRequest, CountTokensResponse, GenerateContentRequest, GenerateContentResponse,
     ListModelsResponse, Model,
@@ -83,7 +90,8 @@ pub struct Client {
 
 /// What the clones share.
 struct Inner {
-    http: reqwest::Client,
+    /// The connections ("lanes"), each a reqwest client; see [`crate::pool`].
+    pool: Pool,
     /// `base_url` with the version segment appended: every endpoint is below it.
     root: Url,
     /// The key as a ready, sensitive header value.
@@ -101,23 +109,26 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// Builds a client. Fails on a base URL that is not http(s), an API version
-    /// that is not a plain path segment, or a key that cannot be sent in a header.
+    /// Builds a client that trusts what the system trusts (see [`crate::trust`]). Fails on a
+    /// base URL that is not http(s), an API version that is not a plain path segment, a key
+    /// that cannot be sent in a header, or an unreadable `SSL_CERT_FILE`.
     pub fn new(config: ClientConfig) -> Result<Client> {
+        Client::with_roots(config, TlsRoots::System)
+    }
+
+    /// Builds a client that trusts the given roots (the built-in emulator's CA).
+    pub fn with_roots(config: ClientConfig, roots: TlsRoots) -> Result<Client> {
         let root = endpoint_root(&config.base_url, &config.api_version)?;
         let key = config.api_key.as_ref().map(key_header).transpose()?;
-        // rustls with the webpki roots is the only TLS backend compiled in
-        // (no OpenSSL); naming it here makes that a compile-time fact.
-        let http = reqwest::Client::builder()
-            .use_rustls_tls()
-            .user_agent(concat!(
-                "gemini-tutorial-common/",
-                env!("CARGO_PKG_VERSION")
-            ))
-            .build()
-            .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
+        // rustls (ring) is the only TLS backend compiled in (no OpenSSL): the
+        // configuration is built here and shared by every connection.
+        let pool = Pool::new(
+            &config.base_url,
+            client_tls(&roots)?,
+            concat!("gemini-tutorial-common/", env!("CARGO_PKG_VERSION")),
+        )?;
         let inner = Inner {
-            http,
+            pool,
             root,
             key,
             config,
@@ -135,6 +146,12 @@ impl Client {
     /// The per-call deadline.
     pub fn timeout(&self) -> Duration {
         self.inner.config.timeout
+    }
+
+    /// How many connection lanes are open now: over HTTP/2, about one per 100 requests in
+    /// flight (see [`crate::pool`]); over HTTP/1.1, always 1.
+    pub fn connections(&self) -> usize {
+        self.inner.pool.lanes()
     }
 
     /// `POST models/{model}:generateContent`: one whole answer.
@@ -172,13 +189,14 @@ impl Client {
         let body = encode(req)?;
         let timeout = self.timeout();
         let started = Instant::now();
-        let response = tokio::time::timeout(
+        let (response, lane) = tokio::time::timeout(
             timeout,
             self.send(Method::POST, url, model, Some(body), started),
         )
         .await
         .map_err(|_| Error::Timeout(timeout))??;
         let chunks = ChunkStream {
+            _lane: lane,
             body: Box::pin(response.bytes_stream()),
             decoder: SseDecoder::new(),
             ready: VecDeque::new(),
@@ -301,7 +319,7 @@ impl Client {
         let timeout = self.timeout();
         let started = Instant::now();
         let exchange = async {
-            let response = self.send(method, url, model, body, started).await?;
+            let (response, _lane) = self.send(method, url, model, body, started).await?;
             response
                 .bytes()
                 .await
@@ -313,7 +331,8 @@ impl Client {
         parse_payload(&bytes, what)
     }
 
-    /// Sends the request; returns the response if its status is a success, else the API error.
+    /// Sends the request on a lane; returns the response if its status is a success, else the
+    /// API error. The lane stays taken until the returned guard is dropped, after the body.
     async fn send(
         &self,
         method: Method,
@@ -321,9 +340,10 @@ impl Client {
         model: &str,
         body: Option<Vec<u8>>,
         started: Instant,
-    ) -> Result<reqwest::Response> {
+    ) -> Result<(reqwest::Response, LaneGuard)> {
         let timeout = self.timeout();
-        let mut request = self.inner.http.request(method.clone(), url);
+        let lane = self.inner.pool.acquire()?;
+        let mut request = lane.http().request(method.clone(), url);
         if let Some(key) = &self.inner.key {
             request = request.header(API_KEY_HEADER, key.clone());
         }
@@ -339,10 +359,11 @@ impl Client {
                 return Err(transport_error(e, self.base_url(), timeout));
             }
         };
+        self.inner.pool.saw_version(response.version());
         let status = response.status();
         tracing::debug!(%method, model, status = status.as_u16(), latency_ms, "gemini request");
         if status.is_success() {
-            return Ok(response);
+            return Ok((response, lane));
         }
         // The error body is small; a failure to read it still leaves the status.
         let body = response.bytes().await.unwrap_or_default();
@@ -424,12 +445,22 @@ fn transport_error(e: reqwest::Error, base: &Url, timeout: Duration) -> Error {
         _ => base.to_string(),
     };
     let is_connect = e.is_connect();
-    let detail = error_chain(&e.without_url());
+    let mut detail = error_chain(&e.without_url());
     let lower = detail.to_ascii_lowercase();
     if ["certificate", "tls", "handshake"]
         .iter()
         .any(|w| lower.contains(w))
     {
+        if [
+            "unknownissuer",
+            "invalid peer certificate",
+            "notvalidforname",
+        ]
+        .iter()
+        .any(|w| lower.contains(w))
+        {
+            detail = format!("{detail}: {}", untrusted_hint());
+        }
         Error::Tls { host, detail }
     } else if is_connect {
         Error::Connect { host, detail }
@@ -454,6 +485,8 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// The state of a streamed answer between two polls.
 struct ChunkStream {
+    /// Holds the request's place on its connection until the stream is done.
+    _lane: LaneGuard,
     body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
     decoder: SseDecoder,
     /// Payloads decoded but not yet handed out.

@@ -42,7 +42,8 @@
 //! - [`limits`]: the sliding-window quota.
 //! - [`latency`]: when each chunk leaves.
 //! - [`faults`]: injected failures, reproducible with a seed.
-//! - `routes`: the HTTP surface; [`server`]: start, stop and stats.
+//! - `routes`: the HTTP surface; [`server`]: start, stop, stats and the wire (HTTP/1.1 and
+//!   HTTP/2, plain or over TLS); [`tls`]: the certificate made at start.
 
 pub mod catalog;
 pub mod errors;
@@ -55,6 +56,7 @@ mod routes;
 pub mod server;
 pub mod settings;
 pub mod text;
+pub mod tls;
 pub mod tokens;
 pub mod wire;
 
