@@ -7,8 +7,13 @@
 //!
 //! ```text
 //! cargo run -p emulator -- --port 8080
-//! export GOOGLE_GEMINI_BASE_URL=http://127.0.0.1:8080
+//! export SSL_CERT_FILE=/tmp/gemini-emulator-ca.pem
+//! export GOOGLE_GEMINI_BASE_URL=https://127.0.0.1:8080
 //! ```
+//!
+//! It speaks the real API's wire: HTTPS with HTTP/2 (and HTTP/1.1), at most 100 concurrent
+//! streams per connection, on a certificate made at start ([`tls`]); `--plain` (or
+//! `Settings::tls = false`, the library default) serves plain HTTP.
 //!
 //! # What it serves
 //!
