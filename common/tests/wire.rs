@@ -118,3 +118,17 @@ async fn plain_http_keeps_one_pool_of_http1_connections() {
     assert_eq!(stats.connections, 150);
     assert_eq!(stats.max_streams_per_connection, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extra_connection_left_idle_is_closed() {
+    let emu = emulator(true, Duration::from_millis(300)).await;
+    let client = trusting(&emu);
+    client.get_model(MODEL).await.expect("the model exists");
+    burst(&client, 150).await;
+    assert_eq!(client.connections(), 2);
+    // Past the idle limit of an extra lane (10 s), the next request drops it.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    burst(&client, 1).await;
+    assert_eq!(client.connections(), 1);
+    assert_eq!(emu.stats().connections, 2, "no connection was opened again");
+}

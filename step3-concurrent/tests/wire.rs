@@ -144,7 +144,9 @@ async fn connect_proxy() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>
                 let head = String::from_utf8_lossy(&head).into_owned();
                 let line = head.lines().next().unwrap_or_default().to_string();
                 log.lock().unwrap().push(line.clone());
-                let Some(target) = line.strip_prefix("CONNECT ").and_then(|r| r.split(' ').next())
+                let Some(target) = line
+                    .strip_prefix("CONNECT ")
+                    .and_then(|r| r.split(' ').next())
                 else {
                     return;
                 };
@@ -174,7 +176,11 @@ async fn https_proxy_is_honoured_as_a_tunnel() {
         &[("HTTPS_PROXY", &proxy)],
     )
     .await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let tunnels = seen.lock().unwrap().clone();
     assert!(!tunnels.is_empty(), "nothing went through the proxy");
     let expected = format!("CONNECT {} HTTP/1.1", server.addr());
