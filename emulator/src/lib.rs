@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! cargo run -p emulator -- --port 8080
-//! export SSL_CERT_FILE=/tmp/gemini-emulator-ca.pem
+//! export SSL_CERT_FILE=/tmp/gemini-emulator-ca-8080.pem
 //! export GOOGLE_GEMINI_BASE_URL=https://127.0.0.1:8080
 //! ```
 //!

@@ -83,7 +83,7 @@ struct Args {
     #[arg(long)]
     plain: bool,
     /// Where to write the CA certificate (PEM) that clients must trust (HTTPS only).
-    /// Default: gemini-emulator-ca.pem in the system's temporary directory.
+    /// Default: gemini-emulator-ca-PORT.pem in the system's temporary directory.
     #[arg(long, conflicts_with = "plain")]
     ca_file: Option<PathBuf>,
     /// Most concurrent HTTP/2 streams per connection (Google's front end allows 100).
@@ -139,10 +139,11 @@ impl Args {
     }
 }
 
-/// `gemini-emulator-ca.pem` in the temporary directory: one well-known place, overwritten by
-/// each start (the certificate is new every time, and holds no secret).
-fn default_ca_file() -> PathBuf {
-    std::env::temp_dir().join("gemini-emulator-ca.pem")
+/// `gemini-emulator-ca-PORT.pem` in the temporary directory: a predictable place, one per port
+/// so two emulators do not overwrite each other's CA; each start rewrites it (the certificate
+/// is new every time, and holds no secret).
+fn default_ca_file(port: u16) -> PathBuf {
+    std::env::temp_dir().join(format!("gemini-emulator-ca-{port}.pem"))
 }
 
 #[tokio::main]
@@ -161,7 +162,10 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
     if let Some(pem) = emulator.ca_pem() {
-        let path = args.ca_file.clone().unwrap_or_else(default_ca_file);
+        let path = args
+            .ca_file
+            .clone()
+            .unwrap_or_else(|| default_ca_file(emulator.addr().port()));
         std::fs::write(&path, pem).with_context(|| {
             format!(
                 "cannot write the CA certificate to {} (choose another path with --ca-file)",
