@@ -133,8 +133,7 @@ pub async fn run_step(
     server: &emulator::Emulator,
     args: &[String],
 ) -> anyhow::Result<StepRun> {
-    let output = StepCommand::new(binary)
-        .against(server)
+    let output = trusting(StepCommand::new(binary).against(server), server)?
         .args(args)
         .args(["--json"])
         .run()
@@ -163,6 +162,25 @@ pub async fn run_step(
         );
     }
     Ok(run)
+}
+
+/// Points `SSL_CERT_FILE` at the server's CA when it serves HTTPS, as a user of the
+/// standalone emulator does (the file is in the temporary directory, named after the port).
+pub fn trusting(command: StepCommand, server: &emulator::Emulator) -> anyhow::Result<StepCommand> {
+    Ok(match ca_file(server)? {
+        Some(path) => command.env("SSL_CERT_FILE", &path.to_string_lossy()),
+        None => command,
+    })
+}
+
+/// Writes the server's CA (if it serves HTTPS) to a file and returns its path.
+pub fn ca_file(server: &emulator::Emulator) -> anyhow::Result<Option<PathBuf>> {
+    let Some(pem) = server.ca_pem() else {
+        return Ok(None);
+    };
+    let path = std::env::temp_dir().join(format!("bench-emulator-ca-{}.pem", server.addr().port()));
+    std::fs::write(&path, pem).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(Some(path))
 }
 
 /// Peak and current resident memory of a running process, in bytes, from

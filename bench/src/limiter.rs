@@ -174,6 +174,8 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Table> {
 /// The emulator of this section: strict window, fixed latency.
 fn strict_emulator(plan: &Plan) -> emulator::Settings {
     let mut settings = plan::fixed_latency(plan.limit_latency);
+    // The limiter's figures do not depend on the wire; plain HTTP keeps them comparable.
+    settings.tls = false;
     settings.rpm = Some(plan.limit);
     settings.window = plan.window;
     settings

@@ -72,6 +72,11 @@ struct Args {
     /// Internal: hold N waiters in step 4's limiter and wait to be killed (the memory section's fallback).
     #[arg(long, value_name = "N", hide = true)]
     child_queue: Option<usize>,
+
+    /// Internal: send N requests at once on bare reqwest clients (100 each) to URL, trusting
+    /// the CA in the PEM file, and exit (the memory section's bare-reqwest row).
+    #[arg(long, value_names = ["N", "URL", "CA_FILE"], num_args = 3, hide = true)]
+    child_bare: Vec<String>,
 }
 
 /// The sections of the bench, in the order they run.
@@ -110,6 +115,10 @@ async fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<bool> {
     if let Some(count) = args.child_queue {
         memory::child_queue(count).await?;
+        return Ok(true);
+    }
+    if let [n, url, ca_file] = args.child_bare.as_slice() {
+        memory::child_bare(n.parse()?, url, ca_file.as_ref()).await?;
         return Ok(true);
     }
     let bins = Binaries::locate(!args.no_build)?;

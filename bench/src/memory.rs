@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use testkit::StepCommand;
 
-use crate::binaries::{Binaries, Memory, SAMPLE_EVERY, memory_of};
+use crate::binaries::{Binaries, Memory, SAMPLE_EVERY, memory_of, trusting};
 use crate::plan::{self, Plan};
 use crate::table::{self, Table, median};
 
@@ -64,6 +64,12 @@ pub async fn run(plan: &Plan, bins: &Binaries) -> anyhow::Result<Table> {
         let base = step3_peak(plan, step3, &server, 1).await?;
         let peak = step3_peak(plan, step3, &server, in_flight).await?;
         add("step 3, all in flight at once", in_flight, (base, peak));
+        let bare = bare_peaks(plan, &server).await?;
+        add(
+            "bare reqwest, one `Client` per 100 requests (no parsing)",
+            in_flight,
+            bare,
+        );
     }
     if let Some(step4) = &bins.step4 {
         add(
@@ -85,6 +91,7 @@ pub async fn run(plan: &Plan, bins: &Binaries) -> anyhow::Result<Table> {
             "step 4's binary (with its runner) was not found: no step 4 row, only its limiter's.",
         );
     }
+    table.note("Over HTTPS with HTTP/2 and 100 streams per connection, both step 3 and the bare client use one connection per 100 requests in flight (step 3: 100 lanes sharing one TLS configuration, with receive windows sized for small answers; bare: 100 default reqwest clients, each with its own TLS configuration and root store, the workaround a reqwest user would write).");
     table.note("Step 3 keeps every connection, its buffers and every answer's text until the run ends; step 4 holds one future per request (the whole request's state machine) while it waits. The last row is the limiter's share of that: a child process of the bench (`bench --child-queue N`) with N `acquire` futures queued on one limiter.");
     Ok(table)
 }
@@ -115,8 +122,7 @@ async fn step3_peak(
     let mut peaks = Vec::new();
     for run in 1..=plan.runs {
         eprintln!("bench: memory of step 3 -n {n} (run {run}/{})", plan.runs);
-        let mut command = StepCommand::new(step3)
-            .against(server)
+        let mut command = trusting(StepCommand::new(step3).against(server), server)?
             .args(["-n", &n.to_string()])
             .into_command();
         // Step 3 prints one line per answer: nobody reads them here.
@@ -131,6 +137,79 @@ async fn step3_peak(
         peaks.push(memory.peak as f64);
     }
     Ok(median(&peaks))
+}
+
+/// Peak RSS of `bench --child-bare` with 1 request (baseline) and with
+/// `plan.memory_in_flight`, medians in bytes.
+async fn bare_peaks(plan: &Plan, server: &emulator::Emulator) -> anyhow::Result<(f64, f64)> {
+    let ca_file = crate::binaries::ca_file(server)?.context("the memory emulator serves HTTPS")?;
+    let (mut bases, mut peaks) = (Vec::new(), Vec::new());
+    for run in 1..=plan.runs {
+        eprintln!(
+            "bench: memory of bare reqwest with {} in flight (run {run}/{})",
+            plan.memory_in_flight, plan.runs
+        );
+        for (n, into) in [(1, &mut bases), (plan.memory_in_flight, &mut peaks)] {
+            let child = Command::new(std::env::current_exe()?)
+                .arg("--child-bare")
+                .args([n.to_string(), server.base_url()])
+                .arg(&ca_file)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .spawn()
+                .context("cannot start the bench's child")?;
+            let (memory, ok) =
+                tokio::task::spawn_blocking(move || watch_to_the_end(child)).await??;
+            if !ok {
+                bail!("bare reqwest with {n} requests did not succeed");
+            }
+            into.push(memory.peak as f64);
+        }
+    }
+    Ok((median(&bases), median(&peaks)))
+}
+
+/// The child side of [`bare_peaks`]: `n` requests at once over ⌈n/100⌉ default reqwest
+/// clients (each warmed with one request, so it speaks HTTP/2 before the burst), all read to
+/// the end; an error if any fails.
+pub async fn child_bare(n: usize, base_url: &str, ca_file: &Path) -> anyhow::Result<()> {
+    let pem = std::fs::read(ca_file)?;
+    let model = format!("{base_url}/v1beta/models/gemini-2.5-flash");
+    let key = testkit::TEST_KEY;
+    let mut clients = Vec::new();
+    for _ in 0..n.div_ceil(100) {
+        let http = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem)?)
+            .build()?;
+        http.get(&model)
+            .header("x-goog-api-key", key)
+            .send()
+            .await?
+            .error_for_status()?;
+        clients.push(http);
+    }
+    let body = br#"{"contents":[{"parts":[{"text":"Why do some birds migrate?"}]}]}"#;
+    let url = format!("{model}:generateContent");
+    let answers = futures_util::future::join_all((0..n).map(|i| {
+        let http = &clients[i / 100];
+        let url = &url;
+        async move {
+            http.post(url)
+                .header("x-goog-api-key", key)
+                .header("content-type", "application/json")
+                .body(&body[..])
+                .send()
+                .await?
+                .error_for_status()?
+                .bytes()
+                .await
+        }
+    }))
+    .await;
+    for answer in answers {
+        answer?;
+    }
+    Ok(())
 }
 
 /// Samples a child's memory until it exits; returns the last peak seen and
@@ -165,8 +244,7 @@ async fn step4_queued(plan: &Plan, step4: &Path) -> anyhow::Result<(f64, f64)> {
         let settings = settings.clone();
         async move {
             let server = emulator::start(settings).await?;
-            let mut command = StepCommand::new(step4)
-                .against(&server)
+            let mut command = trusting(StepCommand::new(step4).against(&server), &server)?
                 .args(["-n", &n.to_string()])
                 .args(["--rpm", "1", "--tpm", "0", "--rpd", "0"])
                 .into_command();

@@ -22,6 +22,12 @@ pub struct Plan {
     pub latency: Duration,
     /// Batch sizes of the steps section (step 3 runs them all).
     pub batches: Vec<u32>,
+    /// The batch of the rows that show what the multi-connection client removes: one HTTP/2
+    /// connection (bare reqwest), and plain HTTP/1.1.
+    pub wire_batch: u32,
+    /// The Python seed runs batches up to this size (beyond, its 100-connection pool makes it
+    /// N / 100 latencies, minutes at N = 10,000).
+    pub python_max: u32,
     /// Step 2 (one request after another) runs only batches up to this size:
     /// beyond it, it would take N × latency, which the budget cannot afford.
     pub sequential_max: u32,
@@ -57,7 +63,9 @@ impl Plan {
             runs,
             sequential_runs: 1,
             latency: Duration::from_secs(1),
-            batches: vec![10, 100, 1000],
+            batches: vec![10, 100, 1000, 10_000],
+            wire_batch: 1000,
+            python_max: 1000,
             sequential_max: 10,
             concurrency: vec![1, 16, 64],
             throughput_requests: 4000,
@@ -81,6 +89,8 @@ impl Plan {
             sequential_runs: 1,
             latency: Duration::from_millis(200),
             batches: vec![5, 20, 50],
+            wire_batch: 50,
+            python_max: 50,
             sequential_max: 5,
             concurrency: vec![1, 8],
             throughput_requests: 200,
@@ -98,9 +108,11 @@ impl Plan {
 }
 
 /// An emulator with a fixed latency and no quota, no faults: what the steps
-/// and the Python peer are measured against.
+/// and the Python peer are measured against. Over HTTPS with HTTP/2 and 100
+/// streams per connection, the real API's wire.
 pub fn fixed_latency(latency: Duration) -> emulator::Settings {
     let mut settings = emulator::Settings::instant();
+    settings.tls = true;
     settings.latency = emulator::Latency {
         base: latency,
         ..emulator::Latency::ZERO
@@ -134,6 +146,14 @@ pub fn describe(settings: &emulator::Settings) -> String {
     if settings.faults.is_none() {
         parts.push("no faults".into());
     }
+    parts.push(if settings.tls {
+        format!(
+            "HTTPS with HTTP/2, at most {} streams per connection",
+            settings.max_streams
+        )
+    } else {
+        "plain HTTP/1.1".into()
+    });
     format!("emulator: {}", parts.join(", "))
 }
 

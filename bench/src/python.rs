@@ -44,7 +44,12 @@ pub async fn run(plan: &Plan, bins: &Binaries, ours: &StepTimes) -> anyhow::Resu
     if let Some(&n) = plan.batches.iter().find(|&&n| n <= plan.sequential_max) {
         cases.push((Mode::Sequential, n));
     }
-    cases.extend(plan.batches.iter().map(|&n| (Mode::Concurrent, n)));
+    cases.extend(
+        plan.batches
+            .iter()
+            .filter(|&&n| n <= plan.python_max)
+            .map(|&n| (Mode::Concurrent, n)),
+    );
     for (mode, n) in cases {
         let script = match mode {
             Mode::Sequential => "seed_sequential.py",
@@ -106,10 +111,15 @@ async fn zero_latency_row(
     python: &Path,
     table: &mut Table,
 ) -> anyhow::Result<()> {
-    let (Some(step3), Some(&n)) = (&bins.step3, plan.batches.last()) else {
+    let largest = plan.batches.iter().filter(|&&n| n <= plan.python_max).max();
+    let (Some(step3), Some(&n)) = (&bins.step3, largest) else {
         return Ok(());
     };
-    let server = emulator::start(emulator::Settings::instant()).await?;
+    let server = emulator::start(emulator::Settings {
+        tls: true,
+        ..emulator::Settings::instant()
+    })
+    .await?;
     let rust = steps::median_of(plan.runs, step3, &server, n, "step 3 (no latency)").await?;
     let theirs = median_of(plan.runs, python, "seed_concurrent.py", &server, n).await?;
     table.row(vec![
@@ -175,6 +185,12 @@ async fn run_script(
         .join("python")
         .join(script);
     let mut command = Command::new(python);
+    // The SDK trusts the emulator's CA through SSL_CERT_FILE, as it would a company proxy's.
+    if let Some(ca_file) = crate::binaries::ca_file(server)? {
+        command
+            .env("SSL_CERT_FILE", ca_file)
+            .env_remove("SSL_CERT_DIR");
+    }
     command
         .arg(&path)
         .arg(n.to_string())

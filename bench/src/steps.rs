@@ -85,6 +85,7 @@ pub async fn run(plan: &Plan, bins: &Binaries) -> anyhow::Result<(Table, StepTim
             ),
         ]);
     }
+    wire_rows(plan, bins, &server, &mut table).await?;
     table.note(format!(
         "Step 2 is run only up to N = {}: beyond that it is N × L by construction (each request waits for the one before; the N = {} row measures exactly that), and would take minutes.",
         plan.sequential_max, plan.sequential_max
@@ -99,6 +100,89 @@ pub async fn run(plan: &Plan, bins: &Binaries) -> anyhow::Result<(Table, StepTim
     }
     server.shutdown().await;
     Ok((table, times))
+}
+
+/// The rows that show what the multi-connection client removes, at `plan.wire_batch`: a bare
+/// reqwest `Client` (hyper puts all its requests on one HTTP/2 connection, so at most 100 are
+/// in flight), and step 3 against the same emulator over plain HTTP/1.1 (one connection per
+/// request).
+async fn wire_rows(
+    plan: &Plan,
+    bins: &Binaries,
+    server: &emulator::Emulator,
+    table: &mut Table,
+) -> anyhow::Result<()> {
+    let n = plan.wire_batch;
+    let latency = plan.latency.as_secs_f64();
+    let mut walls = Vec::new();
+    for run in 1..=plan.runs {
+        eprintln!(
+            "bench: one HTTP/2 connection, {n} requests (run {run}/{})",
+            plan.runs
+        );
+        walls.push(one_connection(server, n).await?);
+    }
+    let one = median(&walls);
+    table.row(vec![
+        format!("{n}, one HTTP/2 connection (bare reqwest `Client`)"),
+        "—".into(),
+        table::secs(one),
+        table::num(latency / one, 2),
+        "—".into(),
+    ]);
+    if let Some(step3) = &bins.step3 {
+        let mut settings = plan::fixed_latency(plan.latency);
+        settings.tls = false;
+        let plain = emulator::start(settings).await?;
+        let wall = median_of(plan.runs, step3, &plain, n, "step 3 over HTTP/1.1").await?;
+        plain.shutdown().await;
+        table.row(vec![
+            format!("{n}, step 3 over plain HTTP/1.1"),
+            "—".into(),
+            table::secs(wall),
+            table::num(latency / wall, 2),
+            "—".into(),
+        ]);
+    }
+    table.note("Step 3 keeps one HTTP/2 connection per 100 requests in flight (Google's front end allows 100 streams per connection, as the emulator does here). A single reqwest `Client` keeps one connection however many requests wait, so request 101 waits for a free stream: the one-connection row is that ceiling, about N / 100 latencies.");
+    Ok(())
+}
+
+/// The wall time of `n` requests sent at once on one bare reqwest `Client` (one connection,
+/// warmed first so it is HTTP/2 before the burst).
+async fn one_connection(server: &emulator::Emulator, n: u32) -> anyhow::Result<f64> {
+    let ca = reqwest::Certificate::from_pem(server.ca_pem().unwrap_or_default().as_bytes())?;
+    let http = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()?;
+    let base = server.base_url();
+    let model = format!("{base}/v1beta/models/gemini-2.5-flash");
+    let key = testkit::TEST_KEY;
+    http.get(&model)
+        .header("x-goog-api-key", key)
+        .send()
+        .await?
+        .error_for_status()?;
+    let body =
+        serde_json::json!({"contents": [{"parts": [{"text": "Why do some birds migrate?"}]}]});
+    let url = format!("{model}:generateContent");
+    let started = std::time::Instant::now();
+    let answers = futures_util::future::join_all((0..n).map(|_| async {
+        let response = http
+            .post(&url)
+            .header("x-goog-api-key", key)
+            .json(&body)
+            .send()
+            .await?
+            .error_for_status()?;
+        response.bytes().await
+    }))
+    .await;
+    let wall = started.elapsed().as_secs_f64();
+    for answer in answers {
+        answer?;
+    }
+    Ok(wall)
 }
 
 /// The median wall time of `runs` runs of a step with `-n n`.

@@ -88,8 +88,11 @@ fn quick_bench_prints_every_section_with_sane_numbers() {
 
     // Steps: one row per N; step 2 measured at the smallest N only;
     // efficiency is L / wall, so between 0 and 1.
+    // Then the two wire rows: one HTTP/2 connection, and plain HTTP/1.1.
     let steps = table(&out, "Step 2 (sequential) vs step 3");
-    assert_eq!(steps.len(), 3, "{steps:?}");
+    assert_eq!(steps.len(), 5, "{steps:?}");
+    row(&steps, "50, one HTTP/2 connection");
+    row(&steps, "50, step 3 over plain HTTP/1.1");
     assert!(!steps[0][1].contains("not run"), "{steps:?}");
     assert!(steps[0][1].ends_with(" s"));
     for r in &steps {
@@ -130,6 +133,7 @@ fn quick_bench_prints_every_section_with_sane_numbers() {
     let memory = table(&out, "Memory");
     assert!(memory.len() >= 2, "{memory:?}");
     row(&memory, "step 3, all in flight");
+    row(&memory, "bare reqwest, one `Client` per 100");
     row(&memory, "step 4's `Limiter` alone");
     for r in &memory {
         let (peak, base) = (number(&r[2]), number(&r[3]));

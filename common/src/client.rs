@@ -7,6 +7,11 @@
 //! hyper and any debug output of the request leave it out, and our own
 //! `tracing` events record the method, model, status and latency only.
 //!
+//! Connections: over HTTPS the client keeps as many HTTP/2 connections as the requests in
+//! flight need, 100 streams each ([`crate::pool`]), and trusts what the system trusts
+//! ([`crate::trust`]). Proxies come from `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` and
+//! `NO_PROXY` (reqwest reads them), and an HTTPS request goes through the proxy as a tunnel.
+//!
 //! Every call has a deadline ([`ClientConfig::timeout`]) that covers the
 //! whole exchange, a streamed body included: a server trickling one byte a
 //! second cannot stretch a request past it.
@@ -34,7 +39,9 @@ use url::Url;
 
 use crate::config::{ApiKey, Config};
 use crate::error::{ApiError, Error, Redactor, Result, condense, percent_decode};
+use crate::pool::{LaneGuard, Pool};
 use crate::sse::SseDecoder;
+use crate::trust::{TlsRoots, client_tls, untrusted_hint};
 use crate::types::{
     CountTokensRequest, CountTokensResponse, GenerateContentRequest, GenerateContentResponse,
     ListModelsResponse, Model,
@@ -129,7 +136,8 @@ pub struct Client {
 
 /// What the clones share.
 struct Inner {
-    http: reqwest::Client,
+    /// The connections ("lanes"), each a reqwest client; see [`crate::pool`].
+    pool: Pool,
     /// `base_url` with the version segment appended: every endpoint is below it.
     root: Url,
     /// The key as a ready, sensitive header value.
@@ -153,24 +161,27 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// Builds a client. Fails on a base URL that is not http(s), an API version
-    /// that is not a plain path segment, or a key that cannot be sent in a header.
+    /// Builds a client that trusts what the system trusts (see [`crate::trust`]). Fails on a
+    /// base URL that is not http(s), an API version that is not a plain path segment, a key
+    /// that cannot be sent in a header, or an unreadable `SSL_CERT_FILE`.
     pub fn new(config: ClientConfig) -> Result<Client> {
+        Client::with_roots(config, TlsRoots::System)
+    }
+
+    /// Builds a client that trusts the given roots (the built-in emulator's CA).
+    pub fn with_roots(config: ClientConfig, roots: TlsRoots) -> Result<Client> {
         let root = endpoint_root(&config.base_url, &config.api_version)?;
         let key = config.api_key.as_ref().map(key_header).transpose()?;
-        // rustls with the webpki roots is the only TLS backend compiled in
-        // (no OpenSSL); naming it here makes that a compile-time fact.
-        let http = reqwest::Client::builder()
-            .use_rustls_tls()
-            .user_agent(concat!(
-                "gemini-tutorial-common/",
-                env!("CARGO_PKG_VERSION")
-            ))
-            .build()
-            .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
+        // rustls (ring) is the only TLS backend compiled in (no OpenSSL): the
+        // configuration is built here and shared by every connection.
+        let pool = Pool::new(
+            &config.base_url,
+            client_tls(&roots)?,
+            concat!("gemini-tutorial-common/", env!("CARGO_PKG_VERSION")),
+        )?;
         let redactor = secrets_of(&config);
         let inner = Inner {
-            http,
+            pool,
             root,
             key,
             config,
@@ -215,6 +226,12 @@ impl Client {
         &self.inner.redactor
     }
 
+    /// How many connection lanes are open now: over HTTP/2, about one per 100 requests in
+    /// flight (see [`crate::pool`]); over HTTP/1.1, always 1.
+    pub fn connections(&self) -> usize {
+        self.inner.pool.lanes()
+    }
+
     /// `POST models/{model}:generateContent`: one whole answer.
     pub async fn generate_content(
         &self,
@@ -251,7 +268,7 @@ impl Client {
         let timeout = self.timeout();
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + timeout;
-        let response = tokio::time::timeout_at(
+        let (response, lane) = tokio::time::timeout_at(
             deadline,
             self.send(Method::POST, url, model, Some(body), started),
         )
@@ -261,6 +278,7 @@ impl Client {
         .map_err(|e| self.redactor().error(e))?;
         let limit = self.max_response();
         let chunks = ChunkStream {
+            _lane: lane,
             body: Box::pin(response.bytes_stream()),
             decoder: SseDecoder::with_limit(limit),
             ready: VecDeque::new(),
@@ -403,7 +421,7 @@ impl Client {
         let timeout = self.timeout();
         let started = Instant::now();
         let exchange = async {
-            let response = self.send(method, url, model, body, started).await?;
+            let (response, _lane) = self.send(method, url, model, body, started).await?;
             let limit = self.max_response();
             match read_capped(response, limit).await {
                 Ok(Capped::Whole(bytes)) => Ok(bytes),
@@ -419,7 +437,8 @@ impl Client {
         result.map_err(|e| self.redactor().error(e))
     }
 
-    /// Sends the request; returns the response if its status is a success, else the API error.
+    /// Sends the request on a lane; returns the response if its status is a success, else the
+    /// API error. The lane stays taken until the returned guard is dropped, after the body.
     async fn send(
         &self,
         method: Method,
@@ -427,9 +446,10 @@ impl Client {
         model: &str,
         body: Option<Vec<u8>>,
         started: Instant,
-    ) -> Result<reqwest::Response> {
+    ) -> Result<(reqwest::Response, LaneGuard)> {
         let timeout = self.timeout();
-        let mut request = self.inner.http.request(method.clone(), url);
+        let lane = self.inner.pool.acquire()?;
+        let mut request = lane.http().request(method.clone(), url);
         if let Some(key) = &self.inner.key {
             request = request.header(API_KEY_HEADER, key.clone());
         }
@@ -445,10 +465,11 @@ impl Client {
                 return Err(transport_error(e, self.base_url(), timeout));
             }
         };
+        self.inner.pool.saw_version(response.version());
         let status = response.status();
         tracing::debug!(%method, model, status = status.as_u16(), latency_ms, "gemini request");
         if status.is_success() {
-            return Ok(response);
+            return Ok((response, lane));
         }
         // An error body is small; only its start is read, and a failure to
         // read it still leaves the status.
@@ -620,12 +641,22 @@ fn transport_error(e: reqwest::Error, base: &Url, timeout: Duration) -> Error {
         _ => base.to_string(),
     };
     let is_connect = e.is_connect();
-    let detail = error_chain(&e.without_url());
+    let mut detail = error_chain(&e.without_url());
     let lower = detail.to_ascii_lowercase();
     if ["certificate", "tls", "handshake"]
         .iter()
         .any(|w| lower.contains(w))
     {
+        if [
+            "unknownissuer",
+            "invalid peer certificate",
+            "notvalidforname",
+        ]
+        .iter()
+        .any(|w| lower.contains(w))
+        {
+            detail = format!("{detail}: {}", untrusted_hint());
+        }
         Error::Tls { host, detail }
     } else if is_connect {
         Error::Connect { host, detail }
@@ -670,6 +701,8 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// The state of a streamed answer between two polls.
 struct ChunkStream {
+    /// Holds the request's place on its connection until the stream is done.
+    _lane: LaneGuard,
     body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
     decoder: SseDecoder,
     /// Payloads decoded but not yet handed out.

@@ -6,7 +6,7 @@
 //! | key | `GOOGLE_GEMINI_BASE_URL` | result |
 //! |---|---|---|
 //! | set | any (or none) | that server (default: the real API) with the key |
-//! | none | none | the built-in emulator, started in-process on 127.0.0.1 (one stderr line says so) |
+//! | none | none | the built-in emulator, started in-process on 127.0.0.1 over HTTPS (one stderr line says so) |
 //! | none | loopback (`localhost`, `127.x`, `::1`) | that local server with the placeholder key `emulator` |
 //! | none | any other host | [`Error::MissingKey`] |
 //! | any | any, with `force_emulator` | the built-in emulator |
@@ -25,6 +25,7 @@ use url::Url;
 use crate::client::{Client, ClientConfig};
 use crate::config::{ApiKey, Config, is_loopback};
 use crate::error::{Error, Result};
+use crate::trust::TlsRoots;
 
 /// The key sent to a local server when no key is configured (any non-empty key is accepted there).
 pub const PLACEHOLDER_KEY: &str = "emulator";
@@ -159,7 +160,12 @@ fn plan(config: &Config, force_emulator: bool) -> Result<Plan> {
 }
 
 /// Starts the emulator on 127.0.0.1 (ephemeral port unless the settings say otherwise) and connects to it.
-async fn start_emulator(config: &Config, opts: ConnectOptions) -> Result<Session> {
+///
+/// It serves HTTPS with HTTP/2 and Google's 100 streams per connection, so the tutorial meets
+/// offline the wire it meets online. The client trusts exactly the CA the emulator made at
+/// start, handed over in memory: no file, and no other server could be trusted by mistake.
+async fn start_emulator(config: &Config, mut opts: ConnectOptions) -> Result<Session> {
+    opts.emulator.tls = true;
     // The emulator accepts any non-empty key unless its settings demand one.
     let key = opts
         .emulator
@@ -178,12 +184,16 @@ async fn start_emulator(config: &Config, opts: ConnectOptions) -> Result<Session
     eprintln!(
         "Running offline on the built-in Gemini emulator at {base_url} (no real API calls). To use the real API, set GOOGLE_API_KEY or GEMINI_API_KEY (in the environment or a .env file)."
     );
-    let client = Client::new(ClientConfig {
-        base_url,
-        api_key: ApiKey::new(key),
-        api_version: config.api_version.clone(),
-        timeout: opts.timeout,
-    })?;
+    let roots = TlsRoots::Only(server.ca_pem().unwrap_or_default().to_string());
+    let client = Client::with_roots(
+        ClientConfig {
+            base_url,
+            api_key: ApiKey::new(key),
+            api_version: config.api_version.clone(),
+            timeout: opts.timeout,
+        },
+        roots,
+    )?;
     Ok(Session {
         client,
         emulator: Some(server),

@@ -10,6 +10,8 @@
 //!   or the built-in emulator, started in-process, without one.
 //! - [`client`]: the [`Client`]: generate (unary and streamed), count tokens, list
 //!   and get models; one connection pool shared by every clone.
+//! - [`pool`] and [`trust`]: the connections under it (one HTTP/2 connection per 100
+//!   requests in flight) and which certificates it trusts.
 //! - [`types`]: the request and response bodies, as tolerant as Google's clients
 //!   (unknown fields and enum values are kept, not fatal).
 //! - [`error`]: one [`Error`] enum that keeps what the server said (status, retry
@@ -43,6 +45,7 @@ pub mod connect;
 pub mod error;
 pub mod limits;
 pub mod outcome;
+pub mod pool;
 pub mod quota;
 pub mod report;
 pub mod run;
@@ -50,6 +53,7 @@ pub mod shutdown;
 pub mod sse;
 pub mod terminal;
 pub mod timeline;
+pub mod trust;
 pub mod types;
 
 pub use client::{Client, ClientConfig};

@@ -7,8 +7,13 @@
 //!
 //! ```text
 //! cargo run -p emulator -- --port 8080
-//! export GOOGLE_GEMINI_BASE_URL=http://127.0.0.1:8080
+//! export SSL_CERT_FILE=/tmp/gemini-emulator-ca-8080.pem
+//! export GOOGLE_GEMINI_BASE_URL=https://127.0.0.1:8080
 //! ```
+//!
+//! It speaks the real API's wire: HTTPS with HTTP/2 (and HTTP/1.1), at most 100 concurrent
+//! streams per connection, on a certificate made at start ([`tls`]); `--plain` (or
+//! `Settings::tls = false`, the library default) serves plain HTTP.
 //!
 //! # What it serves
 //!
@@ -42,7 +47,8 @@
 //! - [`limits`]: the sliding-window quota.
 //! - [`latency`]: when each chunk leaves.
 //! - [`faults`]: injected failures, reproducible with a seed.
-//! - `routes`: the HTTP surface; `state`: what its handlers share; [`server`]: start, stop and stats.
+//! - `routes`: the HTTP surface; `state`: what its handlers share; [`server`]: start, stop,
+//!   stats and the wire (HTTP/1.1 and HTTP/2, plain or over TLS); [`tls`]: the certificate made at start.
 
 pub mod catalog;
 pub mod errors;
@@ -56,6 +62,7 @@ pub mod server;
 pub mod settings;
 mod state;
 pub mod text;
+pub mod tls;
 pub mod tokens;
 pub mod wire;
 

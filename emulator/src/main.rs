@@ -1,9 +1,13 @@
 //! The emulator as a program: `cargo run -p emulator -- --port 8080`.
 //!
-//! Prints the line to export on stdout (so `eval "$(emulator ...)"` style use works), logs to
-//! stderr (`RUST_LOG=debug` shows every request), and shuts down gracefully on Ctrl-C.
+//! It serves HTTPS with HTTP/2, like the real API, on a certificate made at start; the CA that
+//! signed it is written to a file (`--ca-file`) so clients can trust it. `--plain` serves plain
+//! HTTP instead, for curl one-liners and tools without TLS. Prints the lines to export on
+//! stdout (so `eval "$(emulator ...)"` works), logs to stderr (`RUST_LOG=debug` shows every
+//! request), and shuts down gracefully on Ctrl-C.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -79,6 +83,19 @@ struct Args {
     /// (quotaValue "0"), short-day-delay, dimensions-string or no-value.
     #[arg(long, value_name = "QUIRK")]
     quota_quirk: Option<emulator::settings::QuotaQuirk>,
+    /// Serve plain HTTP (HTTP/1.1, and HTTP/2 with prior knowledge) instead of HTTPS.
+    #[arg(long)]
+    plain: bool,
+    /// Where to write the CA certificate (PEM) that clients must trust (HTTPS only).
+    /// Default: gemini-emulator-ca-PORT.pem in the system's temporary directory.
+    #[arg(long, conflicts_with = "plain")]
+    ca_file: Option<PathBuf>,
+    /// Most concurrent HTTP/2 streams per connection (Google's front end allows 100).
+    #[arg(long, default_value_t = Settings::default().max_streams, value_parser = clap::value_parser!(u32).range(1..))]
+    max_streams: u32,
+    /// Close a connection that sends nothing for this long (handshake, headers, body, idle).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    read_timeout: Duration,
 }
 
 impl Args {
@@ -109,7 +126,13 @@ impl Args {
             seed: self.seed,
             max_body_bytes: self.max_body_bytes,
             quota_quirk: self.quota_quirk,
+            tls: !self.plain,
+            max_streams: self.max_streams,
+            read_timeout: self.read_timeout,
         };
+        if self.read_timeout.is_zero() {
+            anyhow::bail!("--read-timeout must be more than 0 (e.g. 30s)");
+        }
         if self.instant {
             let instant = Settings::instant();
             settings.latency = instant.latency;
@@ -119,6 +142,13 @@ impl Args {
         }
         Ok(settings)
     }
+}
+
+/// `gemini-emulator-ca-PORT.pem` in the temporary directory: a predictable place, one per port
+/// so two emulators do not overwrite each other's CA; each start rewrites it (the certificate
+/// is new every time, and holds no secret).
+fn default_ca_file(port: u16) -> PathBuf {
+    std::env::temp_dir().join(format!("gemini-emulator-ca-{port}.pem"))
 }
 
 #[tokio::main]
@@ -136,6 +166,19 @@ async fn main() -> anyhow::Result<()> {
     let emulator = emulator::start(settings)
         .await
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
+    if let Some(pem) = emulator.ca_pem() {
+        let path = args
+            .ca_file
+            .clone()
+            .unwrap_or_else(|| default_ca_file(emulator.addr().port()));
+        std::fs::write(&path, pem).with_context(|| {
+            format!(
+                "cannot write the CA certificate to {} (choose another path with --ca-file)",
+                path.display()
+            )
+        })?;
+        println!("export SSL_CERT_FILE={}", path.display());
+    }
     println!("export GOOGLE_GEMINI_BASE_URL={}", emulator.base_url());
     tracing::info!(url = %emulator.base_url(), "emulator ready; Ctrl-C to stop");
     tokio::signal::ctrl_c()

@@ -147,6 +147,18 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Serve every 429 in one of the odd shapes the real API sometimes uses.
     pub quota_quirk: Option<QuotaQuirk>,
+    /// Serve HTTPS (a certificate made at start, ALPN `h2` and `http/1.1`) like the real API,
+    /// instead of plain HTTP. Off in `Default` so that a test's own HTTP client needs no CA;
+    /// the binary and the steps' built-in emulator turn it on.
+    pub tls: bool,
+    /// Most concurrent HTTP/2 streams on one connection (SETTINGS_MAX_CONCURRENT_STREAMS):
+    /// Google's front end allows 100. A stream opened past it is refused (`REFUSED_STREAM`).
+    pub max_streams: u32,
+    /// How long the server waits on a client that owes it something: a connection with no
+    /// request in flight and no byte moving, a TLS handshake, request headers, or the next
+    /// piece of a request body. Past it the connection is closed, so half-open connections
+    /// cannot pile up.
+    pub read_timeout: Duration,
 }
 
 impl Settings {
@@ -179,6 +191,9 @@ impl Default for Settings {
             // The documented Gemini API request size limit is 20 MB.
             max_body_bytes: 20 * 1024 * 1024,
             quota_quirk: None,
+            tls: false,
+            max_streams: 100,
+            read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -199,6 +214,9 @@ impl fmt::Debug for Settings {
             .field("seed", &self.seed)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("quota_quirk", &self.quota_quirk)
+            .field("tls", &self.tls)
+            .field("max_streams", &self.max_streams)
+            .field("read_timeout", &self.read_timeout)
             .finish()
     }
 }

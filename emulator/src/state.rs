@@ -41,6 +41,11 @@ pub struct Stats {
     pub max_in_flight: usize,
     /// Generate requests in flight now.
     pub in_flight: usize,
+    /// Connections accepted so far (TCP; a failed TLS handshake counts too).
+    pub connections: usize,
+    /// The most requests in flight at once on any one connection: over HTTP/2, its peak of
+    /// concurrent streams, which the server keeps at or under `Settings::max_streams`.
+    pub max_streams_per_connection: usize,
 }
 
 impl Stats {
@@ -120,6 +125,20 @@ impl Shared {
     fn leave(&self) {
         let mut stats = lock(&self.stats);
         stats.in_flight = stats.in_flight.saturating_sub(1);
+    }
+
+    pub(crate) fn connection_opened(&self) {
+        lock(&self.stats).connections += 1;
+    }
+
+    pub(crate) fn streams_on_connection(&self, streams: usize) {
+        let mut stats = lock(&self.stats);
+        stats.max_streams_per_connection = stats.max_streams_per_connection.max(streams);
+    }
+
+    /// Milliseconds since start: a clock that fits an atomic.
+    pub(crate) fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 }
 

@@ -4,7 +4,9 @@
 //! against the other can hide a shared mistake. Google's SDK is an independent judge: this test
 //! starts two emulators in-process and runs `conformance/sdk_conformance.py`, which makes the
 //! tutorial's calls (unary, async batch, stream, countTokens, models.list/get) and provokes the
-//! 400/404/429 errors, checking that the SDK parses every answer.
+//! 400/404/429 errors, checking that the SDK parses every answer. It runs twice: over HTTPS
+//! with HTTP/2, as the real API is served (the SDK trusting the emulator's CA through
+//! `SSL_CERT_FILE`, as a user of the standalone emulator does), and over plain HTTP.
 //!
 //! It needs a Python with `google-genai`, named by `GEMINI_CONFORMANCE_PYTHON`. Run `.ci/setup`
 //! once and export the line it prints. Without it the test is skipped with a note, except under
@@ -28,19 +30,31 @@ const LIMITED_RPM: u32 = 2;
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(180);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn google_genai_sdk_accepts_the_emulator() {
+async fn google_genai_sdk_accepts_the_emulator_over_https() {
+    conformance(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn google_genai_sdk_accepts_the_emulator_over_plain_http() {
+    conformance(false).await;
+}
+
+/// Runs the script against two emulators, over HTTPS (`tls`) or plain HTTP.
+async fn conformance(tls: bool) {
     let Some(python) = conformance_python() else {
         return;
     };
 
     let open = emulator::start(Settings {
         key: Some(KEY.to_string()),
+        tls,
         ..Settings::instant()
     })
     .await
     .expect("start the main emulator");
     // A window far longer than the test, so the limit cannot reset half-way through it.
     let limited = emulator::start(Settings {
+        tls,
         rpm: Some(LIMITED_RPM),
         window: Duration::from_secs(3600),
         ..Settings::instant()
@@ -57,6 +71,19 @@ async fn google_genai_sdk_accepts_the_emulator() {
         .env("CONFORMANCE_LIMITED_RPM", LIMITED_RPM.to_string())
         .env("PYTHONUNBUFFERED", "1")
         .env("PYTHONDONTWRITEBYTECODE", "1");
+    // Each emulator made its own CA; the SDK reads SSL_CERT_FILE (and then ignores certifi).
+    let ca_file = tempfile::NamedTempFile::new().expect("a temporary file");
+    let pems: Vec<&str> = [&open, &limited]
+        .iter()
+        .filter_map(|emulator| emulator.ca_pem())
+        .collect();
+    std::fs::write(ca_file.path(), pems.concat()).expect("write the CA file");
+    if tls {
+        command.env("SSL_CERT_FILE", ca_file.path());
+    } else {
+        command.env_remove("SSL_CERT_FILE");
+    }
+    command.env_remove("SSL_CERT_DIR");
     // Settings from the developer's shell would change what the SDK does (another key, another
     // API version, Vertex AI instead of the Gemini API); the script must see only ours.
     for var in [
