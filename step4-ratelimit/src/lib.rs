@@ -43,11 +43,14 @@
 //!   and never spends the same day twice.
 //! * [`options`] and [`prompts`]: the command line (limits default to the
 //!   model's free tier) and the prompts to send (`--prompts FILE`).
+//! * [`journal`]: `--output`, an append-only file of answers that a stopped
+//!   run resumes from, so no answer is lost or paid for twice.
 //!
 //! The binary (`src/main.rs`) puts them together in a page: parse the
 //! arguments, connect, build the limiter, run the batch through it.
 
 mod gauge;
+pub mod journal;
 pub mod limiter;
 pub mod memory;
 pub mod options;

@@ -28,6 +28,7 @@ use std::{process::ExitCode, sync::Arc};
 use clap::Parser;
 use common::{cli::BatchArgs, report::Summary, run, shutdown::Shutdown};
 use step4_ratelimit::{
+    journal,
     limiter::{Limiter, RateLimit},
     options::LimitArgs,
     prompts::Prompts,
@@ -110,6 +111,15 @@ async fn send_all(args: &Args, shutdown: &Shutdown) -> anyhow::Result<Summary> {
         args.batch.requests,
         args.limit.prompts.as_deref(),
     )?;
+    // An existing --output is read first: the answers it holds are paid
+    // for, and only the other prompts are sent.
+    let journal = journal::open(&args.limit, common.timeline.as_deref(), &prompts)?;
+    let todo = journal
+        .as_ref()
+        .map_or_else(|| (0..prompts.len()).collect(), |(_, resume)| resume.todo());
+    if todo.is_empty() {
+        return Ok(journal::nothing_left(prompts.len(), &args.limit));
+    }
     let limiter = build_limiter(&args.limit, args.redis.as_deref(), &common.model).await?;
 
     // Connect (the real API with a key, the built-in emulator without one)
@@ -118,7 +128,7 @@ async fn send_all(args: &Args, shutdown: &Shutdown) -> anyhow::Result<Summary> {
 
     // The report prints each outcome in order, and the summary at the end.
     let window = (!args.limit.no_limit).then_some(args.limit.window);
-    let report = runner::report(prompts.len(), common, args.limit.output.as_deref(), window)?;
+    let report = runner::report(todo.len(), common, window);
 
     // The runner learns the real limits from the server's 429s, and
     // remembers them with the day's spend (not for the built-in emulator,
@@ -131,7 +141,7 @@ async fn send_all(args: &Args, shutdown: &Shutdown) -> anyhow::Result<Summary> {
 
     // All requests are queued at once, as in step 3; the limiter decides
     // when each one may go.
-    let runner = Runner::new(
+    let mut runner = Runner::new(
         session.client.clone(),
         limiter,
         report,
@@ -143,7 +153,14 @@ async fn send_all(args: &Args, shutdown: &Shutdown) -> anyhow::Result<Summary> {
         },
     )
     .with_learner(Arc::new(learner));
-    Ok(runner.run(&prompts).await?)
+    if let Some((journal, _)) = &journal {
+        runner = runner.with_journal(journal.clone());
+    }
+    let mut summary = runner.run(&prompts, &todo).await?;
+    if let Some((journal, resume)) = &journal {
+        journal::account(journal, resume, &mut summary)?;
+    }
+    Ok(summary)
 }
 
 /// The limiter the runner paces itself with.

@@ -120,14 +120,21 @@ pub struct LimitArgs {
     pub backoff: Duration,
 
     /// Read the prompts from FILE, one per line (or JSON lines with a "prompt"
-    /// field; blank lines are skipped), instead of sending --prompt N times.
+    /// field, an optional "id" and any other fields; blank lines are
+    /// skipped), instead of sending --prompt N times.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["prompt", "requests"])]
     pub prompts: Option<PathBuf>,
 
-    /// Write one JSON line per prompt to FILE, in input order: the answer or
-    /// the error, token usage, attempts and latency.
+    /// Append one JSON line per prompt to FILE the moment it ends (completion
+    /// order): its id, the answer or the error, tokens, attempts and latency.
+    /// If FILE exists, the run resumes: prompts it already answered are skipped.
     #[arg(long, value_name = "FILE.jsonl")]
     pub output: Option<PathBuf>,
+
+    /// Start over instead of resuming: the existing --output file is renamed
+    /// to FILE.jsonl.1 (or .2, ...), never erased.
+    #[arg(long, requires = "output")]
+    pub restart: bool,
 }
 
 /// A model we know no limits for, and no `--rpm` to go by.

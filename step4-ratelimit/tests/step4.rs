@@ -313,12 +313,18 @@ async fn prompts_files_and_output_keep_input_order() {
     let jsonl = dir.path().join("prompts.jsonl");
     let json_text: String = prompts
         .iter()
-        .map(|p| format!("{}\n", serde_json::json!({ "prompt": p, "id": 1 })))
+        .enumerate()
+        .map(|(i, p)| {
+            format!(
+                "{}\n",
+                serde_json::json!({ "prompt": p, "id": format!("q{i}") })
+            )
+        })
         .collect();
     std::fs::write(&jsonl, json_text).expect("written");
 
-    for file in [&lines, &jsonl] {
-        let output = dir.path().join("answers.jsonl");
+    for (file, name) in [(&lines, "lines.jsonl"), (&jsonl, "json.jsonl")] {
+        let output = dir.path().join(name);
         let out = step(
             &server,
             &[
@@ -335,13 +341,20 @@ async fn prompts_files_and_output_keep_input_order() {
         assert!(out.status.success(), "{}", out.all());
         assert_eq!(count(&out.summary(), "requests"), 3);
         let written = std::fs::read_to_string(&output).expect("the output was written");
-        let rows: Vec<Value> = written
+        let mut rows: Vec<Value> = written
             .lines()
             .map(|l| serde_json::from_str(l).expect("a JSON line"))
             .collect();
         assert_eq!(rows.len(), 3, "one line per prompt: {written}");
+        // The journal is in completion order; its lines say where each belongs.
+        rows.sort_by_key(|row| row["line"].as_u64());
         for (i, row) in rows.iter().enumerate() {
-            assert_eq!(row["index"], i, "in input order: {written}");
+            let id = if file == &lines {
+                Value::from([1, 3, 5][i])
+            } else {
+                Value::from(format!("q{i}"))
+            };
+            assert_eq!(row["id"], id, "{written}");
             assert_eq!(row["ok"], true);
             assert_eq!(row["attempts"], 1);
             assert!(row["latency_ms"].is_u64());

@@ -42,7 +42,6 @@ pub mod retry;
 
 use std::{
     convert::Infallible,
-    path::{Path, PathBuf},
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -70,8 +69,9 @@ pub use retry::{Decision, RetryPolicy};
 
 use crate::{
     gauge::Gauge,
+    journal::Journal,
     limiter::{LimitError, Limits, Permit, RateLimit, Stats},
-    prompts::Prompts,
+    prompts::{Loaded, Prompts},
 };
 
 /// The reason given to the limiter when the day's quota is spent.
@@ -94,37 +94,15 @@ pub struct RunOptions {
     pub shutdown: Shutdown,
 }
 
-/// The `--output` file could not be created.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot create the output file {}", path.display())]
-pub struct OutputError {
-    /// The file.
-    pub path: PathBuf,
-    /// What the system said.
-    pub source: std::io::Error,
-}
-
-/// The report of a step 4 run: the shared one, plus the `--output` file and
-/// the limiter's window shaded on the `--timeline`.
-pub fn report(
-    total: usize,
-    common: &CommonArgs,
-    output: Option<&Path>,
-    window: Option<Duration>,
-) -> Result<Report, OutputError> {
+/// The report of a step 4 run: the shared one, with the limiter's window
+/// shaded on the `--timeline`. (The `--output` file is the [`Journal`].)
+pub fn report(total: usize, common: &CommonArgs, window: Option<Duration>) -> Report {
     // The title is left to the report (program, requests, time), like the
     // other steps' pictures; step 4 adds its limit's windows, shaded.
-    let report = Report::new(total, common).with_timeline_options(timeline::Options {
+    Report::new(total, common).with_timeline_options(timeline::Options {
         title: None,
         window,
-    });
-    match output {
-        None => Ok(report),
-        Some(path) => report.with_output(path).map_err(|source| OutputError {
-            path: path.to_path_buf(),
-            source,
-        }),
-    }
+    })
 }
 
 /// A request's input tokens, estimated before it is sent.
@@ -154,6 +132,8 @@ pub struct Runner {
     rng: Mutex<SmallRng>,
     /// Learns limits from 429s and remembers them, if the run does.
     learner: Option<Arc<Learner>>,
+    /// Where each outcome is appended as soon as it is known (`--output`).
+    journal: Option<Arc<Journal>>,
 }
 
 impl Runner {
@@ -173,6 +153,7 @@ impl Runner {
             live: Live::default(),
             rng: Mutex::new(SmallRng::seed_from_u64(seed())),
             learner: None,
+            journal: None,
         }
     }
 
@@ -183,13 +164,25 @@ impl Runner {
         self
     }
 
-    /// Sends every prompt, all of them queued at once, and adds up the run.
+    /// The same runner, appending each outcome to `journal` the moment it
+    /// is known. A write error stops the run: an answer that could not be
+    /// kept is not a success.
+    pub fn with_journal(mut self, journal: Arc<Journal>) -> Runner {
+        self.journal = Some(journal);
+        self
+    }
+
+    /// Sends the prompts `todo` (indices into `prompts`), all of them queued
+    /// at once, and adds up the run; the report numbers them in that order.
     ///
     /// Returns an error only when the run had to stop because every request
     /// would fail (a bad key, say): that is one line for the user, not N.
-    pub async fn run(self, prompts: &Prompts) -> Result<Summary, Error> {
+    pub async fn run(self, prompts: &Prompts, todo: &[usize]) -> Result<Summary, Error> {
         self.start_from_memory();
-        let requests = (0..prompts.len()).map(|index| self.request(index, prompts.get(index)));
+        let requests = todo
+            .iter()
+            .enumerate()
+            .map(|(position, &index)| self.request(position, prompts, index));
         let result = tokio::select! {
             result = try_join_all(requests) => result,
             never = self.monitor() => match never {},
@@ -212,16 +205,33 @@ impl Runner {
     }
 
     /// One request, from its first permit to its outcome, retries included.
-    async fn request(&self, index: usize, prompt: &str) -> Result<(), Error> {
-        let request = GenerateContentRequest::from_prompt(prompt);
-        let tokens = estimate_tokens(prompt);
+    ///
+    /// Until its first permit, a queued request is this future and nothing
+    /// more: the prompt is read from the file only once it may go, and the
+    /// HTTP call's large state is boxed, so a million queued prompts cost
+    /// a few hundred bytes each, not a copy of the prompt and a request.
+    async fn request(&self, position: usize, prompts: &Prompts, index: usize) -> Result<(), Error> {
+        let tokens = prompts.tokens(index);
+        let mut loaded: Option<(GenerateContentRequest, Loaded)> = None;
         let mut attempts = Vec::new();
         let ended = loop {
             let permit = match self.admit(tokens, !attempts.is_empty()).await {
                 Ok(permit) => permit,
                 Err(ended) => break ended,
             };
-            let Some((attempt, result)) = self.attempt(&request).await else {
+            if loaded.is_none() {
+                match prompts.load(index) {
+                    Ok(prompt) => {
+                        let request = GenerateContentRequest::from_prompt(&prompt.prompt);
+                        loaded = Some((request, prompt));
+                    }
+                    Err(error) => break Ended::Failed(Error::Config(error.to_string())),
+                }
+            }
+            let Some((request, _)) = &loaded else {
+                continue;
+            };
+            let Some((attempt, result)) = Box::pin(self.attempt(request)).await else {
                 break Ended::NotDone(self.options.shutdown.cut_off());
             };
             attempts.push(attempt);
@@ -260,12 +270,38 @@ impl Runner {
             }
             // Round again: `admit` notices if the run was halted meanwhile.
         };
-        self.report.record(Outcome {
-            index,
+        let outcome = Outcome {
+            index: position,
             attempts,
             ended,
-        });
+        };
+        self.keep(
+            prompts,
+            index,
+            &outcome,
+            loaded.as_ref().map(|(_, l)| &l.input),
+        );
+        self.report.record(outcome);
         Ok(())
+    }
+
+    /// Appends an outcome to the journal, if the run keeps one; a write
+    /// error halts the run at once (the requests in flight still end, and
+    /// try to write, so the journal keeps whatever it still can).
+    fn keep(
+        &self,
+        prompts: &Prompts,
+        index: usize,
+        outcome: &Outcome,
+        input: Option<&serde_json::Map<String, serde_json::Value>>,
+    ) {
+        let Some(journal) = &self.journal else {
+            return;
+        };
+        if let Err(line) = journal.append(prompts, index, outcome, input) {
+            // `main` says it once the run has ended (see `journal::account`).
+            self.halt.stop(&format!("not sent: {line}"));
+        }
     }
 
     /// Waits for the limiter to let a request go, unless the run is halted
