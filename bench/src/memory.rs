@@ -12,6 +12,9 @@
 //! - **Step 4** with many requests queued behind a low rate limit: its
 //!   memory once everything is queued (when it has stopped growing), then it
 //!   is killed; the same with one request as the baseline.
+//! - **Step 4 with a prompts file** (`--prompts FILE --output FILE`), the
+//!   same queue: the file is indexed, not held, and each prompt is read back
+//!   only when it is sent, so this row should match the one above.
 //! - **Step 4's limiter alone** with as many waiters, in a child process of
 //!   the bench itself (`--child-queue N`): the limiter's share of step 4's
 //!   figure (and the only figure if step 4's binary is not there).
@@ -75,7 +78,12 @@ pub async fn run(plan: &Plan, bins: &Binaries) -> anyhow::Result<Table> {
         add(
             "step 4, queued behind `--rpm 1`",
             queued,
-            step4_queued(plan, step4).await?,
+            step4_queued(plan, step4, Source::Repeat).await?,
+        );
+        add(
+            "step 4, a prompts file queued behind `--rpm 1`, with `--output`",
+            queued,
+            step4_queued(plan, step4, Source::File).await?,
         );
     }
     add(
@@ -228,6 +236,43 @@ fn watch_to_the_end(mut child: Child) -> anyhow::Result<(Memory, bool)> {
     }
 }
 
+/// Where step 4's queued prompts come from.
+#[derive(Clone, Copy)]
+enum Source {
+    /// `-n N`: one prompt, N times.
+    Repeat,
+    /// `--prompts FILE` of N distinct lines (about 100 bytes each), with
+    /// `--output` (the journal) as a bulk run has it.
+    File,
+}
+
+/// The arguments that give step 4 `n` prompts from `source` (files in `dir`).
+fn step4_prompts(source: Source, n: u32, dir: &Path) -> anyhow::Result<Vec<String>> {
+    match source {
+        Source::Repeat => Ok(vec!["-n".into(), n.to_string()]),
+        Source::File => {
+            let prompts = dir.join(format!("prompts-{n}.jsonl"));
+            let text: String = (1..=n)
+                .map(|i| {
+                    format!(
+                        "{{\"id\": \"q{i}\", \"prompt\": \"Question {i}: in two sentences, why do some birds migrate south in the winter?\"}}\n"
+                    )
+                })
+                .collect();
+            std::fs::write(&prompts, text).context("cannot write the prompts file")?;
+            let output = dir.join(format!("answers-{n}.jsonl"));
+            // A fresh journal each time: an old one would make this a resume.
+            let _ = std::fs::remove_file(&output);
+            Ok(vec![
+                "--prompts".into(),
+                prompts.display().to_string(),
+                "--output".into(),
+                output.display().to_string(),
+            ])
+        }
+    }
+}
+
 /// Peak RSS of step 4 with one request (baseline) and with
 /// `plan.memory_queued` requests queued, medians in bytes.
 ///
@@ -235,17 +280,19 @@ fn watch_to_the_end(mut child: Child) -> anyhow::Result<(Memory, bool)> {
 /// emulator with the same limit, so one request goes and every other one
 /// waits in its limiter's queue for hours. Once its memory has not grown for
 /// a while, everything is queued: we read it and kill the program.
-async fn step4_queued(plan: &Plan, step4: &Path) -> anyhow::Result<(f64, f64)> {
+async fn step4_queued(plan: &Plan, step4: &Path, source: Source) -> anyhow::Result<(f64, f64)> {
+    let dir = tempfile::tempdir().context("cannot make a temporary directory")?;
     let mut settings = plan::fixed_latency(plan.latency);
     settings.rpm = Some(1);
     // A fresh emulator for each program: the one request a minute that the
     // last one spent would otherwise still count, and this one would wait for it.
     let start = |n: u32| {
         let settings = settings.clone();
+        let dir = dir.path().to_path_buf();
         async move {
             let server = emulator::start(settings).await?;
             let mut command = trusting(StepCommand::new(step4).against(&server), &server)?
-                .args(["-n", &n.to_string()])
+                .args(step4_prompts(source, n, &dir)?)
                 .args(["--rpm", "1", "--tpm", "0", "--rpd", "0"])
                 .into_command();
             command.stdout(Stdio::null()).stderr(Stdio::null());

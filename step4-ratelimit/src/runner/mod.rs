@@ -212,7 +212,7 @@ impl Runner {
     /// a few hundred bytes each, not a copy of the prompt and a request.
     async fn request(&self, position: usize, prompts: &Prompts, index: usize) -> Result<(), Error> {
         let tokens = prompts.tokens(index);
-        let mut loaded: Option<(GenerateContentRequest, Loaded)> = None;
+        let mut loaded: Option<Box<(GenerateContentRequest, Loaded)>> = None;
         let mut attempts = Vec::new();
         let ended = loop {
             let permit = match self.admit(tokens, !attempts.is_empty()).await {
@@ -223,12 +223,12 @@ impl Runner {
                 match prompts.load(index) {
                     Ok(prompt) => {
                         let request = GenerateContentRequest::from_prompt(&prompt.prompt);
-                        loaded = Some((request, prompt));
+                        loaded = Some(Box::new((request, prompt)));
                     }
                     Err(error) => break Ended::Failed(Error::Config(error.to_string())),
                 }
             }
-            let Some((request, _)) = &loaded else {
+            let Some((request, _)) = loaded.as_deref() else {
                 continue;
             };
             let Some((attempt, result)) = Box::pin(self.attempt(request)).await else {
@@ -265,8 +265,8 @@ impl Runner {
                     break Ended::Failed(error);
                 }
                 Decision::GiveUp => break Ended::Failed(error),
-                Decision::RetryAfter(delay) => self.wait_for_server(delay).await,
-                Decision::Backoff => self.back_off(retries).await,
+                Decision::RetryAfter(delay) => Box::pin(self.wait_for_server(delay)).await,
+                Decision::Backoff => Box::pin(self.back_off(retries)).await,
             }
             // Round again: `admit` notices if the run was halted meanwhile.
         };
@@ -279,7 +279,7 @@ impl Runner {
             prompts,
             index,
             &outcome,
-            loaded.as_ref().map(|(_, l)| &l.input),
+            loaded.as_deref().map(|(_, l)| &l.input),
         );
         self.report.record(outcome);
         Ok(())
