@@ -400,6 +400,8 @@ fn read_back(path: &Path, prompts: &Prompts, resume: &mut Resume) -> Result<(), 
     let index_of: HashMap<String, usize> =
         (0..prompts.len()).map(|i| (prompts.key(i), i)).collect();
     let (mut rows, mut known) = (0usize, 0usize);
+    // Whether the last line read was cut short (no newline): a death mid-write.
+    let mut unterminated = false;
     let mut reader = BufReader::new(File::open(path).map_err(read_error)?);
     let mut bytes = Vec::new();
     loop {
@@ -407,6 +409,7 @@ fn read_back(path: &Path, prompts: &Prompts, resume: &mut Resume) -> Result<(), 
         if reader.read_until(b'\n', &mut bytes).map_err(read_error)? == 0 {
             break;
         }
+        unterminated = !bytes.ends_with(b"\n");
         let Some((key, hash, ok)) = parse_row(&bytes) else {
             if !bytes.trim_ascii().is_empty() {
                 resume.torn += 1;
@@ -428,6 +431,10 @@ fn read_back(path: &Path, prompts: &Prompts, resume: &mut Resume) -> Result<(), 
             resume.done[index] = true;
             resume.answered += 1;
         }
+    }
+    if rows == 0 && resume.torn == 1 && unterminated {
+        // The first row of an earlier run, cut short: nothing was kept.
+        return Ok(());
     }
     if rows == 0 {
         return Err(foreign(
@@ -536,6 +543,10 @@ mod tests {
         assert!(error.to_string().contains("none of its ids"), "{error}");
         std::fs::write(&out, "Why?\n").expect("written");
         assert!(Journal::open(&out, &p, false).is_err(), "not a journal");
+        std::fs::write(&out, "{\"id\":\"x\",\"li").expect("written");
+        let (_, resume) = Journal::open(&out, &p, false).expect("a first row cut short");
+        assert_eq!((resume.answered, resume.torn), (0, 1));
+        std::fs::write(&out, "Why?\n").expect("written");
         let (_, resume) = Journal::open(&out, &p, true).expect("restarts");
         let kept = resume.kept_aside.expect("kept aside");
         assert_eq!(std::fs::read_to_string(kept).expect("kept"), "Why?\n");
