@@ -379,3 +379,50 @@ async fn a_line_with_a_bom_is_parsed_not_sent_as_json() {
         "the prompt, not the JSON text, was sent"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_prompts_are_left_for_the_next_run_and_only_they_are_sent() {
+    const N: usize = 20;
+    let flaky = emulator(testkit::faulty(
+        emulator::Faults {
+            fail_503: 0.5,
+            ..Default::default()
+        },
+        7,
+    ))
+    .await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let output = dir.path().join("answers.jsonl");
+    let args = [
+        "-n",
+        "20",
+        "--rpm",
+        "0",
+        "--max-retries",
+        "0",
+        "--output",
+        path_str(&output),
+        "--json",
+    ];
+    let first = command(&flaky, &args).run().await;
+    assert_eq!(first.code(), Some(1), "{}", first.dump());
+    let failed = first.summary()["failed"].as_u64().expect("a count") as usize;
+    assert!(failed > 0 && failed < N, "{}", first.dump());
+    assert!(
+        first.stderr.contains(&format!(
+            "{failed} prompt(s) left ({failed} failed, 0 not done)"
+        )) && first
+            .stderr
+            .contains("run the same command again to continue: "),
+        "{}",
+        first.dump()
+    );
+
+    let steady = emulator(Settings::instant()).await;
+    let second = command(&steady, &args).run().await;
+    assert_eq!(second.code(), Some(0), "{}", second.dump());
+    assert_eq!(generate_calls(&steady), failed, "only the failed ones");
+    let answers = answers_per_id(&output);
+    assert_eq!(answers.len(), N);
+    assert!(answers.values().all(|&n| n == 1));
+}
