@@ -206,16 +206,34 @@ impl Runner {
 
     /// One request, from its first permit to its outcome, retries included.
     ///
-    /// Until its first permit, a queued request is this future and nothing
-    /// more: the prompt is read from the file only once it may go, and the
-    /// HTTP call's large state is boxed, so a million queued prompts cost
-    /// a few hundred bytes each, not a copy of the prompt and a request.
+    /// Until its first permit, a queued request is this small future and
+    /// nothing more: the rest of its story ([`Runner::serve`]) is boxed once
+    /// it may go, and the prompt is read from the file only then, so a
+    /// million queued prompts cost a few hundred bytes each, not a copy of
+    /// the prompt and a request.
     async fn request(&self, position: usize, prompts: &Prompts, index: usize) -> Result<(), Error> {
+        let first = self.admit(prompts.tokens(index), false).await;
+        Box::pin(self.serve(position, prompts, index, first)).await
+    }
+
+    /// A request once its first permit (or its end) came: send, retry, record.
+    async fn serve(
+        &self,
+        position: usize,
+        prompts: &Prompts,
+        index: usize,
+        first: Result<Permit, Ended>,
+    ) -> Result<(), Error> {
         let tokens = prompts.tokens(index);
-        let mut loaded: Option<Box<(GenerateContentRequest, Loaded)>> = None;
+        let mut first = Some(first);
+        let mut loaded: Option<(GenerateContentRequest, Loaded)> = None;
         let mut attempts = Vec::new();
         let ended = loop {
-            let permit = match self.admit(tokens, !attempts.is_empty()).await {
+            let admitted = match first.take() {
+                Some(admitted) => admitted,
+                None => self.admit(tokens, !attempts.is_empty()).await,
+            };
+            let permit = match admitted {
                 Ok(permit) => permit,
                 Err(ended) => break ended,
             };
@@ -223,15 +241,15 @@ impl Runner {
                 match prompts.load(index) {
                     Ok(prompt) => {
                         let request = GenerateContentRequest::from_prompt(&prompt.prompt);
-                        loaded = Some(Box::new((request, prompt)));
+                        loaded = Some((request, prompt));
                     }
                     Err(error) => break Ended::Failed(Error::Config(error.to_string())),
                 }
             }
-            let Some((request, _)) = loaded.as_deref() else {
+            let Some((request, _)) = &loaded else {
                 continue;
             };
-            let Some((attempt, result)) = Box::pin(self.attempt(request)).await else {
+            let Some((attempt, result)) = self.attempt(request).await else {
                 break Ended::NotDone(self.options.shutdown.cut_off());
             };
             attempts.push(attempt);
@@ -265,8 +283,8 @@ impl Runner {
                     break Ended::Failed(error);
                 }
                 Decision::GiveUp => break Ended::Failed(error),
-                Decision::RetryAfter(delay) => Box::pin(self.wait_for_server(delay)).await,
-                Decision::Backoff => Box::pin(self.back_off(retries)).await,
+                Decision::RetryAfter(delay) => self.wait_for_server(delay).await,
+                Decision::Backoff => self.back_off(retries).await,
             }
             // Round again: `admit` notices if the run was halted meanwhile.
         };
@@ -279,7 +297,7 @@ impl Runner {
             prompts,
             index,
             &outcome,
-            loaded.as_deref().map(|(_, l)| &l.input),
+            loaded.as_ref().map(|(_, l)| &l.input),
         );
         self.report.record(outcome);
         Ok(())
