@@ -4,7 +4,7 @@
 //! cargo run -p step4-ratelimit -- --ramp             # where does the free tier say 429?
 //! cargo run -p step4-ratelimit -- -n 20 --no-limit   # step 3 with retries: see the 429s
 //! cargo run -p step4-ratelimit -- -n 20              # through the limiter: zero 429s
-//! cargo run -p step4-ratelimit -- --prompts questions.txt --output answers.jsonl
+//! cargo run -p step4-ratelimit -- --prompts questions.txt --output answers.jsonl   # again: resumes
 //! cargo run -p step4-ratelimit -- -n 20 --redis redis://127.0.0.1:6379   # one quota, many processes
 //! ```
 //!
