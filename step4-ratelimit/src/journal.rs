@@ -36,6 +36,7 @@ use std::{
 };
 
 use common::{
+    error::redact_url,
     outcome::{Ended, Outcome},
     report::Summary,
 };
@@ -462,20 +463,34 @@ fn parse_row(bytes: &[u8]) -> Option<(String, String, bool)> {
 /// This process's command line, quoted for a POSIX shell: the exact command
 /// that continues a stopped run.
 pub fn command_line() -> String {
-    std::env::args()
-        .map(|arg| {
-            let plain = !arg.is_empty()
-                && arg
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c));
-            if plain {
-                arg
-            } else {
-                format!("'{}'", arg.replace('\'', r"'\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    quote_command(std::env::args())
+}
+
+/// `args` as one shell command line, with the password of a `--redis` URL
+/// shown as `***` (a secret is never printed; the user knows their own).
+fn quote_command(args: impl Iterator<Item = String>) -> String {
+    let mut after_redis = false;
+    args.map(|arg| {
+        let arg = if after_redis {
+            redact_url(&arg)
+        } else if let Some(url) = arg.strip_prefix("--redis=") {
+            format!("--redis={}", redact_url(url))
+        } else {
+            arg
+        };
+        after_redis = arg == "--redis";
+        let plain = !arg.is_empty()
+            && arg
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c));
+        if plain {
+            arg
+        } else {
+            format!("'{}'", arg.replace('\'', r"'\''"))
+        }
+    })
+    .collect::<Vec<_>>()
+    .join(" ")
 }
 
 #[cfg(test)]
@@ -565,5 +580,24 @@ mod tests {
             "not yet existing"
         );
         assert!(refuse_inputs(&dir.path().join("o.jsonl"), &[("prompts file", &prompts)]).is_ok());
+    }
+
+    #[test]
+    fn the_command_that_continues_is_quoted_and_keeps_no_password() {
+        let args = [
+            "step4",
+            "--prompts",
+            "my prompts.txt",
+            "--redis",
+            "redis://:hunter2@db:6379",
+            "--redis=redis://u:pw@db",
+            "--prompt",
+            "it's",
+        ];
+        let line = quote_command(args.iter().map(|a| a.to_string()));
+        assert_eq!(
+            line,
+            r"step4 --prompts 'my prompts.txt' --redis 'redis://***@db:6379' '--redis=redis://***@db' --prompt 'it'\''s'"
+        );
     }
 }
