@@ -32,8 +32,8 @@ use step4_ratelimit::{
     options::LimitArgs,
     prompts::Prompts,
     ramp,
+    redis::{RedisLimiter, Scope},
     runner::{self, RunOptions, Runner},
-    shared::{RedisLimiter, Scope},
 };
 
 /// Step 4: N Gemini requests paced by a rate limiter, so that none gets a 429.
@@ -159,7 +159,7 @@ async fn build_limiter(
     let limits = args.limits(model)?;
     match redis.filter(|_| !args.no_limit) {
         // `--redis`: the same limits, counted in Redis for everyone sharing
-        // the key and the model (see the `shared` module).
+        // the key and the model (see the `redis` module).
         Some(url) => {
             let scope = Scope::from_env(model);
             let limiter = RedisLimiter::connect(url, scope, limits).await?;

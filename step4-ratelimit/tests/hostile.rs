@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use server::{KEY, Mode};
 use step4_ratelimit::limiter::Limits;
-use step4_ratelimit::shared::{RedisLimiter, Scope};
+use step4_ratelimit::redis::{RedisLimiter, Scope};
 use testkit::redis::RedisServer;
 use testkit::{ScratchDir, StepCommand, StepOutput};
 

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use step4_ratelimit::limiter::{LimitError, Limits, RateLimit};
-use step4_ratelimit::shared::{RedisLimiter, Scope, SharedError};
+use step4_ratelimit::redis::{RedisLimiter, Scope, SharedError};
 use testkit::redis::RedisServer;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout};
