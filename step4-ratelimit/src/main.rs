@@ -93,7 +93,7 @@ async fn find_breaking_point(args: &Args, shutdown: &Shutdown) -> anyhow::Result
             args.limit
                 .learner(&common.model, &project, &base_url, !session.is_offline())?;
         if let Some(line) = learner.keep(refusal) {
-            eprintln!("{line}");
+            common::terminal::diagnostic(line);
         }
     }
     Ok(ramp)
@@ -163,12 +163,12 @@ async fn build_limiter(
         Some(url) => {
             let scope = Scope::from_env(model);
             let limiter = RedisLimiter::connect(url, scope, limits).await?;
-            eprintln!(
+            common::terminal::diagnostic(format_args!(
                 "Sharing the rate limits through Redis ({} for project {}, model {}).",
                 limiter.url(),
                 limiter.scope().project(),
                 limiter.scope().model()
-            );
+            ));
             Ok(Arc::new(limiter))
         }
         None => Ok(Arc::new(Limiter::new(limits))),

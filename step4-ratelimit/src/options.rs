@@ -212,10 +212,10 @@ impl LimitArgs {
             .map(|path| Memory::new(path, project, base_url, model));
         if let (true, Some(memory)) = (self.forget_limits, &memory) {
             memory.forget()?;
-            eprintln!(
+            common::terminal::diagnostic(format_args!(
                 "forgot the limits and the day's spend remembered for {model} in {}",
                 memory.path().display()
-            );
+            ));
         }
         let remembered = match &memory {
             Some(memory) => memory.load()?,

@@ -57,7 +57,7 @@ use common::{
     report::{Report, Summary},
     run::{self, status_of},
     shutdown::Shutdown,
-    timeline,
+    terminal, timeline,
     types::GenerateContentRequest,
 };
 use futures_util::future::try_join_all;
@@ -193,6 +193,7 @@ impl Runner {
         let result = tokio::select! {
             result = try_join_all(requests) => result,
             never = self.monitor() => match never {},
+            never = self.stop_on_shutdown() => match never {},
         };
         if let Some(learner) = &self.learner {
             learner.save();
@@ -396,7 +397,7 @@ impl Runner {
 
     /// One line on stderr, above the progress bar.
     fn say(&self, line: &str) {
-        self.report.bar().suspend(|| eprintln!("{line}"));
+        self.report.bar().suspend(|| terminal::diagnostic(line));
     }
 
     /// A 429 may name the limit: adopt it (see [`learn`]). A limit of 0 is
@@ -472,7 +473,8 @@ impl Runner {
     }
 
     /// Why the run is halted, if it is. Checks Ctrl-C itself too, so a
-    /// request never starts in the moment before the monitor notices it.
+    /// request never starts in the moment before [`Runner::stop_on_shutdown`]
+    /// has run.
     fn halted(&self) -> Option<String> {
         if self.options.shutdown.is_requested() {
             self.halt.stop(&self.options.shutdown.not_sent());
@@ -480,11 +482,20 @@ impl Runner {
         self.halt.reason()
     }
 
-    /// Runs beside the requests for as long as they run: turns Ctrl-C into
-    /// a halt, and keeps the progress bar's message up to date.
-    ///
-    /// `common`'s Ctrl-C flag can be read but not awaited, so this looks at
-    /// it ten times a second: one cheap check in one task, whatever N is.
+    /// Runs beside the requests: turns Ctrl-C (or SIGTERM) into a halt the
+    /// moment it comes, so requests queued in the limiter or backing off
+    /// stop waiting at once.
+    async fn stop_on_shutdown(&self) -> Infallible {
+        self.options.shutdown.requested().await;
+        self.halt.stop(&self.options.shutdown.not_sent());
+        std::future::pending().await
+    }
+
+    /// Runs beside the requests for as long as they run: keeps the progress
+    /// bar's message up to date, and, when paced, watches for our own daily
+    /// limit and for a queue that has gone silent. These read the limiter's
+    /// numbers, which change without telling anyone, so it looks ten times a
+    /// second: one cheap check in one task, whatever N is.
     async fn monitor(&self) -> Infallible {
         let bar = self.report.bar();
         if !bar.is_hidden() {
@@ -500,7 +511,6 @@ impl Runner {
         let mut watch = Watchdog::new(Instant::now());
         loop {
             tick.tick().await;
-            let _ = self.halted();
             if self.options.paced {
                 let stats = self.limiter.stats();
                 self.check_own_day(&stats);
