@@ -797,14 +797,6 @@ fn stream_error(e: crate::sse::SseError) -> Error {
     }
 }
 
-/// Builds a client straight from the environment (key, base URL, version), with a timeout.
-///
-/// Unlike [`crate::connect()`] this never starts the emulator.
-pub fn client_from_env(timeout: Duration) -> Result<Client> {
-    let config = Config::from_env()?;
-    Client::new(ClientConfig::from_config(&config, timeout))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
