@@ -14,10 +14,11 @@ mod server;
 use std::time::Duration;
 
 use server::{KEY, Mode};
-use step4_ratelimit::limiter::Limits;
+use step4_ratelimit::limiter::{Limits, RateLimit};
 use step4_ratelimit::redis::{RedisLimiter, Scope};
 use testkit::redis::RedisServer;
 use testkit::{ScratchDir, StepCommand, StepOutput};
+use tokio::time::{Instant, timeout};
 
 const STEP: &str = env!("CARGO_BIN_EXE_step4-ratelimit");
 
@@ -139,20 +140,28 @@ async fn a_shared_pause_is_bounded_however_long_it_was_asked_for() {
     let limiter = RedisLimiter::connect(&redis.url(), scope.clone(), limits)
         .await
         .expect("connected");
-    limiter
-        .pause_for(Duration::from_secs(999_999_999))
-        .await
-        .expect("paused");
+    limiter.pause_until(Instant::now() + Duration::from_secs(999_999_999));
     let mut conn = redis::Client::open(redis.url())
         .expect("a valid URL")
         .get_multiplexed_async_connection()
         .await
         .expect("connected");
-    let ttl: i64 = redis::cmd("PTTL")
-        .arg(scope.key("pause"))
-        .query_async(&mut conn)
-        .await
-        .expect("PTTL");
+    // The pause reaches Redis in the background: wait until it has landed.
+    let ttl = timeout(Duration::from_secs(15), async {
+        loop {
+            let ttl: i64 = redis::cmd("PTTL")
+                .arg(scope.key("pause"))
+                .query_async(&mut conn)
+                .await
+                .expect("PTTL");
+            if ttl != -2 {
+                return ttl;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the pause reached Redis in time");
     let most = common::error::MAX_RETRY_DELAY.as_millis() as i64;
     assert!(ttl > 0 && ttl <= most, "PTTL {ttl} > {most}");
 }

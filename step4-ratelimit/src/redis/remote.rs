@@ -340,23 +340,6 @@ impl RedisLimiter {
         }
     }
 
-    /// Pauses every process sharing the scope for `duration`, and waits
-    /// until Redis has it. [`RateLimit::pause_until`] does the same with
-    /// the write in the background; call this to know it landed.
-    pub async fn pause_for(&self, duration: Duration) -> Result<(), SharedError> {
-        let duration = duration.min(MAX_PAUSE);
-        self.inner.extend_local_pause(Instant::now() + duration);
-        self.inner.write_pause(duration).await
-    }
-
-    /// Stops this limiter and, for one window plus margin, every process
-    /// sharing the scope; waits until Redis has it. [`RateLimit::stop`]
-    /// does the same with the write in the background.
-    pub async fn stop_everywhere(&self, reason: &str) -> Result<(), SharedError> {
-        self.inner.stop_local(reason);
-        self.inner.write_stop(reason).await
-    }
-
     /// What counts against each limit right now, read from Redis (a
     /// [`Stats`] only has what this process saw on its last admission).
     pub async fn usage(&self) -> Result<Usage, SharedError> {
