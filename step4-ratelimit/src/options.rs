@@ -178,13 +178,12 @@ impl LimitArgs {
         };
         Ok(Limits {
             max_in_flight: in_flight,
-            ..Limits::new(
-                self.rpm.unwrap_or(base.rpm),
-                self.tpm.unwrap_or(base.tpm),
-                self.rpd.unwrap_or(base.rpd),
-            )
-            .with_window(self.window)
-            .with_day(self.day)
+            ..Limits::default()
+                .with_rpm(self.rpm.unwrap_or(base.rpm))
+                .with_tpm(self.tpm.unwrap_or(base.tpm))
+                .with_rpd(self.rpd.unwrap_or(base.rpd))
+                .with_window(self.window)
+                .with_day(self.day)
         })
     }
 
@@ -342,7 +341,7 @@ mod tests {
         let limits = cli.limit.limits("gemini-2.5-pro").expect("known");
         assert_eq!(
             (limits.rpm, limits.tpm, limits.rpd),
-            (Some(0), Some(1000), Some(100))
+            (None, Some(1000), Some(100))
         );
         assert_eq!(limits.window, Duration::from_secs(1));
         assert_eq!(limits.max_in_flight, Some(3));
@@ -355,10 +354,7 @@ mod tests {
         assert!(error.to_string().contains("--rpm"), "{error}");
         let cli = parse(&["--rpm", "7"]).expect("parses");
         let limits = cli.limit.limits("gemini-9-ultra").expect("given");
-        assert_eq!(
-            (limits.rpm, limits.tpm, limits.rpd),
-            (Some(7), Some(0), Some(0))
-        );
+        assert_eq!((limits.rpm, limits.tpm, limits.rpd), (Some(7), None, None));
     }
 
     #[test]

@@ -135,7 +135,7 @@ async fn a_shared_pause_is_bounded_however_long_it_was_asked_for() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let limits = Limits::new(10, 0, 0);
+    let limits = Limits::default().with_rpm(10);
     let scope = Scope::new("test-key", "gemini-2.5-flash");
     let limiter = RedisLimiter::connect(&redis.url(), scope.clone(), limits)
         .await
@@ -204,7 +204,7 @@ async fn a_redis_password_is_not_in_the_start_up_line_nor_when_redis_is_lost() {
     assert!(!out.all().contains(PASSWORD), "{}", out.dump());
 
     // Losing Redis mid-run: the reason every later request carries has no password.
-    let limiter = RedisLimiter::connect(&url, Scope::new("k", "m"), Limits::new(10, 0, 0))
+    let limiter = RedisLimiter::connect(&url, Scope::new("k", "m"), Limits::default().with_rpm(10))
         .await
         .expect("connected with the password");
     assert!(!format!("{limiter:?}").contains(PASSWORD));

@@ -43,7 +43,10 @@ macro_rules! redis_or_skip {
 /// and a huge per-day limit over an hour, only so that the per-day log keeps
 /// every admission for [`admissions`] to read.
 fn limits(rpm: u32, tpm: u32) -> Limits {
-    Limits::new(rpm, tpm, 1_000_000)
+    Limits::default()
+        .with_rpm(rpm)
+        .with_tpm(tpm)
+        .with_rpd(1_000_000)
         .with_window(SEC)
         .with_day(Duration::from_secs(3600))
         .with_margin(50 * MS)

@@ -54,7 +54,7 @@ use crate::gauge::Gauge;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), step4_ratelimit::limiter::LimitError> {
-/// let limiter = Limiter::new(Limits::new(10, 250_000, 250));
+/// let limiter = Limiter::new(Limits::default().with_rpm(10).with_tpm(250_000).with_rpd(250));
 /// let permit = limiter.acquire(12).await?; // 12 input tokens, estimated
 /// // ... send the request; the response says it really was 9 tokens:
 /// permit.settle(9);
@@ -206,15 +206,16 @@ impl Limiter {
     /// A limiter enforcing `limits`. Nothing is spawned until a request
     /// first has to wait.
     pub fn new(limits: Limits) -> Limiter {
+        let limits = limits.normalised();
         let margin = limits.margin_or_default();
         // A slot counts for the window plus the margin (see the module docs).
         let hold = limits.window.saturating_add(margin);
         let day_hold = limits.day.saturating_add(margin);
         let state = State {
             limits: limits.clone(),
-            requests: limits.rpm_limit().map(|n| Window::new(n, hold)),
-            tokens: limits.tpm_limit().map(|n| Window::new(n, hold)),
-            day: limits.rpd_limit().map(|n| Window::new(n, day_hold)),
+            requests: limits.rpm.map(|n| Window::new(n, hold)),
+            tokens: limits.tpm.map(|n| Window::new(n, hold)),
+            day: limits.rpd.map(|n| Window::new(n, day_hold)),
             queue: VecDeque::new(),
             next_id: 0,
             next_admission: 0,
@@ -226,7 +227,7 @@ impl Limiter {
             wakeups: 0,
         };
         let slots = limits
-            .in_flight_limit()
+            .max_in_flight
             .map(|n| Arc::new(Semaphore::new(n.min(Semaphore::MAX_PERMITS))));
         let core = Arc::new(Core {
             state: Mutex::new(state),
@@ -319,7 +320,7 @@ impl Limiter {
         // A request that can never fit fails now rather than waiting forever.
         {
             let state = core.lock();
-            if let Some(limit) = state.limits.tpm_limit().filter(|&limit| tokens > limit) {
+            if let Some(limit) = state.limits.tpm.filter(|&limit| tokens > limit) {
                 return Err(LimitError::TooLarge { tokens, limit });
             }
             state.check_running()?;
@@ -689,7 +690,8 @@ impl State {
             Which::Tpm => (&mut self.limits.tpm, &mut self.tokens, self.limits.window),
             Which::Rpd => (&mut self.limits.rpd, &mut self.day, self.limits.day),
         };
-        *slot = Some(limit);
+        // 0 is no limit, stored as `None` (see `Limits`).
+        *slot = Some(limit).filter(|&n| n > 0);
         match (window, limit) {
             (window, 0) => *window = None,
             (Some(window), limit) => window.set_limit(limit),

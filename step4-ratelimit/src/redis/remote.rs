@@ -66,7 +66,7 @@ const MAX_JITTER: Duration = Duration::from_millis(5);
 ///
 /// # async fn demo(api_key: &str) -> anyhow::Result<()> {
 /// let scope = Scope::new(api_key, "gemini-2.5-flash");
-/// let limits = Limits::new(10, 250_000, 250);
+/// let limits = Limits::default().with_rpm(10).with_tpm(250_000).with_rpd(250);
 /// let limiter = RedisLimiter::connect("redis://127.0.0.1:6379", scope, limits).await?;
 /// let limiter: Arc<dyn RateLimit> = Arc::new(limiter); // what the runner takes
 /// let permit = limiter.acquire(12).await?;
@@ -237,6 +237,7 @@ impl RedisLimiter {
             .await
             .map_err(unreachable)?;
         let inner = Arc::new_cyclic(|me| {
+            let limits = limits.normalised();
             let mut inner = Inner::new(conn, shown, secrets.clone(), scope, limits, me.clone());
             inner.published = published;
             inner
@@ -284,7 +285,7 @@ impl RedisLimiter {
         let since = Instant::now();
         let _waiting = Gauge::enter(&inner.waiting);
         // A request that can never fit fails now rather than waiting forever.
-        match inner.current().tpm.filter(|&n| n > 0) {
+        match inner.current().tpm {
             Some(limit) if tokens > limit => {
                 return Err(LimitError::TooLarge { tokens, limit });
             }
@@ -489,7 +490,6 @@ impl Inner {
         let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         let slots = limits
             .max_in_flight
-            .filter(|&n| n > 0)
             .map(|n| Arc::new(Semaphore::new(n.min(Semaphore::MAX_PERMITS))));
         Inner {
             conn,
@@ -530,7 +530,7 @@ impl Inner {
                 *slot = value;
             }
         }
-        limits
+        limits.normalised()
     }
 
     /// Publishes a learned limit for every process sharing the scope; it

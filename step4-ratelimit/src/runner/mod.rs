@@ -540,7 +540,7 @@ impl Runner {
         if let Some(until) = stats.paused_until {
             let left = until.saturating_duration_since(Instant::now());
             message += &format!(", paused {} by the server", seconds(left));
-        } else if let Some(rpm) = stats.limits.rpm.filter(|&n| n > 0) {
+        } else if let Some(rpm) = stats.limits.rpm {
             message += &format!(
                 ", {}/{rpm} per {}",
                 stats.usage.requests,
@@ -690,7 +690,7 @@ fn notes(
 fn describe(limits: &Limits) -> String {
     let window = seconds(limits.window);
     let mut parts = Vec::new();
-    match (limits.rpm.filter(|&n| n > 0), limits.tpm.filter(|&n| n > 0)) {
+    match (limits.rpm, limits.tpm) {
         (Some(rpm), Some(tpm)) => {
             parts.push(format!(
                 "{rpm} requests and {tpm} input tokens per {window}"
@@ -700,7 +700,7 @@ fn describe(limits: &Limits) -> String {
         (None, Some(tpm)) => parts.push(format!("{tpm} input tokens per {window}")),
         (None, None) => {}
     }
-    if let Some(rpd) = limits.rpd.filter(|&n| n > 0) {
+    if let Some(rpd) = limits.rpd {
         parts.push(format!("{rpd} requests per day"));
     }
     if let Some(k) = limits.max_in_flight.filter(|&k| k > 0) {
@@ -724,7 +724,7 @@ fn describe_sources(limits: &Limits, sources: [Source; 3]) -> String {
         ("RPD", limits.rpd, sources[2]),
     ]
     .iter()
-    .map(|(name, value, source)| match value.filter(|&n| n > 0) {
+    .map(|(name, value, source)| match value {
         Some(n) => format!("{name} {n} ({source})"),
         None => format!("{name} unlimited ({source})"),
     })
@@ -740,7 +740,7 @@ fn describe_sources(limits: &Limits, sources: [Source; 3]) -> String {
 /// first. Dividing that by when our last admission really went says what
 /// share of the allowed rate we reached (the margin costs about 2%).
 fn pace_against_limit(limits: &Limits, pace: &Pace) -> Option<String> {
-    let rpm = limits.rpm.filter(|&n| n > 0)?;
+    let rpm = limits.rpm?;
     let (first, last) = (pace.first?, pace.last?);
     if pace.count <= u64::from(rpm) {
         return Some(format!(
@@ -904,7 +904,7 @@ mod tests {
 
     #[test]
     fn pace_compares_the_last_admission_with_the_earliest_allowed() {
-        let limits = Limits::new(10, 0, 0);
+        let limits = Limits::default().with_rpm(10);
         let start = Instant::now();
         let pace = Pace {
             first: Some(start),
@@ -924,12 +924,18 @@ mod tests {
 
     #[test]
     fn limits_are_described_in_words() {
-        let limits = Limits::new(10, 250_000, 250).with_max_in_flight(4);
+        let limits = Limits::default()
+            .with_rpm(10)
+            .with_tpm(250_000)
+            .with_rpd(250)
+            .with_max_in_flight(4);
         assert_eq!(
             describe(&limits),
             "limiter: 10 requests and 250000 input tokens per 60 s, 250 requests per day, at most 4 in flight (each slot held 1.2 s past its window, for the trip to the server)"
         );
-        let short = Limits::new(5, 0, 0).with_window(Duration::from_millis(500));
+        let short = Limits::default()
+            .with_rpm(5)
+            .with_window(Duration::from_millis(500));
         assert!(describe(&short).starts_with("limiter: 5 requests per 500 ms"));
     }
 
@@ -970,7 +976,10 @@ mod tests {
     fn a_long_wait_gets_a_line_that_says_what_for_and_until_when() {
         let start = Instant::now();
         let mut stats = Stats {
-            limits: Limits::new(2, 0, 2).with_window(Duration::from_secs(10)),
+            limits: Limits::default()
+                .with_rpm(2)
+                .with_rpd(2)
+                .with_window(Duration::from_secs(10)),
             waiting: 1,
             admitted: 2,
             total_wait: Duration::ZERO,
