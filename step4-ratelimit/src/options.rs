@@ -18,7 +18,10 @@
 use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, ValueEnum};
-use common::quota::{Quota, Tier, for_tier};
+use common::{
+    cli::parse_duration,
+    quota::{Quota, Tier, for_tier},
+};
 
 use crate::{
     limiter::Limits,
@@ -251,34 +254,6 @@ impl LimitArgs {
             ..RetryPolicy::default()
         }
     }
-}
-
-/// Parses a duration such as `60s`, `1s`, `500ms`, `1.5s` or `2m` (a bare
-/// number is seconds).
-///
-/// Zero is refused: a zero window would make every limit meaningless, and a
-/// zero backoff turns retries into a hammering loop.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("`{text}` is not a duration (try 60s, 1s, 500ms or 2m)");
-    let trimmed = text.trim();
-    let split = trimmed
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(trimmed.len());
-    let (number, unit) = trimmed.split_at(split);
-    let value: f64 = number.parse().map_err(|_| bad())?;
-    let seconds = match unit.trim() {
-        "ms" => value / 1000.0,
-        "" | "s" => value,
-        "m" | "min" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => return Err(bad()),
-    };
-    if !(seconds > 0.0 && seconds <= 86_400.0) {
-        return Err(format!(
-            "`{text}` is out of range: give more than 0 and at most 24h"
-        ));
-    }
-    Ok(Duration::from_secs_f64(seconds))
 }
 
 #[cfg(test)]
