@@ -407,11 +407,6 @@ impl Emulator {
         }
     }
 
-    /// Generate requests numbered so far (each one seeds its own random generator).
-    pub fn generate_requests(&self) -> u64 {
-        self.shared.generated.load(Ordering::Relaxed)
-    }
-
     /// Stops accepting, ends in-flight work, and waits for the server task to finish.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
