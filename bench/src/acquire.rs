@@ -39,7 +39,7 @@ impl Subject {
     /// A fresh limiter whose limit is never reached.
     fn fresh(ours: bool) -> Subject {
         if ours {
-            Subject::Ours(Limiter::new(Limits::new(u32::MAX, 0, 0)))
+            Subject::Ours(Limiter::new(Limits::default().with_rpm(u32::MAX)))
         } else {
             let quota = Quota::per_second(NonZeroU32::MAX);
             Subject::Governor(Arc::new(RateLimiter::direct(quota)))
@@ -132,7 +132,7 @@ async fn per_acquire(ours: bool, tasks: usize, total: usize) -> anyhow::Result<f
 
 /// Nanoseconds per waiter for the driver to admit `count` queued waiters at once.
 async fn queued(count: usize) -> anyhow::Result<f64> {
-    let limiter = Limiter::new(Limits::new(u32::MAX, 0, 0));
+    let limiter = Limiter::new(Limits::default().with_rpm(u32::MAX));
     // Long enough to queue everyone before the pause ends (checked below).
     let pause = Duration::from_millis(200) + Duration::from_micros(count as u64 * 5);
     let release = tokio::time::Instant::now() + pause;

@@ -67,7 +67,9 @@ struct Run {
 /// Runs the section.
 pub async fn run(plan: &Plan) -> anyhow::Result<Table> {
     let settings = strict_emulator(plan);
-    let ours = Limits::new(plan.limit, 0, 0).with_window(plan.window);
+    let ours = Limits::default()
+        .with_rpm(plan.limit)
+        .with_window(plan.window);
     let two_percent = plan.window / 50;
     let configs: Vec<(String, Box<dyn Fn() -> Gate>)> = vec![
         (

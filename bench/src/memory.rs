@@ -399,7 +399,7 @@ async fn child_with_waiters(count: u32) -> anyhow::Result<Memory> {
 /// the runtime's per-task overhead.
 pub async fn child_queue(count: usize) -> anyhow::Result<()> {
     use step4_ratelimit::limiter::{Limiter, Limits};
-    let limiter = Limiter::new(Limits::new(1, 0, 0));
+    let limiter = Limiter::new(Limits::default().with_rpm(1));
     // The minute's one request: everyone after it waits.
     let _first = limiter.acquire(0).await?;
     let all = futures_util::future::join_all((0..count).map(|_| limiter.acquire(0)));

@@ -78,6 +78,24 @@ pub fn parse_seconds(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+/// Parses a duration option such as `60s`, `1s`, `500ms`, `1.5s` or `2m` (a
+/// bare number is seconds), with the emulator's parser: one grammar for every
+/// binary's durations.
+///
+/// Zero is refused (a zero window makes every limit meaningless, a zero
+/// backoff turns retries into a hammering loop), and so is anything beyond a
+/// day, with a message that says what is accepted.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let duration = emulator::settings::parse_duration(text)
+        .map_err(|_| format!("`{text}` is not a duration (try 60s, 1s, 500ms or 2m)"))?;
+    if duration.is_zero() || duration > Duration::from_secs(86_400) {
+        return Err(format!(
+            "`{text}` is out of range: give more than 0 and at most 24h"
+        ));
+    }
+    Ok(duration)
+}
+
 /// Accepts a model id as the API spells it, with or without the `models/` prefix.
 ///
 /// Whether the model exists is the server's call (a 404 names it); here we

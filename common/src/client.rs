@@ -37,7 +37,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use url::Url;
 
-use crate::config::{ApiKey, Config};
+use crate::config::ApiKey;
 use crate::error::{ApiError, Error, Redactor, Result, condense, percent_decode};
 use crate::pool::{LaneGuard, Pool};
 use crate::sse::SseDecoder;
@@ -103,18 +103,6 @@ pub struct ClientConfig {
     pub api_version: String,
     /// Deadline of one whole call, a streamed body included.
     pub timeout: Duration,
-}
-
-impl ClientConfig {
-    /// The configuration the environment describes, with the given timeout.
-    pub fn from_config(config: &Config, timeout: Duration) -> ClientConfig {
-        ClientConfig {
-            base_url: config.effective_base_url(),
-            api_key: config.api_key.clone(),
-            api_version: config.api_version.clone(),
-            timeout,
-        }
-    }
 }
 
 /// A stream of response chunks, as [`Client::stream_generate_content`] returns it.
@@ -795,14 +783,6 @@ fn stream_error(e: crate::sse::SseError) -> Error {
         },
         e => Error::Stream(e.to_string()),
     }
-}
-
-/// Builds a client straight from the environment (key, base URL, version), with a timeout.
-///
-/// Unlike [`crate::connect()`] this never starts the emulator.
-pub fn client_from_env(timeout: Duration) -> Result<Client> {
-    let config = Config::from_env()?;
-    Client::new(ClientConfig::from_config(&config, timeout))
 }
 
 #[cfg(test)]

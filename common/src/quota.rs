@@ -83,16 +83,16 @@ pub fn free_tier(model: &str) -> Option<Quota> {
     emulator::catalog::find(model).map(|info| info.free_tier)
 }
 
-/// Every model we know the free tier of, as `(id, quota)`, in catalogue order.
-pub fn known() -> impl Iterator<Item = (&'static str, Quota)> {
-    emulator::catalog::all()
-        .iter()
-        .map(|info| (info.id, info.free_tier))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every model we know the free tier of, as `(id, quota)`, in catalogue order.
+    fn known() -> impl Iterator<Item = (&'static str, Quota)> {
+        emulator::catalog::all()
+            .iter()
+            .map(|info| (info.id, info.free_tier))
+    }
 
     #[test]
     fn the_tutorial_model_has_the_course_free_tier() {

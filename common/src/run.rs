@@ -237,13 +237,19 @@ pub async fn exit<E: Into<anyhow::Error>>(
             }))
         }
         Err(error) => {
-            let error: anyhow::Error = error.into();
-            // `{:#}` keeps the whole chain on one line: "what failed: why".
-            let line = format!("{error:#}").replace('\n', " ");
-            terminal::diagnostic(format_args!("error: {line}"));
+            print_error(error);
             ExitCode::from(stopped.unwrap_or(EXIT_FAILED))
         }
     }
+}
+
+/// Prints the error that stopped a run: one line on stderr, `error: ` and
+/// the whole chain, "what failed: why".
+pub fn print_error(error: impl Into<anyhow::Error>) {
+    let error: anyhow::Error = error.into();
+    // `{:#}` keeps the whole chain on one line.
+    let line = format!("{error:#}").replace('\n', " ");
+    terminal::diagnostic(format_args!("error: {line}"));
 }
 
 /// The exit code of a run a signal stopped, if one did.

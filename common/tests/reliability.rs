@@ -69,7 +69,12 @@ async fn every_type_holding_the_key_redacts_it() {
         ("GOOGLE_GEMINI_BASE_URL", "http://127.0.0.1:9"),
     ]))
     .expect("a valid configuration");
-    let client_config = ClientConfig::from_config(&config, Duration::from_secs(1));
+    let client_config = ClientConfig {
+        base_url: config.effective_base_url(),
+        api_key: config.api_key.clone(),
+        api_version: config.api_version.clone(),
+        timeout: Duration::from_secs(1),
+    };
     let client = Client::new(client_config.clone()).expect("a client");
     let session = connect_with(&config, ConnectOptions::default())
         .await

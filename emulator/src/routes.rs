@@ -37,10 +37,10 @@ use crate::limits::{Decision, Limits};
 use crate::reply::{self, Event};
 use crate::request;
 use crate::settings::QuotaQuirk;
-use crate::state::{InFlight, Shared, lock};
+use crate::state::{InFlight, ServerState, lock};
 use crate::wire::{self, CountTokensResponse, ListModelsResponse, Model};
 
-type AppState = Arc<Shared>;
+type AppState = Arc<ServerState>;
 
 const JSON_UTF8: &str = "application/json; charset=UTF-8";
 const EVENT_STREAM: &str = "text/event-stream";
@@ -149,7 +149,7 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
 
 /// Checks the API key (header first, then `?key=`). The key is only compared, never kept.
 fn authenticate(
-    shared: &Shared,
+    shared: &ServerState,
     headers: &HeaderMap,
     query: Option<&str>,
 ) -> Result<u64, ApiError> {
@@ -305,7 +305,7 @@ fn parse_page_token(token: &str) -> Option<usize> {
 }
 
 fn list_page(
-    shared: &Shared,
+    shared: &ServerState,
     version: &str,
     query: Option<&str>,
     headers: &HeaderMap,

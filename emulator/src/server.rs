@@ -44,7 +44,7 @@ use crate::settings::Settings;
 use crate::tls::Identity;
 
 pub use crate::state::{Arrival, MAX_ARRIVALS, Stats, TrackedState};
-use crate::state::{Shared, lock};
+use crate::state::{ServerState, lock};
 
 /// Accept backlog: deeper than tokio's default 1024 so bursts of connections are queued.
 const BACKLOG: u32 = 4096;
@@ -54,7 +54,7 @@ pub struct Emulator {
     addr: SocketAddr,
     /// The CA that signed the server's certificate, when it serves HTTPS.
     ca_pem: Option<String>,
-    shared: Arc<Shared>,
+    shared: Arc<ServerState>,
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
 }
@@ -89,7 +89,7 @@ pub async fn start(settings: Settings) -> std::io::Result<Emulator> {
     let addr = listener.local_addr()?;
 
     let (stop, shutdown) = watch::channel(false);
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(ServerState {
         limiter: Mutex::new(Limiter::new(settings.window, settings.day)),
         settings,
         started: Instant::now(),
@@ -114,7 +114,7 @@ pub async fn start(settings: Settings) -> std::io::Result<Emulator> {
 async fn accept_loop(
     listener: TcpListener,
     app: Router,
-    shared: Arc<Shared>,
+    shared: Arc<ServerState>,
     tls: Option<TlsAcceptor>,
 ) {
     let mut stop = shared.shutdown.clone();
@@ -153,7 +153,7 @@ async fn accept_loop(
 async fn serve_connection(
     tcp: TcpStream,
     app: Router,
-    shared: Arc<Shared>,
+    shared: Arc<ServerState>,
     tls: Option<TlsAcceptor>,
 ) {
     let activity = Arc::new(Activity::new(&shared));
@@ -173,7 +173,7 @@ async fn serve_connection(
 
 /// HTTP/1.1 or HTTP/2 (hyper-util detects which) on an established connection, until the
 /// client closes it, it goes idle past the read timeout, or the emulator shuts down.
-async fn serve_http<I>(io: I, app: Router, shared: Arc<Shared>, activity: Arc<Activity>)
+async fn serve_http<I>(io: I, app: Router, shared: Arc<ServerState>, activity: Arc<Activity>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -223,13 +223,13 @@ where
 
 /// What one connection is doing: requests in flight and when a byte last moved.
 struct Activity {
-    shared: Arc<Shared>,
+    shared: Arc<ServerState>,
     streams: AtomicUsize,
     last_io_ms: AtomicU64,
 }
 
 impl Activity {
-    fn new(shared: &Arc<Shared>) -> Activity {
+    fn new(shared: &Arc<ServerState>) -> Activity {
         Activity {
             shared: shared.clone(),
             streams: AtomicUsize::new(0),
@@ -405,11 +405,6 @@ impl Emulator {
             quota_entries,
             arrivals: lock(&self.shared.stats).arrivals.len(),
         }
-    }
-
-    /// Generate requests numbered so far (each one seeds its own random generator).
-    pub fn generate_requests(&self) -> u64 {
-        self.shared.generated.load(Ordering::Relaxed)
     }
 
     /// Stops accepting, ends in-flight work, and waits for the server task to finish.

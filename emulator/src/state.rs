@@ -72,7 +72,7 @@ pub struct TrackedState {
 }
 
 /// State shared by every handler.
-pub(crate) struct Shared {
+pub(crate) struct ServerState {
     pub(crate) settings: Settings,
     pub(crate) started: Instant,
     /// A std Mutex: critical sections are a few pushes and never hold across an `.await`.
@@ -91,8 +91,8 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-impl Shared {
-    /// Records an arrival; returns its index for [`Shared::finish`].
+impl ServerState {
+    /// Records an arrival; returns its index for [`ServerState::finish`].
     pub(crate) fn arrive(&self, model: &str, method: &str) -> Option<usize> {
         let mut stats = lock(&self.stats);
         if stats.arrivals.len() >= MAX_ARRIVALS {
@@ -144,10 +144,10 @@ impl Shared {
 
 /// Counts a generate request as in flight for as long as it lives (for a stream: until the
 /// body is finished or dropped).
-pub(crate) struct InFlight(Arc<Shared>);
+pub(crate) struct InFlight(Arc<ServerState>);
 
 impl InFlight {
-    pub(crate) fn new(shared: &Arc<Shared>) -> InFlight {
+    pub(crate) fn new(shared: &Arc<ServerState>) -> InFlight {
         shared.enter();
         InFlight(shared.clone())
     }

@@ -34,7 +34,7 @@
 //!   permit before each request, the real token count settled after it,
 //!   retries that wait as long as the server says (or back off with jitter
 //!   when it does not say), and a clean stop when the daily quota runs out.
-//! * [`shared`]: the same limiter with its books in Redis (`--redis`), so
+//! * [`redis`]: the same limiter with its books in Redis (`--redis`), so
 //!   many processes on many machines draw from one project's quota: an
 //!   atomic Lua script per admission, Redis's clock, keys that expire.
 //! * [`runner::learn`] and [`memory`]: every 429 names the limit it
@@ -56,5 +56,5 @@ pub mod memory;
 pub mod options;
 pub mod prompts;
 pub mod ramp;
+pub mod redis;
 pub mod runner;
-pub mod shared;

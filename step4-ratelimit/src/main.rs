@@ -33,8 +33,8 @@ use step4_ratelimit::{
     options::LimitArgs,
     prompts::Prompts,
     ramp,
+    redis::{RedisLimiter, Scope},
     runner::{self, RunOptions, Runner},
-    shared::{RedisLimiter, Scope},
 };
 
 /// Step 4: N Gemini requests paced by a rate limiter, so that none gets a 429.
@@ -94,7 +94,7 @@ async fn find_breaking_point(args: &Args, shutdown: &Shutdown) -> anyhow::Result
             args.limit
                 .learner(&common.model, &project, &base_url, !session.is_offline())?;
         if let Some(line) = learner.keep(refusal) {
-            eprintln!("{line}");
+            common::terminal::diagnostic(line);
         }
     }
     Ok(ramp)
@@ -176,16 +176,16 @@ async fn build_limiter(
     let limits = args.limits(model)?;
     match redis.filter(|_| !args.no_limit) {
         // `--redis`: the same limits, counted in Redis for everyone sharing
-        // the key and the model (see the `shared` module).
+        // the key and the model (see the `redis` module).
         Some(url) => {
             let scope = Scope::from_env(model);
             let limiter = RedisLimiter::connect(url, scope, limits).await?;
-            eprintln!(
+            common::terminal::diagnostic(format_args!(
                 "Sharing the rate limits through Redis ({} for project {}, model {}).",
                 limiter.url(),
                 limiter.scope().project(),
                 limiter.scope().model()
-            );
+            ));
             Ok(Arc::new(limiter))
         }
         None => Ok(Arc::new(Limiter::new(limits))),

@@ -175,10 +175,10 @@ impl Memory {
         match serde_json::from_str(&text) {
             Ok(book) => Ok(book),
             Err(error) => {
-                eprintln!(
+                common::terminal::diagnostic(format_args!(
                     "the limits file {} is not valid ({error}): starting afresh; it is rewritten at the end of the run",
                     self.path.display()
-                );
+                ));
                 Ok(Book::default())
             }
         }

@@ -18,7 +18,10 @@
 use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, ValueEnum};
-use common::quota::{Quota, Tier, for_tier};
+use common::{
+    cli::parse_duration,
+    quota::{Quota, Tier, for_tier},
+};
 
 use crate::{
     limiter::Limits,
@@ -185,13 +188,12 @@ impl LimitArgs {
         };
         Ok(Limits {
             max_in_flight: in_flight,
-            ..Limits::new(
-                self.rpm.unwrap_or(base.rpm),
-                self.tpm.unwrap_or(base.tpm),
-                self.rpd.unwrap_or(base.rpd),
-            )
-            .with_window(self.window)
-            .with_day(self.day)
+            ..Limits::default()
+                .with_rpm(self.rpm.unwrap_or(base.rpm))
+                .with_tpm(self.tpm.unwrap_or(base.tpm))
+                .with_rpd(self.rpd.unwrap_or(base.rpd))
+                .with_window(self.window)
+                .with_day(self.day)
         })
     }
 
@@ -219,10 +221,10 @@ impl LimitArgs {
             .map(|path| Memory::new(path, project, base_url, model));
         if let (true, Some(memory)) = (self.forget_limits, &memory) {
             memory.forget()?;
-            eprintln!(
+            common::terminal::diagnostic(format_args!(
                 "forgot the limits and the day's spend remembered for {model} in {}",
                 memory.path().display()
-            );
+            ));
         }
         let remembered = match &memory {
             Some(memory) => memory.load()?,
@@ -259,34 +261,6 @@ impl LimitArgs {
             ..RetryPolicy::default()
         }
     }
-}
-
-/// Parses a duration such as `60s`, `1s`, `500ms`, `1.5s` or `2m` (a bare
-/// number is seconds).
-///
-/// Zero is refused: a zero window would make every limit meaningless, and a
-/// zero backoff turns retries into a hammering loop.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("`{text}` is not a duration (try 60s, 1s, 500ms or 2m)");
-    let trimmed = text.trim();
-    let split = trimmed
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(trimmed.len());
-    let (number, unit) = trimmed.split_at(split);
-    let value: f64 = number.parse().map_err(|_| bad())?;
-    let seconds = match unit.trim() {
-        "ms" => value / 1000.0,
-        "" | "s" => value,
-        "m" | "min" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => return Err(bad()),
-    };
-    if !(seconds > 0.0 && seconds <= 86_400.0) {
-        return Err(format!(
-            "`{text}` is out of range: give more than 0 and at most 24h"
-        ));
-    }
-    Ok(Duration::from_secs_f64(seconds))
 }
 
 #[cfg(test)]
@@ -349,7 +323,7 @@ mod tests {
         let limits = cli.limit.limits("gemini-2.5-pro").expect("known");
         assert_eq!(
             (limits.rpm, limits.tpm, limits.rpd),
-            (Some(0), Some(1000), Some(100))
+            (None, Some(1000), Some(100))
         );
         assert_eq!(limits.window, Duration::from_secs(1));
         assert_eq!(limits.max_in_flight, Some(3));
@@ -362,10 +336,7 @@ mod tests {
         assert!(error.to_string().contains("--rpm"), "{error}");
         let cli = parse(&["--rpm", "7"]).expect("parses");
         let limits = cli.limit.limits("gemini-9-ultra").expect("given");
-        assert_eq!(
-            (limits.rpm, limits.tpm, limits.rpd),
-            (Some(7), Some(0), Some(0))
-        );
+        assert_eq!((limits.rpm, limits.tpm, limits.rpd), (Some(7), None, None));
     }
 
     #[test]

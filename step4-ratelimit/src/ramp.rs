@@ -288,9 +288,7 @@ pub async fn exit<E: Into<anyhow::Error>>(
     let ramp = match result {
         Ok(ramp) => ramp,
         Err(error) => {
-            let error: anyhow::Error = error.into();
-            let line = format!("{error:#}").replace('\n', " ");
-            terminal::diagnostic(format_args!("error: {line}"));
+            run::print_error(error);
             return ExitCode::from(stopped.unwrap_or(run::EXIT_FAILED));
         }
     };

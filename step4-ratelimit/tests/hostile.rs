@@ -14,10 +14,11 @@ mod server;
 use std::time::Duration;
 
 use server::{KEY, Mode};
-use step4_ratelimit::limiter::Limits;
-use step4_ratelimit::shared::{RedisLimiter, Scope};
+use step4_ratelimit::limiter::{Limits, RateLimit};
+use step4_ratelimit::redis::{RedisLimiter, Scope};
 use testkit::redis::RedisServer;
 use testkit::{ScratchDir, StepCommand, StepOutput};
+use tokio::time::{Instant, timeout};
 
 const STEP: &str = env!("CARGO_BIN_EXE_step4-ratelimit");
 
@@ -134,25 +135,33 @@ async fn a_shared_pause_is_bounded_however_long_it_was_asked_for() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let limits = Limits::new(10, 0, 0);
+    let limits = Limits::default().with_rpm(10);
     let scope = Scope::new("test-key", "gemini-2.5-flash");
     let limiter = RedisLimiter::connect(&redis.url(), scope.clone(), limits)
         .await
         .expect("connected");
-    limiter
-        .pause_for(Duration::from_secs(999_999_999))
-        .await
-        .expect("paused");
+    limiter.pause_until(Instant::now() + Duration::from_secs(999_999_999));
     let mut conn = redis::Client::open(redis.url())
         .expect("a valid URL")
         .get_multiplexed_async_connection()
         .await
         .expect("connected");
-    let ttl: i64 = redis::cmd("PTTL")
-        .arg(scope.key("pause"))
-        .query_async(&mut conn)
-        .await
-        .expect("PTTL");
+    // The pause reaches Redis in the background: wait until it has landed.
+    let ttl = timeout(Duration::from_secs(15), async {
+        loop {
+            let ttl: i64 = redis::cmd("PTTL")
+                .arg(scope.key("pause"))
+                .query_async(&mut conn)
+                .await
+                .expect("PTTL");
+            if ttl != -2 {
+                return ttl;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the pause reached Redis in time");
     let most = common::error::MAX_RETRY_DELAY.as_millis() as i64;
     assert!(ttl > 0 && ttl <= most, "PTTL {ttl} > {most}");
 }
@@ -195,7 +204,7 @@ async fn a_redis_password_is_not_in_the_start_up_line_nor_when_redis_is_lost() {
     assert!(!out.all().contains(PASSWORD), "{}", out.dump());
 
     // Losing Redis mid-run: the reason every later request carries has no password.
-    let limiter = RedisLimiter::connect(&url, Scope::new("k", "m"), Limits::new(10, 0, 0))
+    let limiter = RedisLimiter::connect(&url, Scope::new("k", "m"), Limits::default().with_rpm(10))
         .await
         .expect("connected with the password");
     assert!(!format!("{limiter:?}").contains(PASSWORD));

@@ -220,7 +220,7 @@ async fn rpm_sends_the_limit_at_once_then_a_batch_per_window() {
 #[tokio::test(start_paused = true)]
 async fn the_default_margin_keeps_98_percent_of_the_limit() {
     // Real windows: 60 RPM, default margin (2% of 60 s = 1.2 s), five minutes' worth.
-    let limits = Limits::new(60, 0, 0);
+    let limits = Limits::default().with_rpm(60);
     assert_eq!(limits.margin_or_default(), 1200 * MS);
     let limiter = Limiter::new(limits.clone());
     let tokens = vec![1; 300];
@@ -351,7 +351,8 @@ async fn stays_within_the_window_on_a_real_clock_with_threads() {
 #[tokio::test(start_paused = true)]
 async fn waiters_are_admitted_in_arrival_order() {
     let limiter = Limiter::new(
-        Limits::new(1, 0, 0)
+        Limits::default()
+            .with_rpm(1)
             .with_window(SEC)
             .with_margin(Duration::ZERO),
     );
@@ -397,7 +398,8 @@ async fn a_large_request_at_the_head_is_not_overtaken() {
 #[tokio::test(start_paused = true)]
 async fn a_dropped_waiter_gives_its_place_up() {
     let limiter = Limiter::new(
-        Limits::new(1, 0, 0)
+        Limits::default()
+            .with_rpm(1)
             .with_window(10 * SEC)
             .with_margin(Duration::ZERO),
     );
@@ -450,7 +452,8 @@ async fn a_dropped_head_does_not_hold_up_the_queue() {
 #[tokio::test(start_paused = true)]
 async fn an_admission_nobody_collected_is_given_back() {
     let limiter = Limiter::new(
-        Limits::new(1, 0, 0)
+        Limits::default()
+            .with_rpm(1)
             .with_window(10 * SEC)
             .with_margin(Duration::ZERO),
     );
@@ -521,7 +524,7 @@ async fn settling_high_charges_the_difference() {
 
 #[tokio::test(start_paused = true)]
 async fn a_request_over_the_token_limit_fails_at_once() {
-    let limiter = Limiter::new(Limits::new(0, 100, 0));
+    let limiter = Limiter::new(Limits::default().with_tpm(100));
     let start = Instant::now();
     assert_eq!(
         limiter.acquire(101).await.unwrap_err(),
@@ -541,7 +544,7 @@ async fn a_request_over_the_token_limit_fails_at_once() {
 
 #[tokio::test(start_paused = true)]
 async fn pause_until_holds_everyone_until_the_deadline() {
-    let limiter = Limiter::new(Limits::new(100, 0, 0));
+    let limiter = Limiter::new(Limits::default().with_rpm(100));
     let start = Instant::now();
     let _before = limiter.acquire(1).await.unwrap();
 
@@ -568,7 +571,7 @@ async fn pause_until_holds_everyone_until_the_deadline() {
 async fn stop_fails_every_waiter_at_once_and_every_later_call() {
     // One request per minute and two in flight: one waiter is queued for the
     // window, two more for an in-flight slot.
-    let limiter = Limiter::new(Limits::new(1, 0, 0).with_max_in_flight(2));
+    let limiter = Limiter::new(Limits::default().with_rpm(1).with_max_in_flight(2));
     let start = Instant::now();
     let _in_flight = limiter.acquire(1).await.unwrap();
     let waiters = [
@@ -601,7 +604,8 @@ async fn stop_fails_every_waiter_at_once_and_every_later_call() {
 #[tokio::test(start_paused = true)]
 async fn waiting_time_is_summed_over_requests() {
     let limiter = Limiter::new(
-        Limits::new(2, 0, 0)
+        Limits::default()
+            .with_rpm(2)
             .with_window(10 * SEC)
             .with_margin(Duration::ZERO),
     );
@@ -632,7 +636,9 @@ async fn the_in_flight_slot_is_taken_before_the_stamp() {
 #[tokio::test(start_paused = true)]
 async fn works_behind_the_rate_limit_trait() {
     let limiter: Arc<dyn RateLimit> = Arc::new(Limiter::new(
-        Limits::new(1, 1_000, 0)
+        Limits::default()
+            .with_rpm(1)
+            .with_tpm(1_000)
             .with_window(10 * SEC)
             .with_margin(Duration::ZERO),
     ));
@@ -651,7 +657,7 @@ async fn works_behind_the_rate_limit_trait() {
 
 #[tokio::test(start_paused = true)]
 async fn a_hundred_thousand_waiters_wake_once_each() {
-    let limits = Limits::new(10_000, 0, 0).with_margin(SEC);
+    let limits = Limits::default().with_rpm(10_000).with_margin(SEC);
     let limiter = Limiter::new(limits);
     let tokens = vec![1; 100_000];
     let admitted = burst(&limiter, &tokens).await;
@@ -677,7 +683,8 @@ use step4_ratelimit::limiter::Which;
 #[tokio::test(start_paused = true)]
 async fn a_refunded_slot_is_free_at_once() {
     let limiter = Limiter::new(
-        Limits::new(2, 0, 0)
+        Limits::default()
+            .with_rpm(2)
             .with_window(SEC)
             .with_margin(Duration::ZERO),
     );
@@ -695,7 +702,8 @@ async fn a_refunded_slot_is_free_at_once() {
 #[tokio::test(start_paused = true)]
 async fn a_retry_goes_before_requests_queued_earlier() {
     let limiter = Limiter::new(
-        Limits::new(1, 0, 0)
+        Limits::default()
+            .with_rpm(1)
             .with_window(SEC)
             .with_margin(Duration::ZERO),
     );
@@ -729,7 +737,8 @@ async fn a_retry_goes_before_requests_queued_earlier() {
 #[tokio::test(start_paused = true)]
 async fn a_lowered_limit_holds_at_once_and_a_raised_one_frees_waiters() {
     let limiter = Limiter::new(
-        Limits::new(10, 0, 0)
+        Limits::default()
+            .with_rpm(10)
             .with_window(SEC)
             .with_margin(Duration::ZERO),
     );
@@ -765,7 +774,9 @@ async fn a_lowered_limit_holds_at_once_and_a_raised_one_frees_waiters() {
 #[tokio::test(start_paused = true)]
 async fn requests_remembered_from_an_earlier_run_count_until_they_age_out() {
     let limiter = Limiter::new(
-        Limits::new(2, 0, 5)
+        Limits::default()
+            .with_rpm(2)
+            .with_rpd(5)
             .with_window(SEC)
             .with_margin(Duration::ZERO),
     );
@@ -779,7 +790,8 @@ async fn requests_remembered_from_an_earlier_run_count_until_they_age_out() {
 #[tokio::test(start_paused = true)]
 async fn retries_keep_their_own_order() {
     let limiter = Limiter::new(
-        Limits::new(1, 0, 0)
+        Limits::default()
+            .with_rpm(1)
             .with_window(SEC)
             .with_margin(Duration::ZERO),
     );

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use step4_ratelimit::limiter::{LimitError, Limits, RateLimit};
-use step4_ratelimit::shared::{RedisLimiter, Scope, SharedError};
+use step4_ratelimit::redis::{RedisLimiter, Scope, SharedError};
 use testkit::redis::RedisServer;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout};
@@ -43,7 +43,10 @@ macro_rules! redis_or_skip {
 /// and a huge per-day limit over an hour, only so that the per-day log keeps
 /// every admission for [`admissions`] to read.
 fn limits(rpm: u32, tpm: u32) -> Limits {
-    Limits::new(rpm, tpm, 1_000_000)
+    Limits::default()
+        .with_rpm(rpm)
+        .with_tpm(tpm)
+        .with_rpd(1_000_000)
         .with_window(SEC)
         .with_day(Duration::from_secs(3600))
         .with_margin(50 * MS)
@@ -66,6 +69,27 @@ async fn raw(redis: &RedisServer) -> MultiplexedConnection {
         .get_multiplexed_async_connection()
         .await
         .expect("connected")
+}
+
+/// Waits until Redis holds `key`: the limiter's pause and stop reach Redis
+/// in the background, and the other processes see them only from there.
+async fn until_stored(redis: &RedisServer, key: &str) {
+    let mut conn = raw(redis).await;
+    timeout(PATIENCE, async {
+        loop {
+            let exists: bool = redis::cmd("EXISTS")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .expect("EXISTS");
+            if exists {
+                return;
+            }
+            tokio::time::sleep(5 * MS).await;
+        }
+    })
+    .await
+    .expect("the key reached Redis in time");
 }
 
 /// Every admission of `scope` so far, as (id, microseconds on Redis's clock),
@@ -260,7 +284,8 @@ async fn a_pause_from_one_process_holds_the_others() {
     let b = connect(&redis, &scope(), &limits).await;
 
     let start = Instant::now();
-    a.pause_for(600 * MS).await.expect("paused");
+    a.pause_until(start + 600 * MS);
+    until_stored(&redis, &scope().key("pause")).await;
     let permit = timeout(PATIENCE, b.acquire(1))
         .await
         .expect("in time")
@@ -318,9 +343,8 @@ async fn a_stop_reaches_every_process() {
     };
     until_waiting(&a, 1).await;
 
-    a.stop_everywhere("daily quota spent")
-        .await
-        .expect("stored");
+    a.stop("daily quota spent");
+    until_stored(&redis, &scope().key("stop")).await;
 
     let waited = timeout(PATIENCE, a_waiter).await.expect("in time");
     assert!(matches!(
@@ -461,8 +485,10 @@ async fn every_key_expires_on_its_own() {
     let limits = limits(10, 1_000);
     let limiter = connect(&redis, &scope(), &limits).await;
     limiter.acquire(30).await.expect("admitted").settle(20);
-    limiter.pause_for(5 * SEC).await.expect("paused");
-    limiter.stop_everywhere("test over").await.expect("stopped");
+    limiter.pause_until(Instant::now() + 5 * SEC);
+    limiter.stop("test over");
+    until_stored(&redis, &scope().key("pause")).await;
+    until_stored(&redis, &scope().key("stop")).await;
     // The settle is written in the background: wait until it landed.
     timeout(PATIENCE, async {
         while limiter.usage().await.expect("usage").tokens != 20 {

@@ -396,6 +396,20 @@ pub fn generate_calls(server: &Emulator) -> usize {
         .count()
 }
 
+/// The generate requests the emulator has seen, once the count has stayed
+/// the same for half a second.
+async fn settled_generate_calls(server: &Emulator) -> usize {
+    let mut seen = generate_calls(server);
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = generate_calls(server);
+        if now == seen {
+            return now;
+        }
+        seen = now;
+    }
+}
+
 /// Instant settings with some faults and a seed, for reproducible failures.
 pub fn faulty(faults: Faults, seed: u64) -> Settings {
     Settings {
@@ -869,7 +883,11 @@ pub async fn assert_ctrl_c_with_closed_output(binary: &str, extra_args: &[&str],
         generate_calls(&server) >= 1
     })
     .await;
-    let at_signal = generate_calls(&server);
+    // A concurrent step sends its first wave together, but the requests reach
+    // the server a little apart: wait until the count settles (the latency is
+    // 2 s, so nothing new is due), so every arrival after the signal would be
+    // a request sent after it.
+    let at_signal = settled_generate_calls(&server).await;
     step.signal("INT");
     let out = step.wait().await;
     assert_eq!(out.code(), Some(130), "Ctrl-C honoured, no panic");

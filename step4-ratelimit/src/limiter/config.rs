@@ -4,26 +4,34 @@ use tokio::time::Duration;
 
 /// The limits to enforce together, and the windows they are counted over.
 ///
-/// Each limit is optional: `None` or `Some(0)` means unlimited, the same
-/// convention as the emulator's settings. All of them apply at once; a request
-/// goes only when every limited dimension has room for it.
+/// Each limit is optional, and `None` is the one way to say "no limit": a
+/// limiter reads a `Some(0)` put in a field by hand as `None`, and the
+/// builders store the 0 of the command line and of the emulator's quotas as
+/// `None`. All of them apply at once; a request goes only when every limited
+/// dimension has room for it.
 ///
 /// ```
 /// use std::time::Duration;
 /// use step4_ratelimit::limiter::Limits;
 ///
 /// // gemini-2.5-flash on the free tier: 10 RPM, 250k TPM, 250 RPD.
-/// let limits = Limits::new(10, 250_000, 250).with_max_in_flight(8);
+/// let limits = Limits::default()
+///     .with_rpm(10)
+///     .with_tpm(250_000)
+///     .with_rpd(250)
+///     .with_max_in_flight(8);
+/// assert_eq!(limits.rpm, Some(10));
+/// assert_eq!(Limits::default().with_tpm(0).tpm, None);
 /// assert_eq!(limits.window, Duration::from_secs(60));
 /// assert_eq!(limits.margin_or_default(), Duration::from_millis(1200));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Requests per `window` (RPM for a 60 s window).
+    /// Requests per `window` (RPM for a 60 s window); `None`: no limit.
     pub rpm: Option<u32>,
-    /// Input tokens per `window` (TPM for a 60 s window).
+    /// Input tokens per `window` (TPM for a 60 s window); `None`: no limit.
     pub tpm: Option<u32>,
-    /// Requests per `day` (RPD).
+    /// Requests per `day` (RPD); `None`: no limit.
     pub rpd: Option<u32>,
     /// The window RPM and TPM are counted over. 60 s for the real API; tests
     /// use shorter ones.
@@ -33,8 +41,8 @@ pub struct Limits {
     /// How long past its window a slot stays in use, to cover the trip from
     /// us to the server. `None` picks [`Limits::margin_or_default`].
     pub margin: Option<Duration>,
-    /// At most this many requests in flight at once (held permits). `None`
-    /// or `Some(0)` means no cap.
+    /// At most this many requests in flight at once (held permits); `None`:
+    /// no cap.
     pub max_in_flight: Option<usize>,
 }
 
@@ -62,15 +70,22 @@ impl Limits {
     /// the 40 to 85 ms measured between admission and arrival.
     pub const MIN_MARGIN: Duration = Duration::from_millis(250);
 
-    /// Requests per minute, input tokens per minute and requests per day,
-    /// with 0 meaning unlimited (the shape of the emulator's `Quota`).
-    pub fn new(rpm: u32, tpm: u32, rpd: u32) -> Limits {
-        Limits {
-            rpm: Some(rpm),
-            tpm: Some(tpm),
-            rpd: Some(rpd),
-            ..Limits::default()
-        }
+    /// The same limits with `rpm` requests per window (RPM); 0 is no limit.
+    pub fn with_rpm(mut self, rpm: u32) -> Limits {
+        self.rpm = limit(rpm);
+        self
+    }
+
+    /// The same limits with `tpm` input tokens per window (TPM); 0 is no limit.
+    pub fn with_tpm(mut self, tpm: u32) -> Limits {
+        self.tpm = limit(tpm);
+        self
+    }
+
+    /// The same limits with `rpd` requests per day (RPD); 0 is no limit.
+    pub fn with_rpd(mut self, rpd: u32) -> Limits {
+        self.rpd = limit(rpd);
+        self
     }
 
     /// The same limits counted over another window (RPM and TPM).
@@ -92,9 +107,9 @@ impl Limits {
         self
     }
 
-    /// The same limits with a cap on requests in flight.
+    /// The same limits with a cap on requests in flight; 0 is no cap.
     pub fn with_max_in_flight(mut self, max: usize) -> Limits {
-        self.max_in_flight = Some(max);
+        self.max_in_flight = limit(max);
         self
     }
 
@@ -112,23 +127,21 @@ impl Limits {
             .unwrap_or_else(|| (self.window / 50).max(Limits::MIN_MARGIN))
     }
 
-    /// Requests per window, if limited.
-    pub(crate) fn rpm_limit(&self) -> Option<u32> {
-        self.rpm.filter(|&n| n > 0)
+    /// The same limits with every `Some(0)` read as `None`, so that the
+    /// code behind a limiter has one case to handle. The limiters call it on
+    /// the limits they are given.
+    pub(crate) fn normalised(self) -> Limits {
+        Limits {
+            rpm: self.rpm.and_then(limit),
+            tpm: self.tpm.and_then(limit),
+            rpd: self.rpd.and_then(limit),
+            max_in_flight: self.max_in_flight.and_then(limit),
+            ..self
+        }
     }
+}
 
-    /// Input tokens per window, if limited.
-    pub(crate) fn tpm_limit(&self) -> Option<u32> {
-        self.tpm.filter(|&n| n > 0)
-    }
-
-    /// Requests per day, if limited.
-    pub(crate) fn rpd_limit(&self) -> Option<u32> {
-        self.rpd.filter(|&n| n > 0)
-    }
-
-    /// The in-flight cap, if any.
-    pub(crate) fn in_flight_limit(&self) -> Option<usize> {
-        self.max_in_flight.filter(|&n| n > 0)
-    }
+/// `n` as a limit: 0, the outside world's "no limit", is `None`.
+fn limit<N: PartialEq + Default>(n: N) -> Option<N> {
+    (n != N::default()).then_some(n)
 }

@@ -3,8 +3,8 @@
 //! The shape is the one mini-redis uses for its database with expiring keys:
 //!
 //! * [`Limiter`] is a handle. Cloning it is cheap, and every clone talks to
-//!   the same `Shared` value.
-//! * `Shared` keeps the state behind a `std::sync::Mutex`, plus a `Notify`
+//!   the same `Core` value.
+//! * `Core` keeps the state behind a `std::sync::Mutex`, plus a `Notify`
 //!   used to wake the background task.
 //! * The background task, the *driver*, sleeps until the head of the queue
 //!   can go (or until it is told something changed), admits everyone who can
@@ -54,7 +54,7 @@ use crate::gauge::Gauge;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), step4_ratelimit::limiter::LimitError> {
-/// let limiter = Limiter::new(Limits::new(10, 250_000, 250));
+/// let limiter = Limiter::new(Limits::default().with_rpm(10).with_tpm(250_000).with_rpd(250));
 /// let permit = limiter.acquire(12).await?; // 12 input tokens, estimated
 /// // ... send the request; the response says it really was 9 tokens:
 /// permit.settle(9);
@@ -73,13 +73,13 @@ pub struct Limiter {
 
 /// Owned by the `Limiter` clones (and only by them), so that its `Drop` runs
 /// when the last clone goes, and can tell the driver to stop. The driver and
-/// the permits hold `Shared` directly and so do not keep it alive.
+/// the permits hold `Core` directly and so do not keep it alive.
 struct Handle {
-    shared: Arc<Shared>,
+    core: Arc<Core>,
 }
 
 /// Everything the handles, the driver and the permits share.
-struct Shared {
+struct Core {
     /// The state. See the module documentation for why a std mutex.
     state: Mutex<State>,
     /// Wakes the driver when the head of the queue changed, or when room
@@ -206,15 +206,16 @@ impl Limiter {
     /// A limiter enforcing `limits`. Nothing is spawned until a request
     /// first has to wait.
     pub fn new(limits: Limits) -> Limiter {
+        let limits = limits.normalised();
         let margin = limits.margin_or_default();
         // A slot counts for the window plus the margin (see the module docs).
         let hold = limits.window.saturating_add(margin);
         let day_hold = limits.day.saturating_add(margin);
         let state = State {
             limits: limits.clone(),
-            requests: limits.rpm_limit().map(|n| Window::new(n, hold)),
-            tokens: limits.tpm_limit().map(|n| Window::new(n, hold)),
-            day: limits.rpd_limit().map(|n| Window::new(n, day_hold)),
+            requests: limits.rpm.map(|n| Window::new(n, hold)),
+            tokens: limits.tpm.map(|n| Window::new(n, hold)),
+            day: limits.rpd.map(|n| Window::new(n, day_hold)),
             queue: VecDeque::new(),
             next_id: 0,
             next_admission: 0,
@@ -226,35 +227,35 @@ impl Limiter {
             wakeups: 0,
         };
         let slots = limits
-            .in_flight_limit()
+            .max_in_flight
             .map(|n| Arc::new(Semaphore::new(n.min(Semaphore::MAX_PERMITS))));
-        let shared = Arc::new(Shared {
+        let core = Arc::new(Core {
             state: Mutex::new(state),
             wake_driver: Notify::new(),
             waiting: AtomicUsize::new(0),
             slots,
         });
         Limiter {
-            handle: Arc::new(Handle { shared }),
+            handle: Arc::new(Handle { core }),
         }
     }
 
     /// What this limiter enforces right now.
     pub fn limits(&self) -> Limits {
-        self.handle.shared.lock().limits.clone()
+        self.handle.core.lock().limits.clone()
     }
 
     /// Changes one limit for the rest of the run (0 = unlimited): the server
     /// said what its limit really is. Admissions already counted keep
     /// counting against the new limit; a waiter that now fits goes at once.
     pub fn set_limit(&self, which: Which, limit: u32) {
-        let shared = &self.handle.shared;
-        let mut state = shared.lock();
+        let core = &self.handle.core;
+        let mut state = core.lock();
         state.set_limit(which, limit);
         let anyone_waiting = !state.queue.is_empty();
         drop(state);
         if anyone_waiting {
-            shared.wake_driver.notify_one();
+            core.wake_driver.notify_one();
         }
     }
 
@@ -266,7 +267,7 @@ impl Limiter {
         let mut ages = ages.to_vec();
         // Oldest first, so that the logs stay in expiry order.
         ages.sort_unstable_by(|a, b| b.cmp(a));
-        let mut state = self.handle.shared.lock();
+        let mut state = self.handle.core.lock();
         let now = Instant::now();
         for age in ages {
             // Further back than this clock reaches: count it as admitted
@@ -312,14 +313,14 @@ impl Limiter {
 
     /// `acquire`, joining the queue at `place`.
     async fn acquire_in(&self, tokens: u32, place: Place) -> Result<Permit, LimitError> {
-        let shared = &self.handle.shared;
+        let core = &self.handle.core;
         let since = Instant::now();
-        let _waiting = Gauge::enter(&shared.waiting);
+        let _waiting = Gauge::enter(&core.waiting);
 
         // A request that can never fit fails now rather than waiting forever.
         {
-            let state = shared.lock();
-            if let Some(limit) = state.limits.tpm_limit().filter(|&limit| tokens > limit) {
+            let state = core.lock();
+            if let Some(limit) = state.limits.tpm.filter(|&limit| tokens > limit) {
                 return Err(LimitError::TooLarge { tokens, limit });
             }
             state.check_running()?;
@@ -327,17 +328,17 @@ impl Limiter {
 
         // The in-flight slot comes first: once stamped, a request must leave
         // at once, or it reaches the server later than the margin allows for.
-        let slot = shared.take_slot().await?;
+        let slot = core.take_slot().await?;
 
         // The guard is a temporary, dropped at the end of this statement:
         // the lock is never held across the `.await` below.
-        let arrival = shared.lock().arrive(tokens, since, place)?;
+        let arrival = core.lock().arrive(tokens, since, place)?;
         let admission = match arrival {
             Arrival::Admitted(admission) => admission,
             Arrival::Queued { id, answer, wake } => {
-                shared.wake(wake);
+                core.wake(wake);
                 let ticket = Ticket {
-                    shared: Arc::clone(shared),
+                    core: Arc::clone(core),
                     id,
                     since,
                     answer: Some(answer),
@@ -346,7 +347,7 @@ impl Limiter {
             }
         };
         Ok(Permit::new(
-            Arc::clone(shared) as Arc<dyn Settle>,
+            Arc::clone(core) as Arc<dyn Settle>,
             admission.id,
             tokens,
             admission.at,
@@ -360,7 +361,7 @@ impl Limiter {
     /// not only the request that was refused. A later deadline extends the
     /// pause; an earlier one does not shorten it.
     pub fn pause_until(&self, deadline: Instant) {
-        let mut state = self.handle.shared.lock();
+        let mut state = self.handle.core.lock();
         state.paused_until = Some(state.paused_until.map_or(deadline, |p| p.max(deadline)));
         // No need to wake the driver: if it sleeps, it wakes at its old
         // deadline, sees the pause, and sleeps again; if it is idle, the next
@@ -371,9 +372,9 @@ impl Limiter {
     /// [`LimitError::Stopped`] carrying `reason` (the first reason given is
     /// kept). For when going on is pointless, e.g. the daily quota is spent.
     pub fn stop(&self, reason: &str) {
-        let shared = &self.handle.shared;
+        let core = &self.handle.core;
         let (error, queue) = {
-            let mut state = shared.lock();
+            let mut state = core.lock();
             let reason = state
                 .stopped
                 .get_or_insert_with(|| reason.to_owned())
@@ -389,15 +390,15 @@ impl Limiter {
             let _ = waiter.answer.send(Err(error.clone()));
         }
         // Those still waiting for an in-flight slot fail when it closes.
-        if let Some(slots) = &shared.slots {
+        if let Some(slots) = &core.slots {
             slots.close();
         }
     }
 
     /// A snapshot of the counters, for a progress bar or a summary.
     pub fn stats(&self) -> Stats {
-        let shared = &self.handle.shared;
-        let mut state = shared.lock();
+        let core = &self.handle.core;
+        let mut state = core.lock();
         let now = Instant::now();
         state.expire(now);
         let used = |window: &Option<Window>| window.as_ref().map_or(0, Window::used);
@@ -408,7 +409,7 @@ impl Limiter {
         Stats {
             limits: state.limits.clone(),
             day_full_until,
-            waiting: shared.waiting.load(Ordering::Relaxed),
+            waiting: core.waiting.load(Ordering::Relaxed),
             admitted: state.admitted,
             total_wait: state.total_wait,
             usage: Usage {
@@ -475,12 +476,12 @@ impl Drop for Handle {
     /// The last `Limiter` clone is gone: nobody can call `acquire` any more,
     /// so the driver has nothing left to do.
     fn drop(&mut self) {
-        self.shared.lock().driver = Driver::ShutDown;
-        self.shared.wake_driver.notify_one();
+        self.core.lock().driver = Driver::ShutDown;
+        self.core.wake_driver.notify_one();
     }
 }
 
-impl Shared {
+impl Core {
     /// Locks the state.
     ///
     /// A panic while holding the lock would poison it. Our critical sections
@@ -545,7 +546,7 @@ impl Shared {
     }
 }
 
-impl Settle for Shared {
+impl Settle for Core {
     fn refund(&self, id: u64) {
         let mut guard = self.lock();
         let state = &mut *guard;
@@ -689,7 +690,8 @@ impl State {
             Which::Tpm => (&mut self.limits.tpm, &mut self.tokens, self.limits.window),
             Which::Rpd => (&mut self.limits.rpd, &mut self.day, self.limits.day),
         };
-        *slot = Some(limit);
+        // 0 is no limit, stored as `None` (see `Limits`).
+        *slot = Some(limit).filter(|&n| n > 0);
         match (window, limit) {
             (window, 0) => *window = None,
             (Some(window), limit) => window.set_limit(limit),
@@ -791,10 +793,10 @@ impl State {
 /// sleep until the next deadline *or* until told that something changed,
 /// whichever comes first. A wake-up that finds nothing to do just computes
 /// the deadline again; nothing ever polls on a timer.
-async fn drive(shared: Arc<Shared>) {
+async fn drive(core: Arc<Core>) {
     loop {
         let next = {
-            let mut state = shared.lock();
+            let mut state = core.lock();
             // Read the clock under the lock (see `State::arrive`).
             let now = Instant::now();
             state.admit_ready(now)
@@ -803,10 +805,10 @@ async fn drive(shared: Arc<Shared>) {
             Next::At(deadline) => {
                 tokio::select! {
                     () = tokio::time::sleep_until(deadline) => {}
-                    () = shared.wake_driver.notified() => {}
+                    () = core.wake_driver.notified() => {}
                 }
             }
-            Next::Idle => shared.wake_driver.notified().await,
+            Next::Idle => core.wake_driver.notified().await,
             Next::ShutDown => return,
         }
     }
@@ -818,7 +820,7 @@ async fn drive(shared: Arc<Shared>) {
 /// cancel-safety: dropped before the answer was read, it takes the waiter
 /// out of line, or, if the admission was already sent, gives it back.
 struct Ticket {
-    shared: Arc<Shared>,
+    core: Arc<Core>,
     id: u64,
     since: Instant,
     /// `None` once the answer was read: nothing left to clean up.
@@ -855,9 +857,9 @@ impl Drop for Ticket {
         // between our look and our leaving, and the slot would be lost.
         answer.close();
         match answer.try_recv() {
-            Ok(Ok(admission)) => self.shared.refund(admission, self.since),
+            Ok(Ok(admission)) => self.core.refund(admission, self.since),
             Ok(Err(_stopped)) => {}
-            Err(_not_answered) => self.shared.leave_queue(self.id),
+            Err(_not_answered) => self.core.leave_queue(self.id),
         }
     }
 }

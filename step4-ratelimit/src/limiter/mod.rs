@@ -90,7 +90,8 @@
 //!
 //! # Design
 //!
-//! * [`Limits`] says what to enforce; 0 or `None` means unlimited.
+//! * [`Limits`] says what to enforce; `None` means unlimited (the 0 of the
+//!   command line becomes `None`).
 //! * [`Limiter`] is the in-process implementation: a cheap-to-clone handle on
 //!   shared state behind a `std::sync::Mutex`. The state is one log per limit
 //!   (a `VecDeque` of admissions and when they stop counting) and a FIFO queue

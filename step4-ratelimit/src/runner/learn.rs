@@ -348,7 +348,9 @@ impl Learner {
             }
         });
         if let Err(error) = saved {
-            eprintln!("what this run learned is not remembered: {error}");
+            common::terminal::diagnostic(format_args!(
+                "what this run learned is not remembered: {error}"
+            ));
         }
     }
 }

@@ -56,7 +56,7 @@ use common::{
     report::{Report, Summary},
     run::{self, status_of},
     shutdown::Shutdown,
-    timeline,
+    terminal, timeline,
     types::GenerateContentRequest,
 };
 use futures_util::future::try_join_all;
@@ -186,6 +186,7 @@ impl Runner {
         let result = tokio::select! {
             result = try_join_all(requests) => result,
             never = self.monitor() => match never {},
+            never = self.stop_on_shutdown() => match never {},
         };
         if let Some(learner) = &self.learner {
             learner.save();
@@ -450,7 +451,7 @@ impl Runner {
 
     /// One line on stderr, above the progress bar.
     fn say(&self, line: &str) {
-        self.report.bar().suspend(|| eprintln!("{line}"));
+        self.report.bar().suspend(|| terminal::diagnostic(line));
     }
 
     /// A 429 may name the limit: adopt it (see [`learn`]). A limit of 0 is
@@ -526,7 +527,8 @@ impl Runner {
     }
 
     /// Why the run is halted, if it is. Checks Ctrl-C itself too, so a
-    /// request never starts in the moment before the monitor notices it.
+    /// request never starts in the moment before [`Runner::stop_on_shutdown`]
+    /// has run.
     fn halted(&self) -> Option<String> {
         if self.options.shutdown.is_requested() {
             self.halt.stop(&self.options.shutdown.not_sent());
@@ -534,11 +536,20 @@ impl Runner {
         self.halt.reason()
     }
 
-    /// Runs beside the requests for as long as they run: turns Ctrl-C into
-    /// a halt, and keeps the progress bar's message up to date.
-    ///
-    /// `common`'s Ctrl-C flag can be read but not awaited, so this looks at
-    /// it ten times a second: one cheap check in one task, whatever N is.
+    /// Runs beside the requests: turns Ctrl-C (or SIGTERM) into a halt the
+    /// moment it comes, so requests queued in the limiter or backing off
+    /// stop waiting at once.
+    async fn stop_on_shutdown(&self) -> Infallible {
+        self.options.shutdown.requested().await;
+        self.halt.stop(&self.options.shutdown.not_sent());
+        std::future::pending().await
+    }
+
+    /// Runs beside the requests for as long as they run: keeps the progress
+    /// bar's message up to date, and, when paced, watches for our own daily
+    /// limit and for a queue that has gone silent. These read the limiter's
+    /// numbers, which change without telling anyone, so it looks ten times a
+    /// second: one cheap check in one task, whatever N is.
     async fn monitor(&self) -> Infallible {
         let bar = self.report.bar();
         if !bar.is_hidden() {
@@ -554,7 +565,6 @@ impl Runner {
         let mut watch = Watchdog::new(Instant::now());
         loop {
             tick.tick().await;
-            let _ = self.halted();
             if self.options.paced {
                 let stats = self.limiter.stats();
                 self.check_own_day(&stats);
@@ -584,7 +594,7 @@ impl Runner {
         if let Some(until) = stats.paused_until {
             let left = until.saturating_duration_since(Instant::now());
             message += &format!(", paused {} by the server", seconds(left));
-        } else if let Some(rpm) = stats.limits.rpm.filter(|&n| n > 0) {
+        } else if let Some(rpm) = stats.limits.rpm {
             message += &format!(
                 ", {}/{rpm} per {}",
                 stats.usage.requests,
@@ -734,7 +744,7 @@ fn notes(
 fn describe(limits: &Limits) -> String {
     let window = seconds(limits.window);
     let mut parts = Vec::new();
-    match (limits.rpm.filter(|&n| n > 0), limits.tpm.filter(|&n| n > 0)) {
+    match (limits.rpm, limits.tpm) {
         (Some(rpm), Some(tpm)) => {
             parts.push(format!(
                 "{rpm} requests and {tpm} input tokens per {window}"
@@ -744,7 +754,7 @@ fn describe(limits: &Limits) -> String {
         (None, Some(tpm)) => parts.push(format!("{tpm} input tokens per {window}")),
         (None, None) => {}
     }
-    if let Some(rpd) = limits.rpd.filter(|&n| n > 0) {
+    if let Some(rpd) = limits.rpd {
         parts.push(format!("{rpd} requests per day"));
     }
     if let Some(k) = limits.max_in_flight.filter(|&k| k > 0) {
@@ -768,7 +778,7 @@ fn describe_sources(limits: &Limits, sources: [Source; 3]) -> String {
         ("RPD", limits.rpd, sources[2]),
     ]
     .iter()
-    .map(|(name, value, source)| match value.filter(|&n| n > 0) {
+    .map(|(name, value, source)| match value {
         Some(n) => format!("{name} {n} ({source})"),
         None => format!("{name} unlimited ({source})"),
     })
@@ -784,7 +794,7 @@ fn describe_sources(limits: &Limits, sources: [Source; 3]) -> String {
 /// first. Dividing that by when our last admission really went says what
 /// share of the allowed rate we reached (the margin costs about 2%).
 fn pace_against_limit(limits: &Limits, pace: &Pace) -> Option<String> {
-    let rpm = limits.rpm.filter(|&n| n > 0)?;
+    let rpm = limits.rpm?;
     let (first, last) = (pace.first?, pace.last?);
     if pace.count <= u64::from(rpm) {
         return Some(format!(
@@ -948,7 +958,7 @@ mod tests {
 
     #[test]
     fn pace_compares_the_last_admission_with_the_earliest_allowed() {
-        let limits = Limits::new(10, 0, 0);
+        let limits = Limits::default().with_rpm(10);
         let start = Instant::now();
         let pace = Pace {
             first: Some(start),
@@ -968,12 +978,18 @@ mod tests {
 
     #[test]
     fn limits_are_described_in_words() {
-        let limits = Limits::new(10, 250_000, 250).with_max_in_flight(4);
+        let limits = Limits::default()
+            .with_rpm(10)
+            .with_tpm(250_000)
+            .with_rpd(250)
+            .with_max_in_flight(4);
         assert_eq!(
             describe(&limits),
             "limiter: 10 requests and 250000 input tokens per 60 s, 250 requests per day, at most 4 in flight (each slot held 1.2 s past its window, for the trip to the server)"
         );
-        let short = Limits::new(5, 0, 0).with_window(Duration::from_millis(500));
+        let short = Limits::default()
+            .with_rpm(5)
+            .with_window(Duration::from_millis(500));
         assert!(describe(&short).starts_with("limiter: 5 requests per 500 ms"));
     }
 
@@ -1014,7 +1030,10 @@ mod tests {
     fn a_long_wait_gets_a_line_that_says_what_for_and_until_when() {
         let start = Instant::now();
         let mut stats = Stats {
-            limits: Limits::new(2, 0, 2).with_window(Duration::from_secs(10)),
+            limits: Limits::default()
+                .with_rpm(2)
+                .with_rpd(2)
+                .with_window(Duration::from_secs(10)),
             waiting: 1,
             admitted: 2,
             total_wait: Duration::ZERO,

@@ -166,7 +166,7 @@ impl Scope {
     /// The scope of `api_key` and `model`. Only a hash of the key is kept.
     ///
     /// ```
-    /// use step4_ratelimit::shared::Scope;
+    /// use step4_ratelimit::redis::Scope;
     ///
     /// let scope = Scope::new("AIza-not-a-real-key", "models/gemini-2.5-flash");
     /// assert_eq!(scope.model(), "gemini-2.5-flash");

@@ -62,11 +62,11 @@ const MAX_JITTER: Duration = Duration::from_millis(5);
 /// ```no_run
 /// use std::sync::Arc;
 /// use step4_ratelimit::limiter::{Limits, RateLimit};
-/// use step4_ratelimit::shared::{RedisLimiter, Scope};
+/// use step4_ratelimit::redis::{RedisLimiter, Scope};
 ///
 /// # async fn demo(api_key: &str) -> anyhow::Result<()> {
 /// let scope = Scope::new(api_key, "gemini-2.5-flash");
-/// let limits = Limits::new(10, 250_000, 250);
+/// let limits = Limits::default().with_rpm(10).with_tpm(250_000).with_rpd(250);
 /// let limiter = RedisLimiter::connect("redis://127.0.0.1:6379", scope, limits).await?;
 /// let limiter: Arc<dyn RateLimit> = Arc::new(limiter); // what the runner takes
 /// let permit = limiter.acquire(12).await?;
@@ -237,6 +237,7 @@ impl RedisLimiter {
             .await
             .map_err(unreachable)?;
         let inner = Arc::new_cyclic(|me| {
+            let limits = limits.normalised();
             let mut inner = Inner::new(conn, shown, secrets.clone(), scope, limits, me.clone());
             inner.published = published;
             inner
@@ -284,7 +285,7 @@ impl RedisLimiter {
         let since = Instant::now();
         let _waiting = Gauge::enter(&inner.waiting);
         // A request that can never fit fails now rather than waiting forever.
-        match inner.current().tpm.filter(|&n| n > 0) {
+        match inner.current().tpm {
             Some(limit) if tokens > limit => {
                 return Err(LimitError::TooLarge { tokens, limit });
             }
@@ -338,23 +339,6 @@ impl RedisLimiter {
             let deadline = Instant::now() + inner.nap(wait);
             inner.sleep_until(deadline).await?;
         }
-    }
-
-    /// Pauses every process sharing the scope for `duration`, and waits
-    /// until Redis has it. [`RateLimit::pause_until`] does the same with
-    /// the write in the background; call this to know it landed.
-    pub async fn pause_for(&self, duration: Duration) -> Result<(), SharedError> {
-        let duration = duration.min(MAX_PAUSE);
-        self.inner.extend_local_pause(Instant::now() + duration);
-        self.inner.write_pause(duration).await
-    }
-
-    /// Stops this limiter and, for one window plus margin, every process
-    /// sharing the scope; waits until Redis has it. [`RateLimit::stop`]
-    /// does the same with the write in the background.
-    pub async fn stop_everywhere(&self, reason: &str) -> Result<(), SharedError> {
-        self.inner.stop_local(reason);
-        self.inner.write_stop(reason).await
     }
 
     /// What counts against each limit right now, read from Redis (a
@@ -506,7 +490,6 @@ impl Inner {
         let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         let slots = limits
             .max_in_flight
-            .filter(|&n| n > 0)
             .map(|n| Arc::new(Semaphore::new(n.min(Semaphore::MAX_PERMITS))));
         Inner {
             conn,
@@ -547,7 +530,7 @@ impl Inner {
                 *slot = value;
             }
         }
-        limits
+        limits.normalised()
     }
 
     /// Publishes a learned limit for every process sharing the scope; it
