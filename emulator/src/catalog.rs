@@ -5,7 +5,8 @@
 //! its `generateContent` models, in its order, plus the `-latest` aliases of other captures.
 //! Free-tier quotas are the mid-2025 published figures of docs/wire.md#rate-limits (flash 10 RPM /
 //! 250k TPM / 250 RPD, flash-lite 15 / 250k / 1000, pro 5 / 250k / 100; 2.0 Flash 15 / 1M / 200 and
-//! 2.0 Flash-Lite 30 / 1M / 200 from the same tables); the `-latest` aliases follow their targets.
+//! 2.0 Flash-Lite 30 / 1M / 200, the same mid-2025 tables, not confirmed by Google); the `-latest`
+//! aliases follow their targets.
 //!
 //! An alias answers with its target in `modelVersion` and shares the target's quota bucket,
 //! because quotas are per model on the server side and the model that runs is the target.
