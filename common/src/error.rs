@@ -75,6 +75,18 @@ pub enum Error {
     #[error(transparent)]
     Api(Box<ApiError>),
 
+    /// The model is not on this server (`models.get` said 404), with the
+    /// names it does serve, closest to the one asked for first (see
+    /// [`closest_models`]). The server's 404 lists none, and the built-in
+    /// emulator is gone once the run ends, so the error line itself must.
+    #[error("{api}; this server's models, closest first: {}", .closest.join(", "))]
+    UnknownModel {
+        /// The server's 404.
+        api: Box<ApiError>,
+        /// Model ids (without `models/`), at most [`MODELS_IN_A_404`].
+        closest: Vec<String>,
+    },
+
     /// The TCP connection could not be made (refused, DNS failure, unreachable network).
     #[error(
         "cannot reach {host}: {detail}; check your network connection and the base URL (GOOGLE_GEMINI_BASE_URL)"
@@ -196,7 +208,7 @@ impl Error {
     /// The API error, when the server answered with one.
     pub fn api(&self) -> Option<&ApiError> {
         match self {
-            Error::Api(api) => Some(api.as_ref()),
+            Error::Api(api) | Error::UnknownModel { api, .. } => Some(api.as_ref()),
             _ => None,
         }
     }
@@ -238,9 +250,11 @@ impl Error {
                     || api.is_invalid_key()
                     || api.is_model_unavailable()
             }
-            Error::MissingKey | Error::Config(_) | Error::Connect { .. } | Error::Tls { .. } => {
-                true
-            }
+            Error::MissingKey
+            | Error::Config(_)
+            | Error::UnknownModel { .. }
+            | Error::Connect { .. }
+            | Error::Tls { .. } => true,
             _ => false,
         }
     }
@@ -394,7 +408,7 @@ impl std::fmt::Display for ApiError {
             ),
             404 => write!(
                 f,
-                "not found ({head}): {message}; choose another model with --model (GET /v1beta/models lists them)"
+                "not found ({head}): {message}; choose another model with --model"
             ),
             503 => write!(
                 f,
@@ -537,6 +551,53 @@ fn from_envelope(http_status: Option<u16>, error: &Value) -> ApiError {
         api.retry_delay = retry_delay_from_message(&api.message);
     }
     api
+}
+
+/// How many model names a 404 line lists at most: the closest ones.
+pub const MODELS_IN_A_404: usize = 8;
+
+/// The names of `available` closest to `asked` (by edit distance, ties in
+/// the server's order), at most [`MODELS_IN_A_404`]: a typo such as
+/// `gemini-flash-lates` puts `gemini-flash-latest` first. `models/` prefixes
+/// are dropped, as `--model` takes the bare id.
+pub fn closest_models<'a>(
+    asked: &str,
+    available: impl IntoIterator<Item = &'a str>,
+) -> Vec<String> {
+    fn bare(name: &str) -> &str {
+        name.strip_prefix("models/").unwrap_or(name)
+    }
+    let asked = bare(asked);
+    let mut ranked: Vec<(usize, &str)> = available
+        .into_iter()
+        .map(bare)
+        .map(|name| (edit_distance(asked, name), name))
+        .collect();
+    ranked.sort_by_key(|&(distance, _)| distance);
+    ranked
+        .into_iter()
+        .take(MODELS_IN_A_404)
+        .map(|(_, name)| condense(name))
+        .collect()
+}
+
+/// Levenshtein distance over chars, with one row of memory. Names from the
+/// network are bounded first, so a hostile list costs little.
+fn edit_distance(a: &str, b: &str) -> usize {
+    const MAX_CHARS: usize = 128;
+    let a: Vec<char> = a.chars().take(MAX_CHARS).collect();
+    let b: Vec<char> = b.chars().take(MAX_CHARS).collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
 }
 
 /// An `ApiError` with no details yet; a non-canonical status (JS's "Too Many Requests") is replaced.
@@ -866,6 +927,10 @@ impl Redactor {
             | Error::Stream(text)
             | Error::OutOfFiles(text) => self.scrub(text),
             Error::Api(api) | Error::RetryDelayTooLong { api, .. } => self.api(api),
+            Error::UnknownModel { api, closest } => {
+                self.api(api);
+                closest.iter_mut().for_each(|name| self.scrub(name));
+            }
             Error::Connect { host, detail } | Error::Tls { host, detail } => {
                 self.scrub(host);
                 self.scrub(detail);
@@ -900,6 +965,45 @@ impl Redactor {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_typo_puts_the_intended_model_first() {
+        let list = [
+            "models/gemini-2.5-flash",
+            "models/gemini-2.5-pro",
+            "models/gemini-flash-latest",
+            "models/gemini-flash-lite-latest",
+        ];
+        let closest = super::closest_models("gemini-flash-lates", list);
+        assert_eq!(closest[0], "gemini-flash-latest");
+        assert_eq!(closest.len(), 4);
+        assert_eq!(super::edit_distance("kitten", "sitting"), 3);
+        let many: Vec<String> = (0..50).map(|i| format!("models/m-{i}")).collect();
+        let closest = super::closest_models("m-7", many.iter().map(String::as_str));
+        assert_eq!(closest.len(), super::MODELS_IN_A_404);
+        assert_eq!(closest[0], "m-7");
+    }
+
+    #[test]
+    fn an_unknown_model_lists_the_closest_models_and_no_url() {
+        let api = ApiError::from_body(
+            Some(404),
+            br#"{"error":{"code":404,"message":"models/x is not found","status":"NOT_FOUND"}}"#,
+        );
+        assert!(!api.to_string().contains("GET /v1beta"), "{api}");
+        let error = Error::UnknownModel {
+            api: Box::new(api),
+            closest: vec!["gemini-flash-latest".into(), "gemini-2.5-flash".into()],
+        };
+        assert!(error.is_fatal());
+        assert_eq!(error.api().map(|a| a.http_status), Some(404));
+        assert!(
+            error
+                .to_string()
+                .ends_with("closest first: gemini-flash-latest, gemini-2.5-flash"),
+            "{error}"
+        );
+    }
+
     use super::*;
 
     #[test]

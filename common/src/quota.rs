@@ -117,7 +117,13 @@ mod tests {
         );
         for tier in [Tier::Tier1, Tier::Tier2, Tier::Tier3] {
             for (model, free) in known() {
-                let paid = for_tier(model, tier).expect("every listed model");
+                if model.starts_with("gemini-2.0") {
+                    // No paid figure read for the deprecated 2.0 models:
+                    // step 4 then asks for --rpm rather than guess.
+                    assert_eq!(for_tier(model, tier), None, "{model} {tier:?}");
+                    continue;
+                }
+                let paid = for_tier(model, tier).expect("every 2.5 model and alias");
                 assert!(paid.rpm > free.rpm, "{model} {tier:?}");
             }
         }

@@ -220,7 +220,15 @@ fn timeline_title(summary: &Summary) -> String {
         summary.elapsed_s
     );
     if summary.rate_limited > 0 {
-        title.push_str(&format!(", {} answered 429", summary.rate_limited));
+        let attempts = if summary.rate_limited == 1 {
+            "attempt"
+        } else {
+            "attempts"
+        };
+        title.push_str(&format!(
+            ", {} {attempts} answered 429",
+            summary.rate_limited
+        ));
     }
     title
 }
@@ -399,10 +407,15 @@ impl std::fmt::Display for Summary {
             self.elapsed_s, self.throughput_rpm
         )?;
         if self.rate_limited > 0 || self.retries > 0 {
+            // These count attempts, not requests: one request retried three
+            // times can be three 429s.
             write!(
                 f,
-                "; {} answered 429, {} retries",
-                self.rate_limited, self.retries
+                "; {} attempt{} answered 429, {} retr{}",
+                self.rate_limited,
+                if self.rate_limited == 1 { "" } else { "s" },
+                self.retries,
+                if self.retries == 1 { "y" } else { "ies" },
             )?;
         }
         if self.succeeded > 0 {
@@ -415,7 +428,19 @@ impl std::fmt::Display for Summary {
                 l.max as f64 / 1e3
             )?;
         }
-        if !self.paced && self.requests > 1 && self.elapsed_s > 0.0 && self.sum_of_latencies_s > 0.0
+        let unanswered = self.requests - self.succeeded.min(self.requests);
+        if !self.paced && self.requests > 1 && unanswered > 0 {
+            // A refused request takes a few milliseconds: adding those up
+            // and dividing would claim a speed-up for work never done.
+            write!(
+                f,
+                "\nno speed-up figure: {unanswered} of {} requests got no answer",
+                self.requests
+            )?;
+        } else if !self.paced
+            && self.requests > 1
+            && self.elapsed_s > 0.0
+            && self.sum_of_latencies_s > 0.0
         {
             write!(
                 f,
@@ -528,6 +553,82 @@ mod tests {
             serde_json::to_value(&s).expect("serialises")["empty_answers"],
             1
         );
+    }
+
+    fn refused(index: usize) -> Outcome {
+        Outcome {
+            index,
+            attempts: vec![Attempt {
+                sent: Duration::ZERO,
+                answered: Duration::from_millis(9),
+                status: AttemptStatus::RateLimited,
+            }],
+            ended: Ended::Failed(Error::Timeout(Duration::from_secs(1))),
+        }
+    }
+
+    #[test]
+    fn a_run_where_every_request_was_refused_claims_no_speed_up() {
+        let outcomes: Vec<Outcome> = (0..10).map(refused).collect();
+        let text = Summary::from_outcomes(&outcomes, Duration::from_millis(10)).to_string();
+        assert!(!text.contains("speed-up over"), "{text}");
+        assert!(
+            text.contains("no speed-up figure: 10 of 10 requests got no answer"),
+            "{text}"
+        );
+        assert!(
+            text.contains("; 10 attempts answered 429, 0 retries"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_run_where_most_requests_failed_claims_no_speed_up() {
+        let mut outcomes: Vec<Outcome> = (0..100).map(refused).collect();
+        for (i, outcome) in outcomes.iter_mut().take(10).enumerate() {
+            *outcome = answered(i, 0, 7000);
+        }
+        let text = Summary::from_outcomes(&outcomes, Duration::from_millis(7100)).to_string();
+        assert!(
+            text.starts_with("100 requests: 10 succeeded, 90 failed"),
+            "{text}"
+        );
+        assert!(!text.contains("speed-up over"), "{text}");
+        assert!(text.contains("90 of 100 requests got no answer"), "{text}");
+    }
+
+    #[test]
+    fn a_run_where_all_succeeded_shows_its_speed_up() {
+        let outcomes: Vec<Outcome> = (0..10).map(|i| answered(i, 0, 7000)).collect();
+        let text = Summary::from_outcomes(&outcomes, Duration::from_millis(7000)).to_string();
+        assert!(
+            text.contains("speed-up over one at a time: 10.0x (the latencies add up to 70.00 s)"),
+            "{text}"
+        );
+        assert!(!text.contains("429"), "{text}");
+    }
+
+    #[test]
+    fn one_retry_and_one_429_are_singular() {
+        let outcome = Outcome {
+            index: 0,
+            attempts: vec![
+                Attempt {
+                    sent: Duration::ZERO,
+                    answered: Duration::from_millis(9),
+                    status: AttemptStatus::RateLimited,
+                },
+                Attempt {
+                    sent: Duration::from_millis(100),
+                    answered: Duration::from_millis(900),
+                    status: AttemptStatus::Ok,
+                },
+            ],
+            ..answered(0, 0, 0)
+        };
+        let text = Summary::from_outcomes(&[outcome, answered(1, 0, 800)], Duration::from_secs(1))
+            .to_string();
+        assert!(text.contains("; 1 attempt answered 429, 1 retry"), "{text}");
     }
 
     #[test]

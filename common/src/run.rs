@@ -55,24 +55,86 @@ pub async fn session(args: &CommonArgs) -> Result<Session, Error> {
     if let Some(mib) = args.max_response_mib {
         session.client.set_max_response(mib as usize * 1024 * 1024);
     }
-    session.client.get_model(&args.model).await?;
+    check_model(&session.client, &args.model).await?;
     Ok(session)
+}
+
+/// `models.get` for the model; when the server says 404, the error names the
+/// models it does offer (closest to the typo first), read from `models.list`
+/// while the server is still there to ask.
+async fn check_model(client: &Client, model: &str) -> Result<(), Error> {
+    let Err(error) = client.get_model(model).await else {
+        return Ok(());
+    };
+    let Error::Api(api) = error else {
+        return Err(error);
+    };
+    if api.http_status != 404 {
+        return Err(Error::Api(api));
+    }
+    let Ok(models) = client.list_models().await else {
+        return Err(Error::Api(api));
+    };
+    let generating = models.iter().filter(|m| {
+        m.supported_generation_methods
+            .iter()
+            .any(|method| method == "generateContent")
+    });
+    let closest = crate::error::closest_models(model, generating.map(|m| m.name.as_str()));
+    // The names come from the network: scrubbed like every text from it.
+    Err(client
+        .redactor()
+        .error(Error::UnknownModel { api, closest }))
 }
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default: warnings only), so a
 /// step prints nothing beyond its own output unless asked to.
 ///
+/// `RUST_LOG=debug` means debug for this project's code: the libraries
+/// underneath (hyper's connection pool, h2's frames, rustls, reqwest) stay at
+/// `warn` unless named, because at debug they write a dozen lines per request
+/// and bury the one line per attempt. Naming one brings it back:
+/// `RUST_LOG=debug,hyper=debug`.
+///
 /// Colours only on a terminal: in a log file or a pipe the escape codes
-/// would be noise (and would break a `grep index=3`).
+/// would be noise (and would break a `grep request=3`).
 pub fn init_tracing() {
     use std::io::IsTerminal;
 
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// The libraries whose debug output is noise to a learner: kept at `warn`
+/// unless `RUST_LOG` names them.
+const QUIET_LIBRARIES: [&str; 7] = [
+    "hyper",
+    "hyper_util",
+    "h2",
+    "rustls",
+    "tokio_rustls",
+    "reqwest",
+    "tower",
+];
+
+/// The filter for a `RUST_LOG` value: the quiet libraries at `warn` first, so
+/// that a bare level applies to our own targets, and anything the user names
+/// (given later, so it wins) overrides them. Unset or unparsable: `warn`.
+pub fn log_filter(rust_log: Option<&str>) -> EnvFilter {
+    let Some(spec) = rust_log.map(str::trim).filter(|s| !s.is_empty()) else {
+        return EnvFilter::new("warn");
+    };
+    let quiet = QUIET_LIBRARIES
+        .map(|target| format!("{target}=warn"))
+        .join(",");
+    EnvFilter::try_new(format!("{quiet},{spec}")).unwrap_or_else(|error| {
+        eprintln!("RUST_LOG={spec:?} is not a log filter ({error}): logging warnings only");
+        EnvFilter::new("warn")
+    })
 }
 
 /// A batch of requests, and the report of what became of each.
@@ -170,14 +232,15 @@ pub fn stops_the_run(error: &Error) -> bool {
     error.is_fatal() && !matches!(error, Error::Connect { .. })
 }
 
-/// One line per attempt at `RUST_LOG=debug`: index, attempt number, status,
-/// latency, and the retry delay when the server asked for one (a 429's
-/// `RetryInfo`). Every step logs its attempts through this, so one `grep`
-/// reads them all alike.
+/// One line per attempt at `RUST_LOG=debug`: the request's number (`#1`-based,
+/// as every other output counts; `index` is the 0-based position), the
+/// attempt number, status, latency, and the retry delay when the server
+/// asked for one (a 429's `RetryInfo`). Every step logs its attempts through
+/// this, so one `grep request=3` reads them all alike.
 pub fn log_attempt<T>(index: usize, number: usize, attempt: &Attempt, result: &Result<T, Error>) {
     let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     tracing::debug!(
-        index,
+        request = index + 1,
         attempt = number,
         status = ?attempt.status,
         latency_ms = millis(attempt.latency()),

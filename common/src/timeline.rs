@@ -72,39 +72,84 @@ pub fn render(outcomes: &[Outcome], options: &Options) -> String {
             start += window;
         }
     }
-    let label_every = outcomes.len().div_ceil(10).max(1);
+    let label_every = label_every(row);
+    let bar_height = (row * 0.8).max(0.5);
     for (row_index, outcome) in outcomes.iter().enumerate() {
         let y = TOP + row_index as f64 * row;
-        // #1, then every `label_every`-th request: #1, #2, #4, ... #20.
-        if row_index == 0 || (row_index + 1) % label_every == 0 {
+        let number = outcome.index + 1;
+        if number % label_every == 0 || (number == 1 && label_every > 2) {
             let _ = writeln!(
                 svg,
-                r#"<text class="row" x="{:.0}" y="{:.1}" text-anchor="end" font-size="10">#{}</text>"#,
+                r#"<text class="row" x="{:.0}" y="{:.1}" text-anchor="end" font-size="10">#{number}</text>"#,
                 LEFT - 6.0,
-                y + (row * 0.8).max(0.5) / 2.0 + 3.5,
-                outcome.index + 1
+                y + bar_height / 2.0 + 3.5,
             );
         }
         for attempt in &outcome.attempts {
-            let width = (x(attempt.answered) - x(attempt.sent)).max(1.0);
-            let _ = writeln!(
-                svg,
-                r#"<rect class="{}" x="{:.1}" y="{y:.1}" width="{width:.1}" height="{:.1}" fill="{}"><title>#{} {:.3}-{:.3} s {}</title></rect>"#,
-                class(attempt.status),
-                x(attempt.sent),
-                (row * 0.8).max(0.5),
-                colour(attempt.status),
-                outcome.index + 1,
-                attempt.sent.as_secs_f64(),
-                attempt.answered.as_secs_f64(),
-                class(attempt.status),
-            );
+            bar(&mut svg, attempt, number, y, bar_height, &x);
         }
     }
     axis(&mut svg, end, step, TOP + plot_height, x);
     legend(&mut svg, height);
     svg.push_str("</svg>\n");
     svg
+}
+
+/// The smallest of 1, 2, 5, 10, 20, 50 ... rows between two labels that
+/// leaves a 10-pixel label room to breathe: every row while rows are tall,
+/// then #10, #20, #30 ... -- steps a reader counts in without thinking.
+fn label_every(row: f64) -> usize {
+    const LABEL_HEIGHT: f64 = 12.0;
+    let mut magnitude = 1;
+    loop {
+        for step in [1, 2, 5] {
+            let every = step * magnitude;
+            if every as f64 * row >= LABEL_HEIGHT || every >= 1_000_000 {
+                return every;
+            }
+        }
+        magnitude *= 10;
+    }
+}
+
+/// The narrowest a refused or failed attempt is drawn: such an answer takes
+/// milliseconds, which at the scale of a minute is a hairline no one sees.
+const MIN_ERROR_WIDTH: f64 = 6.0;
+
+/// One attempt's bar, with its times in a tooltip; a 429 also gets a "429"
+/// beside it when the row is tall enough to read one.
+fn bar(
+    svg: &mut String,
+    attempt: &crate::outcome::Attempt,
+    number: usize,
+    y: f64,
+    height: f64,
+    x: &impl Fn(Duration) -> f64,
+) {
+    let min_width = match attempt.status {
+        AttemptStatus::Ok => 1.0,
+        AttemptStatus::RateLimited | AttemptStatus::Failed => MIN_ERROR_WIDTH,
+    };
+    let width = (x(attempt.answered) - x(attempt.sent)).max(min_width);
+    let _ = writeln!(
+        svg,
+        r#"<rect class="{}" x="{:.1}" y="{y:.1}" width="{width:.1}" height="{height:.1}" fill="{}"><title>#{number} {:.3}-{:.3} s {}</title></rect>"#,
+        class(attempt.status),
+        x(attempt.sent),
+        colour(attempt.status),
+        attempt.sent.as_secs_f64(),
+        attempt.answered.as_secs_f64(),
+        class(attempt.status),
+    );
+    if attempt.status == AttemptStatus::RateLimited && height >= 8.0 {
+        let _ = writeln!(
+            svg,
+            r#"<text class="refused" x="{:.1}" y="{:.1}" font-size="9" fill="{}">429</text>"#,
+            x(attempt.sent) + width + 2.0,
+            y + height / 2.0 + 3.0,
+            colour(attempt.status),
+        );
+    }
 }
 
 /// Writes the picture to `path`.
@@ -245,6 +290,66 @@ mod tests {
         // Rows are labelled, and the axis runs to a round tick past the end.
         assert_eq!(svg.matches(r#"class="row""#).count(), 3);
         assert!(svg.contains(">3.5</text>"), "the axis reaches 3.5 s: {svg}");
+    }
+
+    /// The `#N` labels of a rendered picture, top to bottom.
+    fn labels(svg: &str) -> Vec<usize> {
+        svg.lines()
+            .filter(|l| l.contains(r#"class="row""#))
+            .filter_map(|l| l.split(">#").nth(1)?.split('<').next()?.parse().ok())
+            .collect()
+    }
+
+    #[test]
+    fn every_row_is_labelled_while_rows_are_tall_enough() {
+        let outcomes: Vec<Outcome> = (0..20)
+            .map(|i| outcome(i, &[(0, 7000, AttemptStatus::Ok)]))
+            .collect();
+        let svg = render(&outcomes, &Options::default());
+        assert_eq!(labels(&svg), (1..=20).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn many_rows_are_labelled_at_round_steps() {
+        for (rows, expected_step) in [(100, 2), (300, 10), (1000, 20)] {
+            let outcomes: Vec<Outcome> = (0..rows)
+                .map(|i| outcome(i, &[(0, 7000, AttemptStatus::Ok)]))
+                .collect();
+            let found = labels(&render(&outcomes, &Options::default()));
+            let mut expected: Vec<usize> = (1..=rows).filter(|n| n % expected_step == 0).collect();
+            if expected_step > 2 {
+                expected.insert(0, 1);
+            }
+            assert_eq!(found, expected, "{rows} rows");
+        }
+    }
+
+    #[test]
+    fn a_429_is_visible_at_a_glance() {
+        // A 10 ms refusal at 0 s in a one-minute picture: 0.15 px at scale.
+        let outcomes = vec![
+            outcome(
+                0,
+                &[
+                    (0, 10, AttemptStatus::RateLimited),
+                    (52_000, 59_000, AttemptStatus::Ok),
+                ],
+            ),
+            outcome(1, &[(0, 7000, AttemptStatus::Ok)]),
+        ];
+        let svg = render(&outcomes, &Options::default());
+        let refused = svg
+            .lines()
+            .find(|l| l.contains(r#"class="rate-limited""#))
+            .expect("a bar for the 429");
+        let width: f64 = refused
+            .split(r#"width=""#)
+            .nth(1)
+            .and_then(|w| w.split('"').next())
+            .and_then(|w| w.parse().ok())
+            .expect("a width");
+        assert!(width >= MIN_ERROR_WIDTH, "{refused}");
+        assert_eq!(svg.matches(r#"class="refused""#).count(), 1, "{svg}");
     }
 
     #[test]

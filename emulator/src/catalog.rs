@@ -1,9 +1,12 @@
 //! The models the emulator knows, with the fields `GET /v1beta/models` really returns.
 //!
-//! Values come from captured `models.list` output (docs/wire.md#response,
-//! `fixtures/reconstructed/200-models-list-excerpt.json`). Free-tier quotas are the mid-2025
-//! figures of docs/wire.md#rate-limits (flash 10 RPM / 250k TPM / 250 RPD, flash-lite 15 / 250k / 1000,
-//! pro 5 / 250k / 100); the `-latest` aliases follow their targets.
+//! The list is the real `models.list` answer as recorded on 2025-12-23
+//! (`common/tests/fixtures/reconstructed/200-models-list-2025-12-23.json`, see docs/wire.md#response):
+//! its `generateContent` models, in its order, plus the `-latest` aliases of other captures.
+//! Free-tier quotas are the mid-2025 published figures of docs/wire.md#rate-limits (flash 10 RPM /
+//! 250k TPM / 250 RPD, flash-lite 15 / 250k / 1000, pro 5 / 250k / 100; 2.0 Flash 15 / 1M / 200 and
+//! 2.0 Flash-Lite 30 / 1M / 200, the same mid-2025 tables, not confirmed by Google); the `-latest`
+//! aliases follow their targets.
 //!
 //! An alias answers with its target in `modelVersion` and shares the target's quota bucket,
 //! because quotas are per model on the server side and the model that runs is the target.
@@ -34,6 +37,8 @@ pub struct ModelInfo {
     pub input_token_limit: u32,
     /// `outputTokenLimit`.
     pub output_token_limit: u32,
+    /// Default `topK` (64 on 2.5 models, 40 on 2.0).
+    pub top_k: u32,
     /// `thinking`: whether the model can think before answering.
     pub thinking: bool,
     /// The free-tier limits of this model.
@@ -60,12 +65,46 @@ const PRO_QUOTA: Quota = Quota {
     tpm: 250_000,
     rpd: 100,
 };
+const FLASH_2_0_QUOTA: Quota = Quota {
+    rpm: 15,
+    tpm: 1_000_000,
+    rpd: 200,
+};
+const LITE_2_0_QUOTA: Quota = Quota {
+    rpm: 30,
+    tpm: 1_000_000,
+    rpd: 200,
+};
+/// The 2.0 models' output limit in the recorded list.
+const OUTPUT_LIMIT_2_0: u32 = 8_192;
 
-/// Shared by every entry: all five models have the same limits in the captured list.
+/// A 2.0 model of the recorded list: no thinking, 8,192 output tokens, topK 40.
+const fn gemini_2_0(
+    id: &'static str,
+    display_name: &'static str,
+    description: &'static str,
+    free_tier: Quota,
+) -> ModelInfo {
+    ModelInfo {
+        id,
+        display_name,
+        version: "2.0",
+        description,
+        input_token_limit: INPUT_LIMIT,
+        output_token_limit: OUTPUT_LIMIT_2_0,
+        top_k: 40,
+        thinking: false,
+        free_tier,
+        model_version: id,
+        thinks_by_default: false,
+    }
+}
+
+/// The input limit of every entry, and the output limit of the 2.5 ones, in the recorded list.
 const INPUT_LIMIT: u32 = 1_048_576;
 const OUTPUT_LIMIT: u32 = 65_536;
 
-static MODELS: [ModelInfo; 5] = [
+static MODELS: [ModelInfo; 9] = [
     ModelInfo {
         id: "gemini-2.5-flash",
         display_name: "Gemini 2.5 Flash",
@@ -73,6 +112,7 @@ static MODELS: [ModelInfo; 5] = [
         description: "Stable version of Gemini 2.5 Flash, our mid-size multimodal model that supports up to 1 million tokens, released in June of 2025.",
         input_token_limit: INPUT_LIMIT,
         output_token_limit: OUTPUT_LIMIT,
+        top_k: 64,
         thinking: true,
         free_tier: FLASH_QUOTA,
         model_version: "gemini-2.5-flash",
@@ -85,11 +125,36 @@ static MODELS: [ModelInfo; 5] = [
         description: "Stable release (June 17th, 2025) of Gemini 2.5 Pro",
         input_token_limit: INPUT_LIMIT,
         output_token_limit: OUTPUT_LIMIT,
+        top_k: 64,
         thinking: true,
         free_tier: PRO_QUOTA,
         model_version: "gemini-2.5-pro",
         thinks_by_default: true,
     },
+    gemini_2_0(
+        "gemini-2.0-flash",
+        "Gemini 2.0 Flash",
+        "Gemini 2.0 Flash",
+        FLASH_2_0_QUOTA,
+    ),
+    gemini_2_0(
+        "gemini-2.0-flash-001",
+        "Gemini 2.0 Flash 001",
+        "Stable version of Gemini 2.0 Flash, our fast and versatile multimodal model for scaling across diverse tasks, released in January of 2025.",
+        FLASH_2_0_QUOTA,
+    ),
+    gemini_2_0(
+        "gemini-2.0-flash-lite-001",
+        "Gemini 2.0 Flash-Lite 001",
+        "Stable version of Gemini 2.0 Flash-Lite",
+        LITE_2_0_QUOTA,
+    ),
+    gemini_2_0(
+        "gemini-2.0-flash-lite",
+        "Gemini 2.0 Flash-Lite",
+        "Gemini 2.0 Flash-Lite",
+        LITE_2_0_QUOTA,
+    ),
     ModelInfo {
         id: "gemini-2.5-flash-lite",
         display_name: "Gemini 2.5 Flash-Lite",
@@ -97,6 +162,7 @@ static MODELS: [ModelInfo; 5] = [
         description: "Stable version of Gemini 2.5 Flash-Lite, released in July of 2025",
         input_token_limit: INPUT_LIMIT,
         output_token_limit: OUTPUT_LIMIT,
+        top_k: 64,
         thinking: true,
         free_tier: LITE_QUOTA,
         model_version: "gemini-2.5-flash-lite",
@@ -109,6 +175,7 @@ static MODELS: [ModelInfo; 5] = [
         description: "Latest release of Gemini Flash",
         input_token_limit: INPUT_LIMIT,
         output_token_limit: OUTPUT_LIMIT,
+        top_k: 64,
         thinking: true,
         free_tier: FLASH_QUOTA,
         model_version: "gemini-2.5-flash",
@@ -122,6 +189,7 @@ static MODELS: [ModelInfo; 5] = [
         // Inferred: only name/version/displayName/description of this alias were captured.
         input_token_limit: INPUT_LIMIT,
         output_token_limit: OUTPUT_LIMIT,
+        top_k: 64,
         thinking: true,
         free_tier: LITE_QUOTA,
         model_version: "gemini-2.5-flash-lite",
@@ -159,6 +227,41 @@ mod tests {
         assert_eq!(find("models/gemini-2.5-pro").unwrap().free_tier.rpm, 5);
         assert!(find("gemini-5.0-flash").is_none());
         assert!(find("models/").is_none());
+    }
+
+    /// Every `generateContent` model of the recorded list is served, with its
+    /// recorded limits, in the recorded order.
+    #[test]
+    fn the_catalogue_is_the_recorded_models_list() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../common/tests/fixtures/reconstructed/200-models-list-2025-12-23.json"
+        );
+        let text = std::fs::read_to_string(path).expect("the recorded list is in the repo");
+        let list: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+        let mut recorded = Vec::new();
+        for model in list["models"].as_array().expect("a models array") {
+            let methods = model["supportedGenerationMethods"].to_string();
+            if !methods.contains("\"generateContent\"") {
+                continue;
+            }
+            let name = model["name"].as_str().expect("a name");
+            let ours = find(name).unwrap_or_else(|| panic!("{name} is not in the catalogue"));
+            assert_eq!(ours.display_name, model["displayName"], "{name}");
+            assert_eq!(ours.version, model["version"], "{name}");
+            assert_eq!(ours.description, model["description"], "{name}");
+            assert_eq!(ours.input_token_limit, model["inputTokenLimit"], "{name}");
+            assert_eq!(ours.output_token_limit, model["outputTokenLimit"], "{name}");
+            assert_eq!(ours.top_k, model["topK"], "{name}");
+            assert_eq!(ours.thinking, model["thinking"] == true, "{name}");
+            recorded.push(ours.id);
+        }
+        let served: Vec<&str> = all()
+            .iter()
+            .map(|m| m.id)
+            .filter(|id| !id.ends_with("-latest"))
+            .collect();
+        assert_eq!(served, recorded);
     }
 
     #[test]

@@ -188,7 +188,8 @@ pub struct Model {
     pub top_k: u32,
     /// Highest temperature allowed (`2`).
     pub max_temperature: u32,
-    /// Whether the model thinks.
+    /// Whether the model thinks (left out, not `false`, on models that do not).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub thinking: bool,
 }
 
@@ -204,7 +205,7 @@ impl From<&crate::catalog::ModelInfo> for Model {
             supported_generation_methods: &crate::catalog::SUPPORTED_GENERATION_METHODS,
             temperature: 1,
             top_p: 0.95,
-            top_k: 64,
+            top_k: info.top_k,
             max_temperature: 2,
             thinking: info.thinking,
         }

@@ -83,3 +83,33 @@ fn plain_serves_http_for_curl() {
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     assert_eq!(served, Some(200));
 }
+
+/// Its log, redirected to a file, is plain text: no ANSI colour codes.
+#[test]
+fn a_redirected_log_has_no_colour_codes() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let log_path = dir.path().join("emulator.log");
+    let log = std::fs::File::create(&log_path).expect("a log file");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_emulator"))
+        .args(["--port", "0", "--instant", "--plain"])
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .expect("the binary starts");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("a line");
+    let url = line
+        .trim()
+        .strip_prefix("export GOOGLE_GEMINI_BASE_URL=")
+        .map(str::to_string);
+    let served = url
+        .as_ref()
+        .and_then(|url| list_models(reqwest::Client::new(), url));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(served, Some(200), "{line}");
+    let text = std::fs::read_to_string(&log_path).expect("the log is readable");
+    assert!(text.contains("emulator ready"), "{text}");
+    assert!(!text.contains('\u{1b}'), "colour codes in {text:?}");
+}

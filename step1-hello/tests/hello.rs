@@ -96,3 +96,50 @@ async fn timeline_draws_the_one_request() {
     assert_eq!(svg.matches(r#"class="ok""#).count(), 1, "{svg}");
     assert!(svg.contains("step1-hello: 1 request, 1 answered"), "{svg}");
 }
+
+/// A typo in the model name ends with one line that names the real models,
+/// the intended one first: the built-in emulator is gone after the run, so
+/// "ask the server for its list" would be no help.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_typo_in_the_model_lists_the_closest_models() {
+    let server = emulator::start(Settings::instant())
+        .await
+        .expect("emulator starts");
+    let out = StepCommand::new(STEP)
+        .against(&server)
+        .args(["--model", "gemini-flash-lates"])
+        .run()
+        .await;
+
+    assert_eq!(out.code(), Some(1), "{}", out.all());
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("an error line\n{}", out.all()));
+    let (_, models) = line
+        .split_once("models, closest first: ")
+        .unwrap_or_else(|| panic!("a list of models in {line}"));
+    let models: Vec<&str> = models.split(", ").collect();
+    assert_eq!(models[0], "gemini-flash-latest", "{line}");
+    assert!(models.contains(&"gemini-2.5-flash"), "{line}");
+    assert!(!line.contains("GET /v1beta/models"), "{line}");
+    assert!(out.stdout.is_empty(), "{}", out.all());
+}
+
+/// A real model of the recorded list, not only the aliases, answers offline.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_real_older_model_works_offline() {
+    let server = emulator::start(Settings::instant())
+        .await
+        .expect("emulator starts");
+    let out = StepCommand::new(STEP)
+        .against(&server)
+        .args(["--model", "gemini-2.0-flash"])
+        .run()
+        .await;
+
+    assert!(out.status.success(), "{}", out.all());
+    assert!(out.stdout.contains("[gemini-2.0-flash |"), "{}", out.stdout);
+    assert!(out.stdout.contains(" 0 thinking"), "{}", out.stdout);
+}

@@ -1065,6 +1065,10 @@ pub fn closed_port() -> String {
     format!("http://127.0.0.1:{port}")
 }
 
+/// `RUST_LOG` for every target, the HTTP libraries included (a bare `trace`
+/// leaves them at warnings): where a key could leak, it would be there.
+pub const EVERYTHING_AT_TRACE: &str = "trace,hyper=trace,hyper_util=trace,h2=trace,rustls=trace,tokio_rustls=trace,reqwest=trace,tower=trace";
+
 /// The key never shows, even at `RUST_LOG=trace`: on a successful run (which
 /// proves the key was sent: the emulator only accepts [`TEST_KEY`]) and on
 /// the error path of a server that refuses it. `args` select the code path
@@ -1078,14 +1082,14 @@ pub async fn assert_key_never_shown(binary: &str, args: &[&str]) {
     .expect("emulator starts");
     let out = StepCommand::new(binary)
         .against(&accepting)
-        .env("RUST_LOG", "trace")
+        .env("RUST_LOG", EVERYTHING_AT_TRACE)
         .args(args)
         .run()
         .await;
     assert_eq!(out.code(), Some(0), "{}", out.dump());
     assert!(
-        out.stderr.contains("TRACE"),
-        "trace logging was on\n{}",
+        out.stderr.contains("TRACE") && out.stderr.contains(" hyper"),
+        "trace logging was on, the HTTP libraries' too\n{}",
         out.dump()
     );
     out.assert_no_key();
@@ -1098,7 +1102,7 @@ pub async fn assert_key_never_shown(binary: &str, args: &[&str]) {
     .expect("emulator starts");
     let out = StepCommand::new(binary)
         .against(&refusing)
-        .env("RUST_LOG", "trace")
+        .env("RUST_LOG", EVERYTHING_AT_TRACE)
         .args(args)
         .run()
         .await;
@@ -1157,19 +1161,20 @@ pub async fn assert_one_debug_line_per_attempt(binary: &str, extra_args: &[&str]
         .expect("emulator starts");
     let out = StepCommand::new(binary)
         .against(&server)
-        .env("RUST_LOG", "common=debug")
+        .env("RUST_LOG", "debug")
         .args(["-n", "3"])
         .args(extra_args)
         .run()
         .await;
     assert_eq!(out.code(), Some(0), "{}", out.dump());
-    for index in 0..3 {
+    // Numbered from 1, like the `#1` lines on stdout.
+    for number in 1..=3 {
         let lines = out
             .stderr
             .lines()
-            .filter(|l| l.contains(" attempt ") && l.contains(&format!("index={index} ")))
+            .filter(|l| l.contains(" attempt ") && l.contains(&format!("request={number} ")))
             .collect::<Vec<_>>();
-        assert_eq!(lines.len(), 1, "request {index}\n{}", out.dump());
+        assert_eq!(lines.len(), 1, "request {number}\n{}", out.dump());
         for field in ["attempt=1", "status=Ok", "latency_ms="] {
             assert!(lines[0].contains(field), "{field} in {}", lines[0]);
         }
@@ -1177,6 +1182,25 @@ pub async fn assert_one_debug_line_per_attempt(binary: &str, extra_args: &[&str]
     assert!(
         !out.stderr.contains('\u{1b}'),
         "no colour codes outside a terminal\n{}",
+        out.dump()
+    );
+    // A bare `debug` is for this project's code: the HTTP stack stays quiet.
+    let noisy: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| {
+            [" hyper", " h2::", " rustls::", " reqwest::"]
+                .iter()
+                .any(|t| l.contains(t))
+        })
+        .collect();
+    assert!(
+        noisy.is_empty(),
+        "library debug lines at RUST_LOG=debug: {noisy:#?}"
+    );
+    assert!(
+        !out.stderr.contains("request=0 "),
+        "requests are numbered from 1\n{}",
         out.dump()
     );
 }
