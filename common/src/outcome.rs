@@ -133,6 +133,15 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Frees the answer's text. The report calls it once the line is
+    /// printed: what comes after (the summary, the timeline) needs only
+    /// counts and times, and a long run should not hold every answer.
+    pub fn drop_text(&mut self) {
+        if let Ended::Answered(answer) = &mut self.ended {
+            answer.text = String::new();
+        }
+    }
+
     /// A request answered at its first attempt, sent when the run started
     /// and answered `after` it (step 1's one request).
     pub fn answered(index: usize, answer: Answer, after: Duration) -> Outcome {

@@ -11,12 +11,7 @@
 //! field updates and never hold the lock across an `.await`, which is exactly
 //! when a std mutex is the right (and cheaper) choice over tokio's.
 
-use std::{
-    io::{IsTerminal, Write},
-    path::PathBuf,
-    sync::Mutex,
-    time::Duration,
-};
+use std::{io::IsTerminal, path::PathBuf, sync::Mutex, time::Duration};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
@@ -41,7 +36,6 @@ pub struct Report {
     json: bool,
     timeline: Option<PathBuf>,
     timeline_options: timeline::Options,
-    output: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
     started: Instant,
     bar: ProgressBar,
     state: Mutex<State>,
@@ -51,6 +45,9 @@ pub struct Report {
 struct State {
     outcomes: Vec<Option<Outcome>>,
     next_to_print: usize,
+    /// Answers with no text, counted as they arrive: the text itself is
+    /// dropped once printed, so the summary cannot count them from it later.
+    empty_answers: usize,
 }
 
 impl Report {
@@ -78,22 +75,14 @@ impl Report {
             json: args.json,
             timeline: args.timeline.clone(),
             timeline_options: timeline::Options::default(),
-            output: None,
             started: Instant::now(),
             bar,
             state: Mutex::new(State {
                 outcomes: (0..total).map(|_| None).collect(),
                 next_to_print: 0,
+                empty_answers: 0,
             }),
         }
-    }
-
-    /// Also writes every outcome, in request order, as one JSON line to
-    /// `path` (step 4's `--output`), so a long run keeps every answer.
-    pub fn with_output(mut self, path: &std::path::Path) -> std::io::Result<Report> {
-        let file = std::fs::File::create(path)?;
-        self.output = Some(Mutex::new(std::io::BufWriter::new(file)));
-        Ok(self)
     }
 
     /// Sets what the timeline draws besides the bars (step 4 shades its windows).
@@ -127,21 +116,23 @@ impl Report {
             debug_assert!(false, "outcome {index} recorded twice or out of range");
             return;
         }
+        if matches!(&outcome.ended, Ended::Answered(answer) if answer.is_empty()) {
+            state.empty_answers += 1;
+        }
         state.outcomes[index] = Some(outcome);
         self.bar.inc(1);
-        while let Some(Some(ready)) = state.outcomes.get(state.next_to_print) {
-            let json = (self.json || self.output.is_some()).then(|| ready.json_line().to_string());
-            if let (Some(output), Some(json)) = (&self.output, &json) {
-                let mut file = output.lock().unwrap_or_else(|e| e.into_inner());
-                if let Err(error) = writeln!(file, "{json}") {
-                    tracing::error!(%error, "could not write to the output file");
-                }
-            }
-            let line = match json {
-                Some(json) if self.json => json,
-                _ => ready.line(),
+        let state = &mut *state;
+        while let Some(Some(ready)) = state.outcomes.get_mut(state.next_to_print) {
+            let line = if self.json {
+                ready.json_line().to_string()
+            } else {
+                ready.line()
             };
             self.bar.suspend(|| print_line(&line));
+            // The line is out (and step 4's journal has its row): the summary
+            // and the timeline need counts and times, not the text, so a run
+            // of 100,000 prompts does not keep 100,000 answers in memory.
+            ready.drop_text();
             state.next_to_print += 1;
         }
     }
@@ -160,15 +151,11 @@ impl Report {
             self.record(Outcome::not_done(index, reason_for_missing));
         }
         self.bar.finish_and_clear();
-        if let Some(output) = &self.output {
-            let mut file = output.lock().unwrap_or_else(|e| e.into_inner());
-            if let Err(error) = file.flush() {
-                tracing::error!(%error, "could not write to the output file");
-            }
-        }
         let state = self.state.into_inner().unwrap_or_else(|e| e.into_inner());
+        let state_empty_answers = state.empty_answers;
         let outcomes: Vec<Outcome> = state.outcomes.into_iter().flatten().collect();
         let mut summary = Summary::from_outcomes(&outcomes, elapsed);
+        summary.empty_answers = state_empty_answers;
         if let Some(path) = &self.timeline {
             draw_timeline(path, &outcomes, self.timeline_options, &mut summary);
         }
@@ -565,6 +552,41 @@ mod tests {
             }],
             ended: Ended::Failed(Error::Timeout(Duration::from_secs(1))),
         }
+    }
+
+    #[test]
+    fn the_report_drops_printed_text_and_still_counts_empty_answers() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            common: CommonArgs,
+        }
+        let args = Cli::parse_from(["step", "--json"]).common;
+        let report = Report::new(3, &args);
+        let mut empty = answered(1, 0, 100);
+        if let Ended::Answered(answer) = &mut empty.ended {
+            answer.text.clear();
+        }
+        // Out of order: #3 waits for #2 before it is printed.
+        report.record(answered(2, 0, 100));
+        report.record(answered(0, 0, 100));
+        report.record(empty);
+        {
+            let state = report.state.lock().expect("not poisoned");
+            let texts: Vec<&str> = state
+                .outcomes
+                .iter()
+                .flatten()
+                .filter_map(|o| match &o.ended {
+                    Ended::Answered(answer) => Some(answer.text.as_str()),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(texts, ["", "", ""], "every printed answer's text is freed");
+        }
+        let summary = report.finish("not sent");
+        assert_eq!((summary.succeeded, summary.empty_answers), (3, 1));
     }
 
     #[test]
