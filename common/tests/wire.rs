@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::trust::TlsRoots;
 use common::{Client, ClientConfig, Error, GenerateContentRequest};
-use emulator::{Emulator, Latency, Settings};
+use emulator::{Emulator, Settings};
 use futures_util::future::join_all;
 use url::Url;
 
@@ -19,11 +19,7 @@ const MODEL: &str = "gemini-2.5-flash";
 async fn emulator(tls: bool, latency: Duration) -> Emulator {
     emulator::start(Settings {
         tls,
-        latency: Latency {
-            base: latency,
-            ..Latency::ZERO
-        },
-        ..Settings::instant()
+        ..testkit::slow(latency)
     })
     .await
     .expect("emulator starts")

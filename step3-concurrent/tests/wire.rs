@@ -8,7 +8,7 @@
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use emulator::{Emulator, Latency, Settings};
+use emulator::{Emulator, Settings};
 
 const STEP: &str = env!("CARGO_BIN_EXE_step3-concurrent");
 
@@ -76,11 +76,7 @@ impl Drop for CaFile {
 async fn https_emulator(latency: Duration) -> Emulator {
     emulator::start(Settings {
         tls: true,
-        latency: Latency {
-            base: latency,
-            ..Latency::ZERO
-        },
-        ..Settings::instant()
+        ..testkit::slow(latency)
     })
     .await
     .expect("emulator starts")
