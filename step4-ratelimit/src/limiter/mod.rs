@@ -249,6 +249,13 @@ pub trait RateLimit: Send + Sync {
     fn remember(&self, ages: &[Duration]) {
         let _ = ages;
     }
+
+    /// Whether other processes draw from the same books, and a permit's
+    /// [`id`](Permit::id) counts their admissions too (Redis numbers every
+    /// admission of the shared quota). The default is this process alone.
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 /// One of the three limits.

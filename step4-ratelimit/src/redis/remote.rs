@@ -427,6 +427,12 @@ impl RateLimit for RedisLimiter {
         self.inner.published.clone()
     }
 
+    /// Every process on this Redis, key and model takes its admission ids
+    /// from one counter (`seq`).
+    fn shared(&self) -> bool {
+        true
+    }
+
     fn acquire(&self, tokens: u32) -> BoxFuture<'_, Result<Permit, LimitError>> {
         Box::pin(RedisLimiter::acquire(self, tokens))
     }
