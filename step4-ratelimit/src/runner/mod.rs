@@ -691,13 +691,19 @@ fn notes(
 /// cause: the server's window already held requests from before this run,
 /// which the limiter could not know about.
 fn earlier_requests_line(rate_limited: usize, shared: bool) -> String {
-    let others = if shared {
-        "a program not using this Redis, or an earlier run"
+    let (others, advice) = if shared {
+        (
+            "a program not using this Redis, or an earlier run",
+            "Wait a minute between runs on the free tier",
+        )
     } else {
-        "another program using the same key, or an earlier step or run"
+        (
+            "another program using the same key, or an earlier step or run",
+            "Wait a minute between runs on the free tier, and let programs that run together share one quota with --redis",
+        )
     };
     format!(
-        "the server answered 429 {} although the limiter kept to its limits: its window most likely still held requests from before this run ({others}); the limiter waited as the server asked. On the free tier, wait a minute between runs; if it happens every time, the project's limits are lower: set --rpm/--tpm/--rpd (and --window)",
+        "the server answered 429 {} although the limiter kept to its limits: its window most likely held requests this run did not send ({others}); the limiter waited as the server asked. {advice}; if it happens every time, the project's limits are lower: set --rpm/--tpm/--rpd (and --window)",
         times(rate_limited)
     )
 }
@@ -787,8 +793,9 @@ fn pace_against_limit(
 ) -> Option<String> {
     let rpm = limits.rpm?;
     let (first, last) = (pace.first?, pace.last?);
-    // Attempts, when retries went too: the server counted each one.
-    let noun = if summary.retries == 0 {
+    // Refused attempts are not counted (they were refunded), retried ones
+    // are: the count is of requests only when each went once.
+    let noun = if pace.count == (summary.succeeded + summary.failed) as u64 {
         "requests"
     } else {
         "attempts"
@@ -798,7 +805,7 @@ fn pace_against_limit(
         Some(all) => (
             all,
             format!(
-                "{all} requests of all the processes sharing the quota ({} of them {noun} of this run)",
+                "{all} requests of all the processes sharing the quota ({} of them this run's {noun})",
                 pace.count
             ),
         ),
@@ -809,9 +816,11 @@ fn pace_against_limit(
         // Fitting in one window is not the same as not waiting: the window
         // may have held requests from before this run, or the server paused.
         let why = if waited < Duration::from_millis(100) {
-            "none had to wait for the limit".to_string()
+            "none had to wait for the limit"
+        } else if pace.shared {
+            "the wait was for other processes' requests in the window, or for the server's retryDelay"
         } else {
-            "the wait was for requests sent before this run, still in the window, or for the server's retryDelay".to_string()
+            "the wait was for requests sent before this run, still in the window, or for the server's retryDelay"
         };
         return Some(format!(
             "all {whose} fit in one window of {rpm} per {window}: {why}"
@@ -1043,7 +1052,8 @@ mod tests {
             "pace: 98.0% of the limit of 10 per 60 s: 20 requests went in 61.2 s from the first to the last, the limit allows 60.0 s at the earliest"
         );
         assert!(!line.contains("req/min"), "one rate, the summary's: {line}");
-        let with_retries = pace_against_limit(&limits, &pace, &summary(12, 10, 0), wait);
+        // 12 requests, 8 of them sent twice (a 503, say): 20 counted attempts.
+        let with_retries = pace_against_limit(&limits, &pace, &summary(12, 8, 0), wait);
         assert!(with_retries.expect("a line").contains("20 attempts went"));
         assert_eq!(
             pace_against_limit(&Limits::default(), &pace, &summary(20, 0, 0), wait),
@@ -1092,7 +1102,7 @@ mod tests {
         let line = pace_against_limit(&limits, &pace, &summary(10, 0, 0), wait).expect("a line");
         assert_eq!(
             line,
-            "combined pace: 97.6% of the limit of 10 per 10 s: 25 requests of all the processes sharing the quota (10 of them requests of this run) went in 20.5 s from the first to the last, the limit allows 20.0 s at the earliest"
+            "combined pace: 97.6% of the limit of 10 per 10 s: 25 requests of all the processes sharing the quota (10 of them this run's requests) went in 20.5 s from the first to the last, the limit allows 20.0 s at the earliest"
         );
         // Alone on the quota, the same run reads as its own pace.
         let alone = Pace {
@@ -1150,11 +1160,22 @@ mod tests {
         let first = notes(&stats, &pace, &summary(10, 10, 10), true, Some(table));
         let line = first.last().expect("a note");
         assert!(
-            line.starts_with("the server answered 429 10 times although the limiter kept to its limits: its window most likely still held requests from before this run (another program using the same key, or an earlier step or run)"),
+            line.starts_with("the server answered 429 10 times although the limiter kept to its limits: its window most likely held requests this run did not send (another program using the same key, or an earlier step or run); the limiter waited as the server asked. Wait a minute between runs on the free tier, and let programs that run together share one quota with --redis; if"),
             "{line}"
         );
-        assert!(line.contains("wait a minute between runs"), "{line}");
         assert!(!line.contains("its limits are lower"), "{line}");
+        // Sharing through Redis, the other processes are no suspects.
+        let shared = Pace {
+            shared: true,
+            ..pace
+        };
+        let line = notes(&stats, &shared, &summary(10, 10, 10), true, Some(table));
+        let line = line.last().expect("a note");
+        assert!(
+            line.contains("(a program not using this Redis, or an earlier run)"),
+            "{line}"
+        );
+        assert!(!line.contains("with --redis"), "{line}");
         let learned = [
             Source::Learned,
             Source::Table("free"),
