@@ -250,11 +250,13 @@ pub trait RateLimit: Send + Sync {
         let _ = ages;
     }
 
-    /// Whether other processes draw from the same books, and a permit's
-    /// [`id`](Permit::id) counts their admissions too (Redis numbers every
-    /// admission of the shared quota). The default is this process alone.
-    fn shared(&self) -> bool {
-        false
+    /// With books shared by other processes (Redis), whose admissions a
+    /// permit's [`id`](Permit::id) numbers too: how many requests were in
+    /// the window, this one included, when this process's first request was
+    /// admitted. `None` when the books are this process's alone (the
+    /// default), or nothing was admitted yet.
+    fn in_window_at_first(&self) -> Option<u64> {
+        None
     }
 }
 

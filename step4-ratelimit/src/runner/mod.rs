@@ -203,8 +203,12 @@ impl Runner {
             return Err(error);
         }
         let stats = self.limiter.stats();
+        // Other processes' requests already in the window count in the
+        // combined pace: the limit was theirs as much as ours.
+        let in_window = self.limiter.in_window_at_first();
         let pace = Pace {
-            shared: self.limiter.shared(),
+            shared: in_window.is_some(),
+            before: in_window.map_or(0, |n| n.saturating_sub(1)),
             ..self.live.pace()
         };
         let mut summary = self.report.finish("not sent");
@@ -675,7 +679,13 @@ fn notes(
         stats.total_wait,
     ));
     let learned = sources.is_some_and(|s| s.contains(&Source::Learned));
-    if summary.rate_limited > 0 && learned {
+    let day_spent = stats.stopped.as_deref() == Some(DAILY_QUOTA);
+    if summary.rate_limited > 0 && day_spent {
+        notes.push(format!(
+            "the server answered 429 {}: the day's quota is spent (the daily line above says until when)",
+            times(summary.rate_limited)
+        ));
+    } else if summary.rate_limited > 0 && learned {
         notes.push(format!(
             "the server answered 429 {} before the limiter learned its limits (see \"limits in force\"); the next run starts from them",
             times(summary.rate_limited)
@@ -795,7 +805,8 @@ fn pace_against_limit(
     let (first, last) = (pace.first?, pace.last?);
     // Refused attempts are not counted (they were refunded), retried ones
     // are: the count is of requests only when each went once.
-    let noun = if pace.count == (summary.succeeded + summary.failed) as u64 {
+    let noun = if summary.retries == 0 || pace.count == (summary.succeeded + summary.failed) as u64
+    {
         "requests"
     } else {
         "attempts"
@@ -947,16 +958,21 @@ struct Pace {
     /// Whether the ids number the admissions of every process sharing the
     /// quota (`--redis`), not only this run's.
     shared: bool,
+    /// With a shared quota: the other processes' requests already in the
+    /// window when this run's first request went.
+    before: u64,
 }
 
 impl Pace {
     /// With a shared quota: how many admissions every process made from this
-    /// run's first to its last, this run's included. `None` when the quota
-    /// is not shared, or the ids cannot tell (Redis lost its counter when
-    /// the quota sat idle longer than a window).
+    /// run's first to its last, this run's included, plus those already in
+    /// the window at the first (taken as sent then: the pace errs high, and
+    /// is capped at 100%). `None` when the quota is not shared, or the ids
+    /// cannot tell (Redis lost its counter when the quota sat idle longer
+    /// than a window).
     fn combined(&self) -> Option<u64> {
         let (low, high) = self.ids.filter(|_| self.shared)?;
-        let all = high.checked_sub(low)? + 1;
+        let all = high.checked_sub(low)? + 1 + self.before;
         (all > self.count).then_some(all)
     }
 }
@@ -1044,6 +1060,7 @@ mod tests {
             count: 20,
             ids: Some((1, 20)),
             shared: false,
+            before: 0,
         };
         let wait = Duration::from_secs(612);
         let line = pace_against_limit(&limits, &pace, &summary(20, 0, 0), wait).expect("a line");
@@ -1071,6 +1088,7 @@ mod tests {
             count: 7,
             ids: Some((1, 7)),
             shared: false,
+            before: 0,
         };
         let quick = pace_against_limit(&limits, &few, &summary(7, 0, 0), Duration::ZERO);
         assert_eq!(
@@ -1097,12 +1115,25 @@ mod tests {
             count: 10,
             ids: Some((5, 29)),
             shared: true,
+            before: 0,
         };
         let wait = Duration::from_secs(120);
         let line = pace_against_limit(&limits, &pace, &summary(10, 0, 0), wait).expect("a line");
         assert_eq!(
             line,
             "combined pace: 97.6% of the limit of 10 per 10 s: 25 requests of all the processes sharing the quota (10 of them this run's requests) went in 20.5 s from the first to the last, the limit allows 20.0 s at the earliest"
+        );
+        // A run that found 7 of the others' requests in the window counts
+        // them: its ids 8..=21 and those 7 are 21 requests in three windows.
+        let late = Pace {
+            ids: Some((8, 21)),
+            before: 7,
+            ..pace
+        };
+        let line = pace_against_limit(&limits, &late, &summary(10, 0, 0), wait).expect("a line");
+        assert!(
+            line.starts_with("combined pace: 97.6% of the limit of 10 per 10 s: 21 requests"),
+            "{line}"
         );
         // Alone on the quota, the same run reads as its own pace.
         let alone = Pace {
@@ -1164,6 +1195,18 @@ mod tests {
             "{line}"
         );
         assert!(!line.contains("its limits are lower"), "{line}");
+        // A spent day is its own reason.
+        let day = Stats {
+            stopped: Some(DAILY_QUOTA.to_string()),
+            ..stats.clone()
+        };
+        let line = notes(&day, &pace, &summary(10, 0, 8), true, Some(table));
+        assert_eq!(
+            line.last().map(String::as_str),
+            Some(
+                "the server answered 429 8 times: the day's quota is spent (the daily line above says until when)"
+            )
+        );
         // Sharing through Redis, the other processes are no suspects.
         let shared = Pace {
             shared: true,
