@@ -732,8 +732,12 @@ fn waited(stats: &Stats, summary: &Summary) -> Option<String> {
         ));
     }
     Some(format!(
-        "waited in the limiter: {wait:.1} s in all over {} attempts ({} retries included), {average:.1} s per attempt on average",
-        stats.admitted, summary.retries
+        "waited in the limiter: {wait:.1} s in all over {} attempts ({} included), {average:.1} s per attempt on average",
+        stats.admitted,
+        match summary.retries {
+            1 => "1 retry".to_string(),
+            n => format!("{n} retries"),
+        }
     ))
 }
 
@@ -1171,7 +1175,7 @@ mod tests {
             Some("waited in the limiter: 612.0 s in all, 30.6 s per request on average")
         );
         let per_attempt = waited(
-            &stats(limits, 22, Duration::from_secs(44)),
+            &stats(limits.clone(), 22, Duration::from_secs(44)),
             &summary(12, 10, 0),
         );
         assert_eq!(
@@ -1180,6 +1184,11 @@ mod tests {
                 "waited in the limiter: 44.0 s in all over 22 attempts (10 retries included), 2.0 s per attempt on average"
             )
         );
+        let one = waited(
+            &stats(limits, 11, Duration::from_secs(11)),
+            &summary(10, 1, 1),
+        );
+        assert!(one.expect("a line").contains("(1 retry included)"));
     }
 
     #[test]
