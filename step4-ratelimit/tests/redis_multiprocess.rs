@@ -93,7 +93,27 @@ async fn four_processes_share_one_quota_with_zero_429s() {
         let summary = out.summary();
         assert_eq!(count(&summary, "succeeded"), 20, "{summary}");
         assert_eq!(count(&summary, "rate_limited"), 0, "{summary}");
+        // Waiting for the others is not "none had to wait" (the first
+        // process may really have had a window to itself).
+        let all = out.all();
+        let waited_nothing = [
+            "waited in the limiter: 0.0 s",
+            "waited in the limiter: 0.1 s",
+        ];
+        assert!(
+            !all.contains("none had to wait") || waited_nothing.iter().any(|w| all.contains(w)),
+            "{all}"
+        );
     }
+    // 80 requests in four windows of 20: whoever shared a window with
+    // another process reports the pace of both, not its own alone.
+    assert!(
+        outputs.iter().any(|out| out.all().contains(
+            "combined pace: "
+        ) && out.all().contains("requests of all the processes sharing the quota (20 of them this run's requests)")),
+        "{}",
+        outputs.iter().map(StepOutput::all).collect::<Vec<_>>().join("\n")
+    );
     let arrivals = server.stats().generates();
     assert_eq!(arrivals.len(), 80, "one attempt each");
     let refused: Vec<&Arrival> = arrivals.iter().filter(|a| a.status != 200).collect();

@@ -249,6 +249,15 @@ pub trait RateLimit: Send + Sync {
     fn remember(&self, ages: &[Duration]) {
         let _ = ages;
     }
+
+    /// With books shared by other processes (Redis), whose admissions a
+    /// permit's [`id`](Permit::id) numbers too: how many requests were in
+    /// the window, this one included, when this process's first request was
+    /// admitted. `None` when the books are this process's alone (the
+    /// default), or nothing was admitted yet.
+    fn in_window_at_first(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// One of the three limits.

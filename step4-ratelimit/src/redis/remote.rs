@@ -186,6 +186,8 @@ struct Counters {
     usage: Usage,
     /// The latest pause we know of (ours, or one Redis told us about).
     paused_until: Option<Instant>,
+    /// Requests in the window, ours included, at our first admission.
+    first_in_window: Option<u64>,
 }
 
 impl RedisLimiter {
@@ -425,6 +427,12 @@ impl RateLimit for RedisLimiter {
 
     fn published_limits(&self) -> Vec<(Which, u32)> {
         self.inner.published.clone()
+    }
+
+    /// Every process on this Redis, key and model takes its admission ids
+    /// from one counter (`seq`).
+    fn in_window_at_first(&self) -> Option<u64> {
+        self.inner.lock().first_in_window
     }
 
     fn acquire(&self, tokens: u32) -> BoxFuture<'_, Result<Permit, LimitError>> {
@@ -770,6 +778,9 @@ impl Inner {
         let mut counters = self.lock();
         counters.admitted += 1;
         counters.total_wait = counters.total_wait.saturating_add(waited);
+        // `usage` is the admitting reply's: this process asks one at a time.
+        let in_window = counters.usage.requests;
+        counters.first_in_window.get_or_insert(in_window);
     }
 }
 
