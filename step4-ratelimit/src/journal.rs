@@ -15,6 +15,9 @@
 //!   id with an answer is skipped, and only failed and never-sent prompts go.
 //!   Starting over takes `--restart`, and even then the old file is renamed,
 //!   not erased.
+//! * **One run at a time.** A run holds a lock on `FILE.lock` beside the
+//!   journal until it ends: a second run with the same `--output` is refused
+//!   with one line, instead of both sending the same prompts.
 //! * **Matched to its prompts.** Each row carries the prompt's id, line and
 //!   a fingerprint of its text: a journal with no id in common with the
 //!   prompts file, or another prompt under one of its ids, is an error
@@ -73,6 +76,14 @@ pub enum JournalError {
         /// What the system said.
         source: std::io::Error,
     },
+    /// Another run is writing to the same journal now.
+    #[error("another run is writing to {} now (it holds {}): wait for it to end, or give another --output", path.display(), lock.display())]
+    Busy {
+        /// The journal.
+        path: PathBuf,
+        /// Its lock file.
+        lock: PathBuf,
+    },
     /// The existing file is not this prompts file's journal.
     #[error("{} does not belong to these prompts ({reason}): give another --output, or --restart to start over (the old file is kept aside)", path.display())]
     Foreign {
@@ -113,6 +124,8 @@ pub struct Journal {
     file: Mutex<File>,
     /// The first write error; the run stops at it.
     failure: Mutex<Option<String>>,
+    /// Held for the run: another run on the same file is refused.
+    _run_lock: Option<fd_lock::RwLock<File>>,
 }
 
 impl Resume {
@@ -248,6 +261,7 @@ impl Journal {
         prompts: &Prompts,
         restart: bool,
     ) -> Result<(Journal, Resume), JournalError> {
+        let run_lock = lock_for_the_run(path)?;
         let mut resume = Resume {
             done: vec![false; prompts.len()],
             ..Resume::default()
@@ -283,6 +297,7 @@ impl Journal {
                 path: path.to_path_buf(),
                 file: Mutex::new(file),
                 failure: Mutex::new(None),
+                _run_lock: run_lock,
             },
             resume,
         ))
@@ -448,6 +463,46 @@ fn read_back(path: &Path, prompts: &Prompts, resume: &mut Resume) -> Result<(), 
     Ok(())
 }
 
+/// Takes the lock that says "a run is writing this journal": an advisory
+/// lock on `FILE.lock`, held as long as the returned handle lives (the
+/// journal keeps it for the run). The system releases it when the file is
+/// closed, however the process ends (`kill -9` included), so a stale lock
+/// cannot block the next run. The lock file itself stays: it is empty, and
+/// removing it could let two runs lock two different files.
+///
+/// `None` for a journal that is not a regular file (`/dev/null`, a pipe):
+/// it holds no answers to protect.
+fn lock_for_the_run(path: &Path) -> Result<Option<fd_lock::RwLock<File>>, JournalError> {
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        return Ok(None);
+    }
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = PathBuf::from(name);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|source| JournalError::Open {
+            path: lock_path.clone(),
+            source,
+        })?;
+    let mut lock = fd_lock::RwLock::new(file);
+    match lock.try_write() {
+        // Not unlocked when the guard goes: closing the file (when the
+        // journal is dropped, or the process ends) releases the lock.
+        Ok(guard) => std::mem::forget(guard),
+        Err(_) => {
+            return Err(JournalError::Busy {
+                path: path.to_path_buf(),
+                lock: lock_path,
+            });
+        }
+    }
+    Ok(Some(lock))
+}
+
 /// A row's id (compact JSON), prompt fingerprint and whether it holds an
 /// answer; `None` for a line that is not a whole row.
 fn parse_row(bytes: &[u8]) -> Option<(String, String, bool)> {
@@ -461,36 +516,41 @@ fn parse_row(bytes: &[u8]) -> Option<(String, String, bool)> {
 }
 
 /// This process's command line, quoted for a POSIX shell: the exact command
-/// that continues a stopped run.
+/// that continues a stopped run. An argument that is not UTF-8 (a file name,
+/// say) is shown with U+FFFD where its bytes were not text, rather than
+/// panicking as `std::env::args` would.
 pub fn command_line() -> String {
-    quote_command(std::env::args())
+    quote_command(std::env::args_os().map(|arg| arg.to_string_lossy().into_owned()))
 }
 
 /// `args` as one shell command line, with the password of a `--redis` URL
-/// shown as `***` (a secret is never printed; the user knows their own).
+/// shown as `***` (a secret is never printed; the user knows their own), and
+/// without `--restart`: run again, it would set aside the very journal the
+/// command is meant to continue, and send every answered prompt again.
 fn quote_command(args: impl Iterator<Item = String>) -> String {
     let mut after_redis = false;
-    args.map(|arg| {
-        let arg = if after_redis {
-            redact_url(&arg)
-        } else if let Some(url) = arg.strip_prefix("--redis=") {
-            format!("--redis={}", redact_url(url))
-        } else {
-            arg
-        };
-        after_redis = arg == "--redis";
-        let plain = !arg.is_empty()
-            && arg
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c));
-        if plain {
-            arg
-        } else {
-            format!("'{}'", arg.replace('\'', r"'\''"))
-        }
-    })
-    .collect::<Vec<_>>()
-    .join(" ")
+    args.filter(|arg| arg != "--restart")
+        .map(|arg| {
+            let arg = if after_redis {
+                redact_url(&arg)
+            } else if let Some(url) = arg.strip_prefix("--redis=") {
+                format!("--redis={}", redact_url(url))
+            } else {
+                arg
+            };
+            after_redis = arg == "--redis";
+            let plain = !arg.is_empty()
+                && arg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c));
+            if plain {
+                arg
+            } else {
+                format!("'{}'", arg.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -568,6 +628,23 @@ mod tests {
     }
 
     #[test]
+    fn two_runs_may_not_write_one_journal_at_once() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let p = prompts(dir.path(), "a\nb\n");
+        let out = dir.path().join("out.jsonl");
+        let first = Journal::open(&out, &p, false).expect("opens");
+        let second = Journal::open(&out, &p, false).map(|_| ());
+        assert!(
+            matches!(&second, Err(JournalError::Busy { .. })),
+            "{second:?}"
+        );
+        let line = second.expect_err("busy").to_string();
+        assert!(line.contains("another run is writing to"), "{line}");
+        drop(first);
+        Journal::open(&out, &p, false).expect("free again once the first run ends");
+    }
+
+    #[test]
     fn the_output_may_not_be_an_input() {
         let dir = tempfile::tempdir().expect("a temp dir");
         let prompts = dir.path().join("p.txt");
@@ -583,7 +660,7 @@ mod tests {
     }
 
     #[test]
-    fn the_command_that_continues_is_quoted_and_keeps_no_password() {
+    fn the_command_that_continues_is_quoted_keeps_no_password_and_does_not_restart() {
         let args = [
             "step4",
             "--prompts",
@@ -591,6 +668,7 @@ mod tests {
             "--redis",
             "redis://:hunter2@db:6379",
             "--redis=redis://u:pw@db",
+            "--restart",
             "--prompt",
             "it's",
         ];
