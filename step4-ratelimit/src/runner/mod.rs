@@ -134,6 +134,9 @@ pub struct Runner {
     learner: Option<Arc<Learner>>,
     /// Where each outcome is appended as soon as it is known (`--output`).
     journal: Option<Arc<Journal>>,
+    /// The error that stopped the run, reported once everything in flight
+    /// has ended. A std mutex: set once, read at the end.
+    fatal: Mutex<Option<Error>>,
 }
 
 impl Runner {
@@ -154,6 +157,7 @@ impl Runner {
             rng: Mutex::new(SmallRng::seed_from_u64(seed())),
             learner: None,
             journal: None,
+            fatal: Mutex::new(None),
         }
     }
 
@@ -176,7 +180,9 @@ impl Runner {
     /// at once, and adds up the run; the report numbers them in that order.
     ///
     /// Returns an error only when the run had to stop because every request
-    /// would fail (a bad key, say): that is one line for the user, not N.
+    /// would fail (a bad key, say): that is one line for the user, not N. It
+    /// comes once the requests already in flight have ended, so an answer
+    /// that arrives meanwhile is still kept (and journaled).
     pub async fn run(self, prompts: &Prompts, todo: &[usize]) -> Result<Summary, Error> {
         self.start_from_memory();
         let requests = todo
@@ -191,7 +197,7 @@ impl Runner {
         if let Some(learner) = &self.learner {
             learner.save();
         }
-        if let Err(error) = result {
+        if let Some(error) = result.err().or_else(|| self.fatal()) {
             self.report.bar().finish_and_clear();
             return Err(error);
         }
@@ -285,7 +291,10 @@ impl Runner {
             }
             let retries = attempts.len().saturating_sub(1) as u32;
             match self.options.retry.decide(&error, retries) {
-                Decision::StopTheRun => return Err(error),
+                Decision::StopTheRun => {
+                    self.stop_the_run(&error);
+                    break Ended::Failed(error);
+                }
                 Decision::StopForTheDay => {
                     self.stop_for_the_day(&error);
                     break Ended::Failed(error);
@@ -296,6 +305,11 @@ impl Runner {
             }
             // Round again: `admit` notices if the run was halted meanwhile.
         };
+        if attempts.is_empty() && self.fatal().is_some() {
+            // Never sent, and the run ends with the one line that says why:
+            // not one "not sent" line per queued prompt.
+            return Ok(());
+        }
         let outcome = Outcome {
             index: position,
             attempts,
@@ -431,6 +445,26 @@ impl Runner {
         let resume_in = self.day_reset_in(error.retry_delay());
         let line = daily_quota_line(error, resume_in);
         self.halt_for_the_day(resume_in, &line);
+    }
+
+    /// An error that would fail every request (a revoked key, say): nothing
+    /// more is sent, the requests already in flight still end (an answer
+    /// that may be billed is kept), and the run then ends with this error's
+    /// one line. The first such error is the one reported.
+    fn stop_the_run(&self, error: &Error) {
+        let mut fatal = self.fatal.lock().unwrap_or_else(|e| e.into_inner());
+        if fatal.is_none() {
+            *fatal = Some(error.clone());
+        }
+        drop(fatal);
+        // The halt, not `limiter.stop`: a Redis limiter would stop every
+        // process sharing the quota, and this error is this run's own.
+        self.halt.stop("not sent: the run stopped");
+    }
+
+    /// The error that stopped the run, if one did.
+    fn fatal(&self) -> Option<Error> {
+        self.fatal.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Stops the run for the day, remembers until when, and prints `line` once.
