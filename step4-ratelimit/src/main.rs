@@ -89,7 +89,9 @@ async fn find_breaking_point(args: &Args, shutdown: &Shutdown) -> anyhow::Result
     // The exact limit the server named is kept for the next runs.
     if let Some(refusal) = &ramp.refusal {
         let project = Scope::from_env(&common.model).project().to_string();
-        let base_url = session.client.base_url().to_string();
+        // Keyed by the URL without its password, if it has one: the state file
+        // is a plain file, and a secret is never written out.
+        let base_url = common::error::redact_url(session.client.base_url().as_str());
         let learner =
             args.limit
                 .learner(&common.model, &project, &base_url, !session.is_offline())?;
@@ -134,7 +136,9 @@ async fn send_all(args: &Args, shutdown: &Shutdown) -> anyhow::Result<Summary> {
     // remembers them with the day's spend (not for the built-in emulator,
     // whose quota ends with the run).
     let project = Scope::from_env(&common.model).project().to_string();
-    let base_url = session.client.base_url().to_string();
+    // Keyed by the URL without its password, if it has one: the state file
+    // is a plain file, and a secret is never written out.
+    let base_url = common::error::redact_url(session.client.base_url().as_str());
     let learner = args
         .limit
         .learner(&common.model, &project, &base_url, !session.is_offline())?;

@@ -173,7 +173,13 @@ impl Learner {
             .iter()
             .filter_map(|l| Some((from_name(&l.limit)?, l.value)));
         // Redis's (shared by every process) after the file's: the latest word.
-        let lessons: Vec<(Which, u32)> = from_file.chain(limiter.published_limits()).collect();
+        // A limit of 0 would read as "no limit" and switch pacing off: a
+        // hand-edited file or a bad Redis hash must never do that (a real
+        // quotaValue "0" is a fatal error, never remembered).
+        let lessons: Vec<(Which, u32)> = from_file
+            .chain(limiter.published_limits())
+            .filter(|&(_, value)| value > 0)
+            .collect();
         for (which, value) in lessons {
             let limits = limiter.stats().limits;
             if let Some(new) = self.adopt(limiter, &limits, which, value, Source::Remembered) {
