@@ -20,12 +20,15 @@ pub fn thinking_time(latency: &Latency, thought_tokens: u32, rng: &mut SmallRng)
     } else {
         latency.jitter.mul_f64(rng.random::<f64>())
     };
-    latency.base + jitter + writing_time(latency, thought_tokens)
+    latency
+        .base
+        .saturating_add(jitter)
+        .saturating_add(writing_time(latency, thought_tokens))
 }
 
 /// The time to write `tokens` tokens.
 pub fn writing_time(latency: &Latency, tokens: u32) -> Duration {
-    latency.per_output_token * tokens
+    latency.per_output_token.saturating_mul(tokens)
 }
 
 #[cfg(test)]

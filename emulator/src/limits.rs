@@ -134,7 +134,7 @@ impl Limiter {
             let frees_at = bucket
                 .minute
                 .get(must_leave - 1)
-                .map(|(at, _)| *at + window);
+                .and_then(|(at, _)| at.checked_add(window));
             note(QuotaKind::RequestsPerMinute, limits.rpm, frees_at);
         }
         if limits.tpm > 0 && bucket.minute_tokens + u64::from(tokens) > u64::from(limits.tpm) {
@@ -143,7 +143,10 @@ impl Limiter {
         }
         if limits.rpd > 0 && bucket.day.len() >= limits.rpd as usize {
             let must_leave = bucket.day.len() + 1 - limits.rpd as usize;
-            let frees_at = bucket.day.get(must_leave - 1).map(|at| *at + day);
+            let frees_at = bucket
+                .day
+                .get(must_leave - 1)
+                .and_then(|at| at.checked_add(day));
             note(QuotaKind::RequestsPerDay, limits.rpd, frees_at);
         }
         if !violations.is_empty() {
@@ -203,7 +206,7 @@ fn tokens_free_at(bucket: &Bucket, tokens: u32, tpm: u32, window: Duration) -> O
     for &(at, entry_tokens) in &bucket.minute {
         remaining -= u64::from(entry_tokens);
         if remaining <= allowed_remaining {
-            return Some(at + window);
+            return at.checked_add(window);
         }
     }
     None

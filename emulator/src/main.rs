@@ -35,10 +35,10 @@ struct Args {
     #[arg(long)]
     rpd: Option<u32>,
     /// RPM/TPM window, e.g. 60s, 1s, 500ms.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = duration_option)]
     window: Duration,
     /// RPD window, e.g. 24h.
-    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    #[arg(long, default_value = "24h", value_parser = duration_option)]
     day: Duration,
     /// Base latency of a generate request, in milliseconds.
     #[arg(long, default_value_t = 2500)]
@@ -94,12 +94,17 @@ struct Args {
     #[arg(long, default_value_t = Settings::default().max_streams, value_parser = clap::value_parser!(u32).range(1..))]
     max_streams: u32,
     /// Close a connection that sends nothing for this long (handshake, headers, body, idle).
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = duration_option)]
     read_timeout: Duration,
 }
 
 impl Args {
     fn settings(&self) -> anyhow::Result<Settings> {
+        // At most a minute a token: more is no model, and `per_token × tokens`
+        // must stay far from the largest Duration.
+        if !(0.0..=60_000.0).contains(&self.per_token_ms) {
+            anyhow::bail!("--per-token-ms must be between 0 and 60000");
+        }
         let per_token = Duration::try_from_secs_f64(self.per_token_ms / 1000.0)
             .context("--per-token-ms must be a non-negative number")?;
         let mut settings = Settings {
@@ -190,4 +195,32 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!("shutting down");
     emulator.shutdown().await;
     Ok(())
+}
+
+/// A duration option: the emulator's grammar (`500ms`, `60s`, `24h`, ...),
+/// at most a year. A window that long already means "never frees"; a longer
+/// one would only overflow the clock when added to it.
+fn duration_option(text: &str) -> Result<Duration, String> {
+    const A_YEAR: Duration = Duration::from_secs(366 * 24 * 60 * 60);
+    let duration = parse_duration(text).map_err(|e| e.to_string())?;
+    if duration > A_YEAR {
+        return Err(format!("`{text}` is longer than a year: give at most 366d"));
+    }
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duration_options_stop_at_a_year() {
+        assert_eq!(duration_option("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(
+            duration_option("366d"),
+            Ok(Duration::from_secs(366 * 86_400))
+        );
+        let error = duration_option("10000000000000000000").expect_err("refused");
+        assert!(error.contains("longer than a year"), "{error}");
+    }
 }
