@@ -84,7 +84,7 @@ async fn stream_to_stdout(
     model: &str,
     request: &GenerateContentRequest,
 ) -> Result<Answer, common::Error> {
-    let mut chunks = std::pin::pin!(client.stream_generate_content(model, request).await?);
+    let mut chunks = client.stream_generate_content(model, request).await?;
     let mut text = String::new();
     let mut last: Option<GenerateContentResponse> = None;
     while let Some(chunk) = chunks.next().await {

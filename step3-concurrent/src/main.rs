@@ -8,8 +8,9 @@
 //! All N requests are in flight at once, so the run takes about as long as
 //! the *slowest* request instead of the sum of all of them. They share one
 //! `Client`, and so one connection pool: its connections are opened once and
-//! reused (over HTTP/2 many requests share one connection), where a client
-//! per request would pay a TCP and TLS handshake every time.
+//! reused (over HTTP/2 up to 100 requests share one connection, and a second
+//! opens when it is full), where a client per request would pay a TCP and
+//! TLS handshake every time.
 
 use std::process::ExitCode;
 
