@@ -100,7 +100,7 @@ pub async fn run(plan: &Plan, bins: &Binaries) -> anyhow::Result<Table> {
         );
     }
     table.note("Over HTTPS with HTTP/2 and 100 streams per connection, both step 3 and the bare client use one connection per 100 requests in flight (step 3: 100 lanes sharing one TLS configuration, with receive windows sized for small answers; bare: 100 default reqwest clients, each with its own TLS configuration and root store, the workaround a reqwest user would write).");
-    table.note("Step 3 keeps every connection, its buffers and every answer's text until the run ends; step 4 holds one future per request (the whole request's state machine) while it waits. The last row is the limiter's share of that: a child process of the bench (`bench --child-queue N`) with N `acquire` futures queued on one limiter.");
+    table.note("Step 3's peak is every request in flight at once: a stream each on 100 connections, with their buffers (an answer's text is freed once it is printed, but here all 10,000 arrive together); step 4 holds one future per request (the whole request's state machine) while it waits. The last row is the limiter's share of that: a child process of the bench (`bench --child-queue N`) with N `acquire` futures queued on one limiter.");
     Ok(table)
 }
 
