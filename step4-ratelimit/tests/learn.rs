@@ -8,24 +8,15 @@
 
 use std::{path::Path, time::Duration};
 
-use emulator::{Emulator, Latency, Settings, settings::QuotaQuirk};
+use emulator::{Emulator, Settings, settings::QuotaQuirk};
 use serde_json::Value;
 use testkit::{StepCommand, StepOutput};
 
 const STEP: &str = env!("CARGO_BIN_EXE_step4-ratelimit");
-const MS: Duration = Duration::from_millis(1);
 
+/// An emulator with a 20-30 ms latency, no limits unless `settings` sets them.
 async fn emulator(settings: Settings) -> Emulator {
-    emulator::start(Settings {
-        latency: Latency {
-            base: 20 * MS,
-            jitter: 10 * MS,
-            ..Latency::ZERO
-        },
-        ..settings
-    })
-    .await
-    .expect("the emulator starts")
+    testkit::start_quick(settings).await
 }
 
 /// Runs the step against `server`, remembering in `file`.

@@ -19,16 +19,7 @@ const MS: Duration = Duration::from_millis(1);
 
 /// An emulator with a 20-30 ms latency, no limits unless `settings` sets them.
 async fn emulator(settings: Settings) -> Emulator {
-    emulator::start(Settings {
-        latency: Latency {
-            base: 20 * MS,
-            jitter: 10 * MS,
-            ..Latency::ZERO
-        },
-        ..settings
-    })
-    .await
-    .expect("the emulator starts")
+    testkit::start_quick(settings).await
 }
 
 /// Runs the step against `server` with `args`.

@@ -410,6 +410,21 @@ async fn settled_generate_calls(server: &Emulator) -> usize {
     }
 }
 
+/// Starts an emulator with `settings` and a 20-30 ms latency: quick, but
+/// with requests in flight long enough for a limiter's pacing to show.
+pub async fn start_quick(settings: Settings) -> Emulator {
+    emulator::start(Settings {
+        latency: Latency {
+            base: Duration::from_millis(20),
+            jitter: Duration::from_millis(10),
+            ..Latency::ZERO
+        },
+        ..settings
+    })
+    .await
+    .expect("the emulator starts")
+}
+
 /// Instant settings with some faults and a seed, for reproducible failures.
 pub fn faulty(faults: Faults, seed: u64) -> Settings {
     Settings {
@@ -775,22 +790,8 @@ pub async fn assert_ctrl_c_stops_the_batch(
     requests: usize,
     started: usize,
 ) -> (StepOutput, usize) {
-    let server = emulator::start(slow(Duration::from_secs(2)))
-        .await
-        .expect("emulator starts");
-    let n = requests.to_string();
-    let step = StepCommand::new(binary)
-        .against(&server)
-        .args(["--json", "-n", &n])
-        .args(extra_args)
-        .spawn();
-    wait_until("the first requests to arrive", || {
-        generate_calls(&server) >= started
-    })
-    .await;
-    let at_signal = generate_calls(&server);
-    step.signal("INT");
-    let out = step.wait().await;
+    let (server, out, at_signal) =
+        signal_mid_batch(binary, extra_args, requests, started, "INT").await;
 
     let summary = out.assert_accounted(requests, true);
     assert_eq!(
@@ -815,16 +816,18 @@ pub async fn assert_ctrl_c_stops_the_batch(
     (out, at_signal)
 }
 
-/// SIGTERM (what `kill`, a container or a service manager sends) in the
-/// middle of a batch does what Ctrl-C does: no new request starts, those in
-/// flight finish and are kept, the partial summary adds up, and the exit
-/// code is 143 (128 + SIGTERM).
-pub async fn assert_sigterm_stops_the_batch(
+/// Runs a batch of `requests` (`--json`) against an emulator with a 2 s
+/// latency and sends `signal` once `started` requests have arrived and the
+/// count has settled (a request sent before the signal may reach the server
+/// a moment after it). Returns the server, the output and the requests that
+/// had arrived at the signal.
+async fn signal_mid_batch(
     binary: &str,
     extra_args: &[&str],
     requests: usize,
     started: usize,
-) {
+    signal: &str,
+) -> (Emulator, StepOutput, usize) {
     let server = emulator::start(slow(Duration::from_secs(2)))
         .await
         .expect("emulator starts");
@@ -838,9 +841,24 @@ pub async fn assert_sigterm_stops_the_batch(
         generate_calls(&server) >= started
     })
     .await;
-    let at_signal = generate_calls(&server);
-    step.signal("TERM");
+    let at_signal = settled_generate_calls(&server).await;
+    step.signal(signal);
     let out = step.wait().await;
+    (server, out, at_signal)
+}
+
+/// SIGTERM (what `kill`, a container or a service manager sends) in the
+/// middle of a batch does what Ctrl-C does: no new request starts, those in
+/// flight finish and are kept, the partial summary adds up, and the exit
+/// code is 143 (128 + SIGTERM).
+pub async fn assert_sigterm_stops_the_batch(
+    binary: &str,
+    extra_args: &[&str],
+    requests: usize,
+    started: usize,
+) {
+    let (server, out, at_signal) =
+        signal_mid_batch(binary, extra_args, requests, started, "TERM").await;
 
     out.assert_no_panic();
     assert_eq!(out.code(), Some(143), "{}", out.dump());
