@@ -791,26 +791,9 @@ pub fn is_password_param(name: &str) -> bool {
 
 /// Decodes `%XX` escapes (lossily: it serves to recognise a secret in a message, not to use it).
 pub fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Formats a delay as seconds without noise: `26`, `45.8`.
@@ -861,7 +844,7 @@ impl Redactor {
     }
 
     /// True when `text` contains none of the secrets.
-    pub fn is_clean(&self, text: &str) -> bool {
+    fn is_clean(&self, text: &str) -> bool {
         !self.secrets.iter().any(|s| text.contains(s.as_str()))
     }
 

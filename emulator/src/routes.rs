@@ -111,40 +111,12 @@ fn valid_version(version: &str) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Query strings and auth.
 
-fn percent_decode(text: &str) -> String {
-    fn hex(byte: u8) -> Option<u8> {
-        (byte as char)
-            .to_digit(16)
-            .and_then(|d| u8::try_from(d).ok())
-    }
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let decoded = match bytes[i] {
-            b'%' if i + 2 < bytes.len() => hex(bytes[i + 1]).zip(hex(bytes[i + 2])),
-            _ => None,
-        };
-        match (bytes[i], decoded) {
-            (_, Some((high, low))) => {
-                out.push(high << 4 | low);
-                i += 2;
-            }
-            (b'+', None) => out.push(b' '),
-            (other, None) => out.push(other),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The first value of `name` in a raw query string.
+/// The first value of `name` in a raw query string (`+` and `%XX` decoded,
+/// an invalid escape kept as it is).
 fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    query?
-        .split('&')
-        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
-        .find(|(k, _)| percent_decode(k) == name)
-        .map(|(_, v)| percent_decode(v))
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
 }
 
 /// Checks the API key (header first, then `?key=`). The key is only compared, never kept.
@@ -748,7 +720,10 @@ mod tests {
         assert_eq!(query_param(q, "key").as_deref(), Some("a+b c"));
         assert_eq!(query_param(q, "flag").as_deref(), Some(""));
         assert_eq!(query_param(q, "missing"), None);
-        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(
+            query_param(Some("key=%zz%4"), "key").as_deref(),
+            Some("%zz%4")
+        );
     }
 
     #[test]
