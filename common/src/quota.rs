@@ -8,6 +8,19 @@
 
 pub use emulator::catalog::Quota;
 
+/// One of the three limits a Gemini quota sets per project and model. The
+/// limiter counts them, a 429 names one of them, the state file remembers
+/// them: one type for all three jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QuotaKind {
+    /// Requests per minute (RPM).
+    Rpm,
+    /// Input tokens per minute (TPM).
+    Tpm,
+    /// Requests per day (RPD).
+    Rpd,
+}
+
 /// A usage tier of the Gemini API: what a project's limits depend on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Tier {

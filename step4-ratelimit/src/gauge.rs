@@ -9,11 +9,11 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Counts one unit in progress on `counter` for as long as it lives.
-pub(crate) struct Gauge<'a>(&'a AtomicUsize);
+pub struct Gauge<'a>(&'a AtomicUsize);
 
 impl<'a> Gauge<'a> {
     /// Adds one to `counter`; dropping the guard takes it off again.
-    pub(crate) fn enter(counter: &'a AtomicUsize) -> Gauge<'a> {
+    pub fn enter(counter: &'a AtomicUsize) -> Gauge<'a> {
         counter.fetch_add(1, Ordering::Relaxed);
         Gauge(counter)
     }

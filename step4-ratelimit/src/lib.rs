@@ -49,12 +49,7 @@
 //! The binary (`src/main.rs`) puts them together in a page: parse the
 //! arguments, connect, build the limiter, run the batch through it.
 
-mod gauge;
-pub mod journal;
+pub mod gauge;
 pub mod limiter;
-pub mod memory;
-pub mod options;
-pub mod prompts;
 pub mod ramp;
-pub mod redis;
-pub mod runner;
+pub mod retry;

@@ -130,7 +130,7 @@ impl Limits {
     /// The same limits with every `Some(0)` read as `None`, so that the
     /// code behind a limiter has one case to handle. The limiters call it on
     /// the limits they are given.
-    pub(crate) fn normalised(self) -> Limits {
+    pub fn normalised(self) -> Limits {
         Limits {
             rpm: self.rpm.and_then(limit),
             tpm: self.tpm.and_then(limit),

@@ -40,7 +40,7 @@ pub(crate) struct Window {
 
 impl Window {
     /// An empty window that allows `limit` units within any `hold`.
-    pub(crate) fn new(limit: u32, hold: Duration) -> Window {
+    pub fn new(limit: u32, hold: Duration) -> Window {
         Window {
             limit: u64::from(limit),
             hold,
@@ -50,17 +50,17 @@ impl Window {
     }
 
     /// Changes the limit; what is counted stays counted.
-    pub(crate) fn set_limit(&mut self, limit: u32) {
+    pub fn set_limit(&mut self, limit: u32) {
         self.limit = u64::from(limit);
     }
 
     /// The units counting right now (call [`Window::expire`] first).
-    pub(crate) fn used(&self) -> u64 {
+    pub fn used(&self) -> u64 {
         self.used
     }
 
     /// Forgets the entries that stopped counting at or before `now`.
-    pub(crate) fn expire(&mut self, now: Instant) {
+    pub fn expire(&mut self, now: Instant) {
         while let Some(entry) = self.log.front() {
             if entry.until > now {
                 break;
@@ -78,7 +78,7 @@ impl Window {
     /// each one frees; the entry that brings the total to `excess` gives the
     /// answer. (A request bigger than the limit never fits; the caller rejects
     /// it before asking.)
-    pub(crate) fn ready_at(&self, units: u64, now: Instant) -> Instant {
+    pub fn ready_at(&self, units: u64, now: Instant) -> Instant {
         let wanted = self.used.saturating_add(units);
         if wanted <= self.limit {
             return now;
@@ -96,7 +96,7 @@ impl Window {
     }
 
     /// Counts an admission of `units` made at `now`.
-    pub(crate) fn record(&mut self, id: u64, units: u64, now: Instant) {
+    pub fn record(&mut self, id: u64, units: u64, now: Instant) {
         self.log.push_back(Entry {
             id,
             until: later(now, self.hold),
@@ -110,7 +110,7 @@ impl Window {
     ///
     /// A binary search, because the log is sorted by id. The entry keeps its
     /// place and its expiry: only its weight changes.
-    pub(crate) fn reweigh(&mut self, id: u64, units: u64) -> bool {
+    pub fn reweigh(&mut self, id: u64, units: u64) -> bool {
         let Ok(index) = self.log.binary_search_by_key(&id, |entry| entry.id) else {
             // Already expired: it no longer counts, whatever it weighed.
             return false;
@@ -124,7 +124,7 @@ impl Window {
 
 /// `now + duration`, or a far-away instant if that would overflow (a window
 /// of `Duration::MAX` means "never expires", not a panic).
-pub(crate) fn later(now: Instant, duration: Duration) -> Instant {
+pub fn later(now: Instant, duration: Duration) -> Instant {
     now.checked_add(duration)
         .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 24 * 60 * 60))
 }

@@ -17,9 +17,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bulk::redis::{RedisLimiter, Scope, SharedError};
 use redis::aio::MultiplexedConnection;
 use step4_ratelimit::limiter::{LimitError, Limits, RateLimit};
-use step4_ratelimit::redis::{RedisLimiter, Scope, SharedError};
 use testkit::redis::RedisServer;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout};

@@ -12,7 +12,7 @@ use emulator::{Emulator, Settings, settings::QuotaQuirk};
 use serde_json::Value;
 use testkit::{StepCommand, StepOutput};
 
-const STEP: &str = env!("CARGO_BIN_EXE_step4-ratelimit");
+const STEP: &str = env!("CARGO_BIN_EXE_bulk");
 
 /// An emulator with a 20-30 ms latency, no limits unless `settings` sets them.
 async fn emulator(settings: Settings) -> Emulator {

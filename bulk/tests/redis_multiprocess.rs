@@ -20,7 +20,7 @@ use serde_json::Value;
 use testkit::redis::RedisServer;
 use testkit::{StepCommand, StepOutput};
 
-const STEP: &str = env!("CARGO_BIN_EXE_step4-ratelimit");
+const STEP: &str = env!("CARGO_BIN_EXE_bulk");
 const MS: Duration = Duration::from_millis(1);
 /// The quota the emulator enforces: 20 requests in any trailing second.
 const LIMIT: u32 = 20;

@@ -2,7 +2,7 @@
 //!
 //! # The problem
 //!
-//! The [local limiter](crate::limiter) keeps its books in memory, so it only
+//! The [local limiter](step4_ratelimit::limiter) keeps its books in memory, so it only
 //! knows about the requests of its own process. Start the program twice with
 //! the same key and each copy runs at the full limit: together they send
 //! twice what the server allows, and half the second window is 429s. Yet the
@@ -10,7 +10,7 @@
 //! or machines draw from it. The books must live somewhere they all see.
 //!
 //! [`RedisLimiter`] keeps them in Redis and implements the same
-//! [`RateLimit`](crate::limiter::RateLimit) trait, so the runner takes an
+//! [`RateLimit`](step4_ratelimit::limiter::RateLimit) trait, so the runner takes an
 //! `Arc<dyn RateLimit>` and does not know which one it got. It follows the
 //! same rule as the local limiter, word for word: *an admitted request
 //! occupies one slot of each limit from admission until admission + window +
@@ -48,7 +48,7 @@
 //! `ZREMRANGEBYSCORE`; "how long until one more fits?" is the score of the
 //! entry that has to go first. Token weights sit in a companion hash
 //! (id → tokens) with a running sum, so checking TPM is O(1) and only a
-//! refusal walks the log. [`Permit::settle`](crate::limiter::Permit::settle)
+//! refusal walks the log. [`Permit::settle`](step4_ratelimit::limiter::Permit::settle)
 //! runs `settle.lua`, which reweighs the entry in place (same expiry) and
 //! moves the sum by the difference, atomically too. Tokens given back wake
 //! this process's waiter at once; other processes find the room at their
@@ -85,13 +85,13 @@
 //!
 //! # Pause and stop
 //!
-//! * [`pause_until`](crate::limiter::RateLimit::pause_until) (the server
+//! * [`pause_until`](step4_ratelimit::limiter::RateLimit::pause_until) (the server
 //!   answered 429 with `retryDelay`) pauses this process at once and sets a
 //!   `…:pause` key with a `PX` expiry; `admit.lua` refuses everyone while it
 //!   exists and returns its `PTTL` as the wait. One process's 429 stops all
 //!   of them from making it worse. A longer pause extends it, a shorter one
 //!   never cuts it short.
-//! * [`stop`](crate::limiter::RateLimit::stop) (going on is pointless: the
+//! * [`stop`](step4_ratelimit::limiter::RateLimit::stop) (going on is pointless: the
 //!   daily quota is spent, the key is refused) fails this process's waiters
 //!   at once, and sets a `…:stop` key holding the reason, for one window +
 //!   margin. Processes sharing the scope see it on their next ask, well
@@ -107,7 +107,7 @@
 //!   seconds with one line naming the address (never a password), and the
 //!   program exits before sending anything.
 //! * Lost mid-run: the next Redis call fails (or times out after two
-//!   seconds), `acquire` returns [`LimitError::Stopped`](crate::limiter::LimitError)
+//!   seconds), `acquire` returns [`LimitError::Stopped`](step4_ratelimit::limiter::LimitError)
 //!   saying so, and the limiter stays stopped: requests in flight finish,
 //!   nothing new is sent. It never falls back to "no limit", which would be
 //!   the one thing guaranteed to break the shared quota. (A waiter asleep
@@ -166,7 +166,7 @@ impl Scope {
     /// The scope of `api_key` and `model`. Only a hash of the key is kept.
     ///
     /// ```
-    /// use step4_ratelimit::redis::Scope;
+    /// use bulk::redis::Scope;
     ///
     /// let scope = Scope::new("AIza-not-a-real-key", "models/gemini-2.5-flash");
     /// assert_eq!(scope.model(), "gemini-2.5-flash");

@@ -23,10 +23,11 @@ use common::{
     quota::{Quota, Tier, for_tier},
 };
 
+use step4_ratelimit::{limiter::Limits, retry::RetryPolicy};
+
 use crate::{
-    limiter::Limits,
     memory::{self, Memory, MemoryError},
-    runner::{Learner, RetryPolicy},
+    runner::Learner,
 };
 
 /// `--tier`: which table of limits to start from.

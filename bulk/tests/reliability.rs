@@ -13,7 +13,7 @@
 use emulator::Settings;
 use testkit::StepCommand;
 
-const STEP: &str = env!("CARGO_BIN_EXE_step4-ratelimit");
+const STEP: &str = env!("CARGO_BIN_EXE_bulk");
 
 /// No pacing: the limiter lets everything through at once.
 const UNPACED: [&str; 6] = ["--rpm", "0", "--tpm", "0", "--rpd", "0"];

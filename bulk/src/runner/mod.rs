@@ -38,7 +38,6 @@
 
 pub mod daily;
 pub mod learn;
-pub mod retry;
 
 use std::{
     convert::Infallible,
@@ -65,12 +64,14 @@ use rand::{SeedableRng, rngs::SmallRng};
 use tokio::{sync::watch, time::Instant};
 
 pub use learn::{Learner, Source};
-pub use retry::{Decision, RetryPolicy};
+pub use step4_ratelimit::retry::{Decision, RetryPolicy};
+use step4_ratelimit::{
+    gauge::Gauge,
+    limiter::{LimitError, Limits, Permit, RateLimit, Stats},
+};
 
 use crate::{
-    gauge::Gauge,
     journal::Journal,
-    limiter::{LimitError, Limits, Permit, RateLimit, Stats},
     prompts::{Loaded, Prompts},
 };
 
@@ -1134,7 +1135,7 @@ mod tests {
             waiting: 0,
             admitted,
             total_wait,
-            usage: crate::limiter::Usage::default(),
+            usage: step4_ratelimit::limiter::Usage::default(),
             paused_until: None,
             stopped: None,
             wakeups: 0,
@@ -1391,7 +1392,7 @@ mod tests {
             waiting: 1,
             admitted: 2,
             total_wait: Duration::ZERO,
-            usage: crate::limiter::Usage {
+            usage: step4_ratelimit::limiter::Usage {
                 requests: 0,
                 tokens: 0,
                 day_requests: 2,

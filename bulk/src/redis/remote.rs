@@ -31,15 +31,17 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use futures_util::future::BoxFuture;
 use redis::AsyncConnectionConfig;
 
-use crate::gauge::Gauge;
 use redis::aio::MultiplexedConnection;
+use step4_ratelimit::gauge::Gauge;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Duration, Instant};
 
 use super::scripts::{self, Reply, Verdict};
 use super::{Scope, SharedError, redact, url_secrets};
-use crate::limiter::{LimitError, Limits, Permit, RateLimit, Settle, Stats, Usage, Which};
 use common::error::Redactor;
+use step4_ratelimit::limiter::{
+    LimitError, Limits, Permit, RateLimit, Settle, Stats, Usage, Which,
+};
 
 /// How long `connect` may take, and how long any one command may take
 /// before the connection counts as lost. Generous for a server on the same

@@ -32,10 +32,9 @@ use common::{
 };
 
 use super::daily;
-use crate::{
-    limiter::{Limits, RateLimit, Which},
-    memory::{self, Entry, Learned, Memory},
-};
+use step4_ratelimit::limiter::{Limits, RateLimit, Which};
+
+use crate::memory::{self, Entry, Learned, Memory};
 
 /// Where a limit in force came from, for the summary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,7 +250,7 @@ impl Learner {
     /// our own (`--ramp`); returns the line that says so.
     pub fn keep(&self, error: &Error) -> Option<String> {
         let memory = self.memory.as_ref()?;
-        let scratch = crate::limiter::Limiter::new(Limits::default());
+        let scratch = step4_ratelimit::limiter::Limiter::new(Limits::default());
         self.learn(error, &scratch)?;
         self.save();
         let lesson = lock(&self.lessons).last().cloned()?;

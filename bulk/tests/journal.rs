@@ -12,7 +12,7 @@ use emulator::{Emulator, Settings};
 use serde_json::Value;
 use testkit::{StepCommand, StepOutput, generate_calls, wait_until};
 
-const STEP: &str = env!("CARGO_BIN_EXE_step4-ratelimit");
+const STEP: &str = env!("CARGO_BIN_EXE_bulk");
 
 async fn emulator(settings: Settings) -> Emulator {
     emulator::start(settings)

@@ -13,14 +13,14 @@ mod server;
 
 use std::time::Duration;
 
+use bulk::redis::{RedisLimiter, Scope};
 use server::{KEY, Mode};
 use step4_ratelimit::limiter::{Limits, RateLimit};
-use step4_ratelimit::redis::{RedisLimiter, Scope};
 use testkit::redis::RedisServer;
 use testkit::{ScratchDir, StepCommand, StepOutput};
 use tokio::time::{Instant, timeout};
 
-const STEP: &str = env!("CARGO_BIN_EXE_step4-ratelimit");
+const STEP: &str = env!("CARGO_BIN_EXE_bulk");
 
 /// A password that must never be printed.
 const PASSWORD: &str = "hunter2-redis-pw";
