@@ -39,8 +39,8 @@ use std::{
 };
 
 use common::{
-    error::redact_url,
     outcome::{Ended, Outcome},
+    redact::redact_url,
     report::Summary,
 };
 use serde_json::{Map, Value};

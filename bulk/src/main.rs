@@ -93,7 +93,7 @@ async fn find_breaking_point(args: &Args, shutdown: &Shutdown) -> anyhow::Result
         let project = Scope::from_env(&common.model).project().to_string();
         // Keyed by the URL without its password, if it has one: the state file
         // is a plain file, and a secret is never written out.
-        let base_url = common::error::redact_url(session.client.base_url().as_str());
+        let base_url = common::redact::redact_url(session.client.base_url().as_str());
         let learner =
             args.limit
                 .learner(&common.model, &project, &base_url, !session.is_offline())?;
@@ -140,7 +140,7 @@ async fn send_all(args: &Args, shutdown: &Shutdown) -> anyhow::Result<Summary> {
     let project = Scope::from_env(&common.model).project().to_string();
     // Keyed by the URL without its password, if it has one: the state file
     // is a plain file, and a secret is never written out.
-    let base_url = common::error::redact_url(session.client.base_url().as_str());
+    let base_url = common::redact::redact_url(session.client.base_url().as_str());
     let learner = args
         .limit
         .learner(&common.model, &project, &base_url, !session.is_offline())?;

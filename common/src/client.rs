@@ -37,9 +37,10 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use url::Url;
 
-use crate::config::ApiKey;
-use crate::error::{ApiError, Error, Redactor, Result, condense, percent_decode};
+use crate::config::{ApiKey, PLACEHOLDER_KEY};
+use crate::error::{ApiError, Error, Result, condense};
 use crate::pool::{LaneGuard, Pool};
+use crate::redact::{MISREAD, PERCENT_ENCODE, Redactor, misread_userinfo, redact_url, url_secrets};
 use crate::sse::SseDecoder;
 use crate::trust::{TlsRoots, client_tls, untrusted_hint};
 use crate::types::{
@@ -93,7 +94,9 @@ pub fn response_limit(output_tokens: Option<u32>) -> usize {
 }
 
 /// How to reach the API.
-#[derive(Debug, Clone)]
+///
+/// `Debug` shows the base URL without its password (and the key as `ApiKey(<redacted>)`).
+#[derive(Clone)]
 pub struct ClientConfig {
     /// Scheme, host, port and optional path prefix, without the version (`https://generativelanguage.googleapis.com`).
     pub base_url: Url,
@@ -103,6 +106,17 @@ pub struct ClientConfig {
     pub api_version: String,
     /// Deadline of one whole call, a streamed body included.
     pub timeout: Duration,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("base_url", &redact_url(self.base_url.as_str()))
+            .field("api_key", &self.api_key)
+            .field("api_version", &self.api_version)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 /// A stream of response chunks, as [`Client::stream_generate_content`] returns it.
@@ -157,9 +171,14 @@ impl Client {
     }
 
     /// Builds a client that trusts the given roots (the built-in emulator's CA).
+    ///
+    /// Also fails on a proxy variable (`HTTPS_PROXY`...) whose password the HTTP stack would
+    /// misread and silently skip (see [`crate::proxy`]).
     pub fn with_roots(config: ClientConfig, roots: TlsRoots) -> Result<Client> {
         let root = endpoint_root(&config.base_url, &config.api_version)?;
         let key = config.api_key.as_ref().map(key_header).transpose()?;
+        // Read from where reqwest reads them, at the moment it does (when a lane is built).
+        let proxy_secrets = crate::proxy::secrets(|name| std::env::var(name).ok())?;
         // rustls (ring) is the only TLS backend compiled in (no OpenSSL): the
         // configuration is built here and shared by every connection.
         let pool = Pool::new(
@@ -167,7 +186,7 @@ impl Client {
             client_tls(&roots)?,
             concat!("gemini-tutorial-common/", env!("CARGO_PKG_VERSION")),
         )?;
-        let redactor = secrets_of(&config);
+        let redactor = secrets_of(&config, proxy_secrets);
         let inner = Inner {
             pool,
             root,
@@ -474,10 +493,19 @@ impl Client {
 }
 
 /// The endpoint root: `base_url` + `/{version}`, keeping any path prefix of the base.
+///
+/// The base URL is quoted without its password (it is a `Url` the caller built, not
+/// necessarily one that went through [`crate::config::parse_base_url`]).
 fn endpoint_root(base: &Url, version: &str) -> Result<Url> {
+    let shown = redact_url(base.as_str());
     if !matches!(base.scheme(), "http" | "https") || base.host().is_none() {
         return Err(Error::Config(format!(
-            "the base URL {base} is not an http(s) server address"
+            "the base URL {shown} is not an http(s) server address"
+        )));
+    }
+    if misread_userinfo(base) {
+        return Err(Error::Config(format!(
+            "the base URL {shown} cannot be used: {MISREAD}; {PERCENT_ENCODE}"
         )));
     }
     if version.is_empty() || !version.bytes().all(|b| b.is_ascii_alphanumeric()) {
@@ -489,7 +517,7 @@ fn endpoint_root(base: &Url, version: &str) -> Result<Url> {
     root.set_query(None);
     root.set_fragment(None);
     root.path_segments_mut()
-        .map_err(|_| Error::Config(format!("the base URL {base} cannot take a path")))?
+        .map_err(|_| Error::Config(format!("the base URL {shown} cannot take a path")))?
         .pop_if_empty()
         .push(version);
     Ok(root)
@@ -521,48 +549,23 @@ fn encode<T: serde::Serialize>(req: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(req).map_err(|e| Error::Config(format!("cannot encode the request: {e}")))
 }
 
-/// Every secret the client knows, for its [`Redactor`]: the key, and a
-/// password in the base URL (a proxy's), as written, decoded, and as the
-/// `Authorization: Basic` value the HTTP stack sends for it.
+/// Every secret the client knows, for its [`Redactor`]: the key, the
+/// password of the base URL (an authenticating reverse proxy's, say) and
+/// those of the proxy variables, each in every form it can come back in
+/// ([`url_secrets`]: as written, decoded, and as the `Basic` header value the
+/// HTTP stack sends for it).
 ///
 /// The emulator's placeholder key is public (it is in this crate's source)
 /// and a common word; taking it out of answers would only garble them.
-fn secrets_of(config: &ClientConfig) -> Redactor {
+fn secrets_of(config: &ClientConfig, proxy_secrets: Vec<String>) -> Redactor {
     let key = config
         .api_key
         .as_ref()
         .map(ApiKey::expose)
-        .filter(|key| *key != crate::connect::PLACEHOLDER_KEY)
+        .filter(|key| *key != PLACEHOLDER_KEY)
         .map(str::to_string);
-    let url = &config.base_url;
-    let password = url.password().map(|password| {
-        let (user, decoded) = (percent_decode(url.username()), percent_decode(password));
-        let basic = base64(format!("{user}:{decoded}").as_bytes());
-        [password.to_string(), decoded, basic]
-    });
-    Redactor::new(key.into_iter().chain(password.into_iter().flatten()))
-}
-
-/// Standard base64 with padding, as `Authorization: Basic` uses it.
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    let base_url = url_secrets(config.base_url.as_str());
+    Redactor::new(key.into_iter().chain(base_url).chain(proxy_secrets))
 }
 
 /// A body read up to a cap.
@@ -844,16 +847,11 @@ mod tests {
         let text = format!("{c:?}");
         assert!(!text.contains("p%40ss-w0rd"), "{text}");
         // What reqwest sends for it: base64("ann:p@ss-w0rd").
-        assert_eq!(base64(b"ann:p@ss-w0rd"), "YW5uOnBAc3MtdzByZA==");
         let echo = "Authorization: Basic YW5uOnBAc3MtdzByZA== p@ss-w0rd p%40ss-w0rd sekrit";
         let clean = c.redactor().text(echo);
         for secret in ["YW5uOnBAc3MtdzByZA==", "p@ss-w0rd", "p%40ss-w0rd", "sekrit"] {
             assert!(!clean.contains(secret), "{clean}");
         }
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
     }
 
     #[test]

@@ -26,12 +26,18 @@ use std::path::{Path, PathBuf};
 use url::{Host, Url};
 
 use crate::error::{Error, Result};
+use crate::redact::{parse_url, redact_url};
 
 /// Where the real Gemini API lives.
 pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
 
 /// The API version the SDKs default to (docs/wire.md#endpoints).
 pub const DEFAULT_API_VERSION: &str = "v1beta";
+
+/// The key sent to a local server when no key is configured (any non-empty
+/// key is accepted there; see [`crate::connect`]). Public, so the client
+/// does not treat it as a secret.
+pub const PLACEHOLDER_KEY: &str = "emulator";
 
 /// The variables read, in one place so messages and tests agree.
 pub mod vars {
@@ -73,7 +79,9 @@ impl std::fmt::Debug for ApiKey {
 }
 
 /// What the environment says about how to reach Gemini.
-#[derive(Debug, Clone)]
+///
+/// `Debug` shows the key as `ApiKey(<redacted>)` and the base URL without its password.
+#[derive(Clone)]
 pub struct Config {
     /// The key, if one was set.
     pub api_key: Option<ApiKey>,
@@ -87,6 +95,20 @@ pub struct Config {
     pub dotenv: Option<PathBuf>,
     /// One-line messages for the user (printed by [`Config::from_env`]).
     pub notices: Vec<String>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let base_url = self.base_url.as_ref().map(|url| redact_url(url.as_str()));
+        f.debug_struct("Config")
+            .field("api_key", &self.api_key)
+            .field("key_source", &self.key_source)
+            .field("base_url", &base_url)
+            .field("api_version", &self.api_version)
+            .field("dotenv", &self.dotenv)
+            .field("notices", &self.notices)
+            .finish()
+    }
 }
 
 impl Config {
@@ -178,15 +200,19 @@ fn non_empty(value: Option<String>) -> Option<String> {
 }
 
 /// Parses `GOOGLE_GEMINI_BASE_URL`, refusing anything that cannot be a server address.
+///
+/// The message quotes the URL without its password (all of what was meant
+/// as user name and password, however a parser split it), and says to
+/// percent-encode a password that a parser misreads.
 pub fn parse_base_url(text: &str) -> Result<Url> {
     let bad = |why: String| {
         Error::Config(format!(
             "{}={:?} is not a usable base URL ({why}); expected e.g. http://127.0.0.1:8080 or {DEFAULT_BASE_URL}",
             vars::BASE_URL,
-            crate::error::redact_url(text)
+            redact_url(text)
         ))
     };
-    let url = Url::parse(text.trim()).map_err(|e| bad(e.to_string()))?;
+    let url = parse_url(text).map_err(bad)?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(bad(format!(
             "scheme {:?} is not http or https",

@@ -23,12 +23,10 @@ use std::time::Duration;
 use url::Url;
 
 use crate::client::{Client, ClientConfig};
-use crate::config::{ApiKey, Config, is_loopback};
+use crate::config::{ApiKey, Config, PLACEHOLDER_KEY, is_loopback};
 use crate::error::{Error, Result};
+use crate::redact::redact_url;
 use crate::trust::TlsRoots;
-
-/// The key sent to a local server when no key is configured (any non-empty key is accepted there).
-pub const PLACEHOLDER_KEY: &str = "emulator";
 
 /// How to connect.
 #[derive(Debug, Clone)]
@@ -152,7 +150,8 @@ fn plan(config: &Config, force_emulator: bool) -> Result<Plan> {
             base_url: url.clone(),
             key: ApiKey::new(PLACEHOLDER_KEY).ok_or(Error::MissingKey)?,
             notice: Some(format!(
-                "No API key set: sending the placeholder key {PLACEHOLDER_KEY:?} to the local server at {url}."
+                "No API key set: sending the placeholder key {PLACEHOLDER_KEY:?} to the local server at {}.",
+                redact_url(url.as_str())
             )),
         }),
         (None, Some(_)) => Err(Error::MissingKey),

@@ -14,11 +14,16 @@
 //!   requests in flight) and which certificates it trusts.
 //! - [`types`]: the request and response bodies, as tolerant as Google's clients
 //!   (unknown fields and enum values are kept, not fatal).
+//! - [`proxy`]: the proxy variables the HTTP stack reads, checked, and their passwords.
 //! - [`error`]: one [`Error`] enum that keeps what the server said (status, retry
 //!   delay, which quota) and prints as one line saying what to do.
+//! - [`proto_duration`]: the server's `"26s"` durations (`retryDelay`).
+//! - [`redact`]: secrets kept out of what is printed: the key in what servers send,
+//!   passwords in URLs.
+//! - [`suggest`]: the models closest to a name the server does not know.
 //! - [`sse`]: the incremental decoder behind streaming.
 //! - [`cli`]: the command-line options every step shares (`--model`, `--prompt`, ...).
-//! - [`limits`]: the operating system's limit on open files, raised at start.
+//! - [`open_files`]: the operating system's limit on open files, raised at start.
 //! - [`quota`]: the free tier's requests/tokens per minute and per day, per model.
 //! - [`outcome`]: what became of each request: an answer, an error, or "not done".
 //! - [`report`]: the in-order printer, its progress bar and the final summary.
@@ -43,14 +48,18 @@ pub mod client;
 pub mod config;
 pub mod connect;
 pub mod error;
-pub mod limits;
+pub mod open_files;
 pub mod outcome;
 pub mod pool;
+pub mod proto_duration;
+pub mod proxy;
 pub mod quota;
+pub mod redact;
 pub mod report;
 pub mod run;
 pub mod shutdown;
 pub mod sse;
+pub mod suggest;
 pub mod terminal;
 pub mod timeline;
 pub mod trust;

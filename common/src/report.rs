@@ -443,7 +443,9 @@ impl std::fmt::Display for Summary {
     }
 }
 
-fn round3(x: f64) -> f64 {
+/// `x` rounded to three decimals: seconds to the millisecond in `--json`
+/// output, where more digits are noise.
+pub fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 

@@ -45,7 +45,7 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 /// unknown model, an unreachable host -- into one clear line before the
 /// batch starts, instead of N copies of the same error.
 pub async fn session(args: &CommonArgs) -> Result<Session, Error> {
-    crate::limits::raise_open_files_limit();
+    crate::open_files::raise_limit();
     let session = connect(ConnectOptions {
         force_emulator: args.emulator,
         timeout: args.timeout,
@@ -80,7 +80,7 @@ async fn check_model(client: &Client, model: &str) -> Result<(), Error> {
             .iter()
             .any(|method| method == "generateContent")
     });
-    let closest = crate::error::closest_models(model, generating.map(|m| m.name.as_str()));
+    let closest = crate::suggest::closest_models(model, generating.map(|m| m.name.as_str()));
     // The names come from the network: scrubbed like every text from it.
     Err(client
         .redactor()

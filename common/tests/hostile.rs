@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use common::client::{Client, ClientConfig};
 use common::config::ApiKey;
-use common::error::{Error, REDACTED};
+use common::error::Error;
+use common::redact::REDACTED;
 use common::types::GenerateContentRequest;
 use futures_util::StreamExt;
 use server::{KEY, Mode};

@@ -13,10 +13,11 @@
 //! then *none* of the next 20 do: the window is already full. The ramp says
 //! so rather than pretending each batch started afresh.
 
-use std::{future::Future, process::ExitCode, time::Duration};
+use std::{future::Future, process::ExitCode};
 
 use common::{
     Client, Error,
+    report::round3,
     run::{self, stops_the_run},
     shutdown::Shutdown,
     terminal,
@@ -149,7 +150,7 @@ async fn batch(
         rate_limited: 0,
         failed: 0,
         not_done: 0,
-        elapsed_s: round3(started.elapsed()),
+        elapsed_s: round3(started.elapsed().as_secs_f64()),
     };
     let mut refusal: Option<Error> = None;
     for result in results {
@@ -235,7 +236,7 @@ impl Ramp {
             "quota_id": quota.map(|q| q.quota_id.clone()),
             "limit": quota.and_then(|q| q.value.clone()),
             "per_day": quota.map(|q| q.is_per_day()),
-            "retry_delay_s": api.and_then(|a| a.retry_delay).map(round3),
+            "retry_delay_s": api.and_then(|a| a.retry_delay).map(|d| round3(d.as_secs_f64())),
             "message": self.refusal.as_ref().map(ToString::to_string),
         })
     }
@@ -300,14 +301,11 @@ pub async fn exit<E: Into<anyhow::Error>>(
     ExitCode::from(stopped.unwrap_or(run::EXIT_OK))
 }
 
-fn round3(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1000.0).round() / 1000.0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use common::error::{ApiError, QuotaViolation};
+    use std::time::Duration;
 
     #[test]
     fn sizes_double_from_ten_up_to_the_max() {

@@ -236,38 +236,6 @@ fn clean(text: &str) -> String {
         .collect()
 }
 
-/// `url` with any password replaced by `***`, fit to print.
-fn redact(url: &str) -> String {
-    common::error::redact_url(url)
-}
-
-/// The passwords a Redis URL carries (as written and percent-decoded), so
-/// that they can be taken out of any message, the Redis client's included.
-fn url_secrets(url: &str) -> Vec<String> {
-    let (head, query) = url.split_once('?').unwrap_or((url, ""));
-    let mut found = Vec::new();
-    if let Some(scheme_end) = head.find("://") {
-        let rest = &head[scheme_end + 3..];
-        let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
-        if let Some((userinfo, _)) = authority.rsplit_once('@') {
-            // `user:pass@` or a lone `pass@` (some write the password alone).
-            found.push(userinfo.split_once(':').map_or(userinfo, |(_, p)| p));
-        }
-    }
-    for pair in query.split('&') {
-        if let Some((name, value)) = pair.split_once('=') {
-            if common::error::is_password_param(name) {
-                found.push(value);
-            }
-        }
-    }
-    found
-        .into_iter()
-        .filter(|s| !s.is_empty())
-        .flat_map(|s| [s.to_owned(), common::error::percent_decode(s)])
-        .collect()
-}
-
 /// Why the shared limiter could not be set up, or a call to Redis failed.
 ///
 /// Each message is one line naming the Redis address (never its password),
@@ -327,24 +295,5 @@ mod tests {
     fn braces_cannot_break_the_hash_tag() {
         let scope = Scope::with_project("a}b{c", "m:x");
         assert_eq!(scope.key("rpm"), "gemini-rl:{a_b_c:m_x}:rpm");
-    }
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            redact("redis://user:hunter2@db:6379/0"),
-            "redis://***@db:6379/0"
-        );
-        assert_eq!(
-            redact("redis+unix:///run/redis.sock?db=1&pass=hunter2"),
-            "redis+unix:///run/redis.sock?db=1&pass=***"
-        );
-        assert_eq!(
-            url_secrets("redis://u:hun%40ter@db?password=x2"),
-            ["hun%40ter", "hun@ter", "x2", "x2"]
-        );
-        assert!(url_secrets("redis://db:6379/0").is_empty());
-        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
-        assert_eq!(redact("not a url"), "not a url");
     }
 }

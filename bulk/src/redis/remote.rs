@@ -37,8 +37,8 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Duration, Instant};
 
 use super::scripts::{self, Reply, Verdict};
-use super::{Scope, SharedError, redact, url_secrets};
-use common::error::Redactor;
+use super::{Scope, SharedError};
+use common::redact::{Redactor, parse_url, redact_url, url_secrets};
 use step4_ratelimit::limiter::{
     LimitError, Limits, Permit, RateLimit, Settle, Stats, Usage, Which,
 };
@@ -210,12 +210,16 @@ impl RedisLimiter {
         scope: Scope,
         limits: Limits,
     ) -> Result<RedisLimiter, SharedError> {
-        let shown = redact(url);
+        let shown = redact_url(url);
         let secrets = Redactor::new(url_secrets(url));
-        let client = redis::Client::open(url).map_err(|error| SharedError::InvalidUrl {
+        // First as a URL (a password with a raw `/`, `?` or `#` is refused
+        // with the fix), then as a Redis address.
+        let invalid = |error: String| SharedError::InvalidUrl {
             url: shown.clone(),
-            error: secrets.text(&error.to_string()),
-        })?;
+            error: secrets.text(&error),
+        };
+        parse_url(url).map_err(invalid)?;
+        let client = redis::Client::open(url).map_err(|error| invalid(error.to_string()))?;
         let unreachable = |error: redis::RedisError| SharedError::Unreachable {
             url: shown.clone(),
             error: secrets.text(&error.to_string()),

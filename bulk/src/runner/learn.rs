@@ -26,10 +26,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use common::{
-    Error,
-    error::{Lesson, QuotaDimension, QuotaWindow},
-};
+use common::{Error, quota::QuotaKind};
 
 use super::daily;
 use step4_ratelimit::limiter::{Limits, RateLimit, Which};
@@ -220,7 +217,12 @@ impl Learner {
     pub fn learn(&self, error: &Error, limiter: &dyn RateLimit) -> Option<String> {
         let quota = error.api()?.quota.as_ref()?;
         let lesson = quota.lesson().filter(|l| l.limit > 0)?;
-        let which = which(lesson);
+        // Until the limiter counts in `QuotaKind` itself.
+        let which = match lesson.kind {
+            QuotaKind::Rpm => Which::Rpm,
+            QuotaKind::Tpm => Which::Tpm,
+            QuotaKind::Rpd => Which::Rpd,
+        };
         lock(&self.lessons).retain(|l| l.limit != name(which));
         lock(&self.lessons).push(Learned {
             limit: name(which).to_string(),
@@ -357,15 +359,6 @@ impl Learner {
                 "what this run learned is not remembered: {error}"
             ));
         }
-    }
-}
-
-/// The limit a lesson is about.
-fn which(lesson: Lesson) -> Which {
-    match (lesson.dimension, lesson.per) {
-        (QuotaDimension::InputTokens, _) => Which::Tpm,
-        (QuotaDimension::Requests, QuotaWindow::Minute) => Which::Rpm,
-        (QuotaDimension::Requests, QuotaWindow::Day) => Which::Rpd,
     }
 }
 

@@ -14,7 +14,7 @@
 /// Returns the limit now in force, or `None` where there is no such limit
 /// or it could not be read. A refusal is not an error: the run goes on with
 /// the limit it had, and an EMFILE, if it comes, says what it is.
-pub fn raise_open_files_limit() -> Option<u64> {
+pub fn raise_limit() -> Option<u64> {
     #[cfg(unix)]
     {
         match rlimit::increase_nofile_limit(u64::MAX) {
@@ -39,7 +39,7 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn the_soft_limit_ends_at_the_hard_limit() {
-        let raised = super::raise_open_files_limit().expect("unix has a limit on open files");
+        let raised = super::raise_limit().expect("unix has a limit on open files");
         let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).expect("getrlimit");
         assert_eq!(soft, raised);
         assert!(soft <= hard);
