@@ -1,4 +1,4 @@
-//! Step 4 against a hostile server (the one in `common/tests/hostile/`) and
+//! Step 4 against a hostile server (`testkit::hostile`) and
 //! with secrets in its Redis URL.
 //!
 //! The key must appear in no output (stdout, stderr, `--output`) whatever a
@@ -7,15 +7,11 @@
 //! neither in `--help` nor in any message; and a shared pause is bounded
 //! however long a server asked for.
 
-#[path = "../../common/tests/hostile/server.rs"]
-#[allow(dead_code)]
-mod server;
-
 use std::time::Duration;
 
 use bulk::redis::{RedisLimiter, Scope};
-use server::{KEY, Mode};
 use step4_ratelimit::limiter::{Limits, RateLimit};
+use testkit::hostile::{self, KEY, Mode};
 use testkit::redis::RedisServer;
 use testkit::{ScratchDir, StepCommand, StepOutput};
 use tokio::time::{Instant, timeout};
@@ -29,11 +25,11 @@ const PASSWORD: &str = "hunter2-redis-pw";
 /// answers to `--output`, no pacing, fast retries. Returns the output and
 /// what was written to the file.
 async fn run(mode: Mode) -> (StepOutput, String) {
-    let addr = server::start(mode).await;
+    let addr = hostile::start(mode).await;
     let dir = ScratchDir::new("hostile");
     let output = dir.path().join("answers.jsonl");
     let out = StepCommand::new(STEP)
-        .env("GOOGLE_GEMINI_BASE_URL", &server::base_url(addr))
+        .env("GOOGLE_GEMINI_BASE_URL", &hostile::base_url(addr))
         .env("GOOGLE_API_KEY", KEY)
         .args([
             "-n", "2", "--json", "--rpm", "0", "--tpm", "0", "--rpd", "0",

@@ -8,9 +8,6 @@
 //! trickling body fails at the whole-request deadline. Timings are never
 //! asserted, only which error came back.
 
-#[path = "hostile/server.rs"]
-mod server;
-
 use std::time::Duration;
 
 use common::client::{Client, ClientConfig};
@@ -19,16 +16,16 @@ use common::error::Error;
 use common::redact::REDACTED;
 use common::types::GenerateContentRequest;
 use futures_util::StreamExt;
-use server::{KEY, Mode};
+use testkit::hostile::{self, KEY, Mode};
 use url::Url;
 
 const MODEL: &str = "gemini-flash-latest";
 
 /// A client for the hostile server in `mode`, with the test key and `timeout`.
 async fn client(mode: Mode, timeout: Duration) -> Client {
-    let addr = server::start(mode).await;
+    let addr = hostile::start(mode).await;
     Client::new(ClientConfig {
-        base_url: Url::parse(&server::base_url(addr)).unwrap(),
+        base_url: Url::parse(&hostile::base_url(addr)).unwrap(),
         api_key: ApiKey::new(KEY),
         api_version: "v1beta".into(),
         timeout,

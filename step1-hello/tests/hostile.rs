@@ -1,22 +1,18 @@
-//! Step 1 against a hostile server (the one in `common/tests/hostile/`): a
+//! Step 1 against a hostile server (`testkit::hostile`): a
 //! server that echoes the request headers, sends an endless body or line,
 //! or trickles. The key must appear in no output, and every case must end
 //! as one clear error line and exit code 1, not a panic, a hang or a leak.
 
-#[path = "../../common/tests/hostile/server.rs"]
-#[allow(dead_code)]
-mod server;
-
-use server::{KEY, Mode};
+use testkit::hostile::{self, KEY, Mode};
 use testkit::{StepCommand, StepOutput};
 
 const STEP: &str = env!("CARGO_BIN_EXE_step1-hello");
 
 /// Step 1 against a fresh hostile server in `mode`, with `args`.
 async fn ask(mode: Mode, args: &[&str]) -> StepOutput {
-    let addr = server::start(mode).await;
+    let addr = hostile::start(mode).await;
     StepCommand::new(STEP)
-        .env("GOOGLE_GEMINI_BASE_URL", &server::base_url(addr))
+        .env("GOOGLE_GEMINI_BASE_URL", &hostile::base_url(addr))
         .env("GOOGLE_API_KEY", KEY)
         .args(args)
         .run()

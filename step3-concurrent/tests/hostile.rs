@@ -1,13 +1,9 @@
-//! Step 3 against a hostile server (the one in `common/tests/hostile/`) that
+//! Step 3 against a hostile server (`testkit::hostile`) that
 //! echoes the request headers into what it answers: the key must appear in
 //! no output, human or `--json`.
 
-#[path = "../../common/tests/hostile/server.rs"]
-#[allow(dead_code)]
-mod server;
-
-use server::{KEY, Mode};
 use testkit::StepCommand;
+use testkit::hostile::{self, KEY, Mode};
 
 const STEP: &str = env!("CARGO_BIN_EXE_step3-concurrent");
 
@@ -21,9 +17,9 @@ async fn echoed_headers_never_print_the_key() {
         Mode::EchoModelVersion,
     ] {
         for json in [false, true] {
-            let addr = server::start(mode.clone()).await;
+            let addr = hostile::start(mode.clone()).await;
             let out = StepCommand::new(STEP)
-                .env("GOOGLE_GEMINI_BASE_URL", &server::base_url(addr))
+                .env("GOOGLE_GEMINI_BASE_URL", &hostile::base_url(addr))
                 .env("GOOGLE_API_KEY", KEY)
                 .args(["-n", "3"])
                 .args(json.then_some("--json"))
@@ -41,9 +37,9 @@ async fn echoed_headers_never_print_the_key() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_absurd_retry_delay_is_a_failed_request_not_a_panic() {
-    let addr = server::start(Mode::RetryDelay("9223372036854775807s")).await;
+    let addr = hostile::start(Mode::RetryDelay("9223372036854775807s")).await;
     let out = StepCommand::new(STEP)
-        .env("GOOGLE_GEMINI_BASE_URL", &server::base_url(addr))
+        .env("GOOGLE_GEMINI_BASE_URL", &hostile::base_url(addr))
         .env("GOOGLE_API_KEY", KEY)
         .args(["-n", "2", "--json"])
         .run()

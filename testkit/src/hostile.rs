@@ -3,7 +3,13 @@
 //!
 //! `GET` (the model lookup every step does first) gets a plausible model;
 //! every `POST` gets the [`Mode`]'s answer. Each connection serves one
-//! request and closes, which keeps the raw HTTP here trivial.
+//! request and closes, which keeps the raw HTTP here trivial. Named as an
+//! `HTTP_PROXY` for a plain-http base URL it is a hostile proxy: the request
+//! comes to it whole, `Proxy-Authorization` header included, and the echo
+//! modes send that back too.
+//!
+//! Shared by the client's tests (`common`) and the steps': each asserts that
+//! what it prints never carries a secret that the server echoed.
 
 use std::net::SocketAddr;
 use std::time::Duration;
