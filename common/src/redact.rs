@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use serde_json::Value;
-use url::{Position, Url};
+use url::Url;
 
 use crate::error::{ApiError, Error};
 
@@ -109,11 +109,24 @@ pub fn parse_url(text: &str) -> Result<Url, String> {
 pub const MISREAD: &str =
     "an @ comes after the host, so part of a user name or password was read as the address";
 
-/// True when a parsed URL has an `@` after its host: the sign of a password
-/// typed with a raw `/`, `?` or `#`, cut short there (`https://u:12/cd@h` is
-/// host `u`, port 12, path `/cd@h`). No server address needs an `@` there.
+/// True when a parsed URL has an `@` after its host where no address has
+/// one (in the path, the fragment or a query parameter's name): the sign of
+/// a password typed with a raw `/`, `?` or `#` and cut short there
+/// (`https://u:12/cd@h` is host `u`, port 12, path `/cd@h`). An `@` in a
+/// query parameter's value (`?pass=a@b`) is a value like any other.
 pub fn misread_userinfo(url: &Url) -> bool {
-    url[Position::BeforeHost..].contains('@')
+    let in_a_name = |query: &str| {
+        query.split('&').any(|pair| {
+            pair.split('=')
+                .next()
+                .is_some_and(|name| name.contains('@'))
+        })
+    };
+    url.path().contains('@')
+        || url
+            .fragment()
+            .is_some_and(|fragment| fragment.contains('@'))
+        || url.query().is_some_and(in_a_name)
 }
 
 /// Every form in which the secrets of the URL `text` may come back in a
@@ -408,6 +421,8 @@ mod tests {
         for text in [
             "https://ann:ab/cd@h/",
             "https://ann:12/cd@h/",
+            "https://ann:12?cd@h/",
+            "https://ann:12#cd@h/",
             "https://ann:ab?cd@h/",
             "https://ann:ab#cd@h/",
         ] {

@@ -296,4 +296,58 @@ mod tests {
         let scope = Scope::with_project("a}b{c", "m:x");
         assert_eq!(scope.key("rpm"), "gemini-rl:{a_b_c:m_x}:rpm");
     }
+
+    /// The two halves of every test password: neither may be printed.
+    const PIECES: [&str; 2] = ["Hunter7Left", "Hunter7Right"];
+
+    /// A port on 127.0.0.1 where nothing listens.
+    fn closed_port() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        listener.local_addr().expect("an address").port()
+    }
+
+    #[tokio::test]
+    async fn a_redis_password_is_never_in_a_connect_error() {
+        let port = closed_port();
+        let raw = ["/", "?", "#", "@", ":"];
+        let encoded = ["%2F", "%3F", "%23", "%40", "%3A", "%25"];
+        let mut misread = 0;
+        for sep in raw.into_iter().chain(encoded) {
+            let password = format!("{}{sep}{}", PIECES[0], PIECES[1]);
+            for url in [
+                format!("redis://:{password}@127.0.0.1:{port}/0"),
+                format!("redis://default:{password}@127.0.0.1:{port}"),
+                format!("redis+unix:///nonexistent/redis.sock?db=0&pass={password}"),
+            ] {
+                let limits = step4_ratelimit::limiter::Limits::default().with_rpm(10);
+                let scope = Scope::with_project("test", "gemini-2.5-flash");
+                let Err(error) = RedisLimiter::connect(&url, scope, limits).await else {
+                    panic!("nothing listens at {url}");
+                };
+                let line = error.to_string();
+                for text in [&line, &format!("{error:?}")] {
+                    for piece in PIECES {
+                        assert!(!text.contains(piece), "{piece} of {url} shown: {text}");
+                    }
+                }
+                assert!(!line.contains('\n'), "{line}");
+                // A password that ends the address early (a raw / ? or #)
+                // is refused before connecting, with the fix.
+                if matches!(sep, "/" | "?" | "#") && !url.contains("?db=0&pass=") {
+                    misread += 1;
+                    assert!(
+                        matches!(error, SharedError::InvalidUrl { .. }),
+                        "{url}: {line}"
+                    );
+                    assert!(line.contains("percent-encoded"), "{line}");
+                } else {
+                    assert!(
+                        matches!(error, SharedError::Unreachable { .. }),
+                        "{url}: {line}"
+                    );
+                }
+            }
+        }
+        assert_eq!(misread, 3 * 2);
+    }
 }
