@@ -10,7 +10,8 @@
 //! Connections: over HTTPS the client keeps as many HTTP/2 connections as the requests in
 //! flight need, 100 streams each ([`crate::pool`]), and trusts what the system trusts
 //! ([`crate::trust`]). Proxies come from `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` and
-//! `NO_PROXY` (reqwest reads them), and an HTTPS request goes through the proxy as a tunnel.
+//! `NO_PROXY` (reqwest reads them; [`crate::proxy`] checks them first and keeps their
+//! passwords secret), and an HTTPS request goes through the proxy as a tunnel.
 //!
 //! Every call has a deadline ([`ClientConfig::timeout`]) that covers the
 //! whole exchange, a streamed body included: a server trickling one byte a

@@ -35,7 +35,7 @@ pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
 pub const DEFAULT_API_VERSION: &str = "v1beta";
 
 /// The key sent to a local server when no key is configured (any non-empty
-/// key is accepted there; see [`crate::connect`]). Public, so the client
+/// key is accepted there; see [`connect`](mod@crate::connect)). Public, so the client
 /// does not treat it as a secret.
 pub const PLACEHOLDER_KEY: &str = "emulator";
 

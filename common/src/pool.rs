@@ -6,7 +6,7 @@
 //! HTTP/2 connection: request 101 waits for a free stream instead of opening a second
 //! connection. With one client, 1,000 requests "at once" would run in ten waves.
 //!
-//! So the [`Pool`] holds lanes, each a `reqwest::Client` with its own connection, all sharing
+//! So the `Pool` holds lanes, each a `reqwest::Client` with its own connection, all sharing
 //! one TLS configuration. A request takes the least-loaded lane that is under the stream limit;
 //! when every lane is full a new one opens (one more connection, its handshake and a debug log
 //! line); a lane beyond the first that has been idle for a while is dropped, and its connection
