@@ -64,7 +64,7 @@ const MAX_JITTER: Duration = Duration::from_millis(5);
 /// ```no_run
 /// use std::sync::Arc;
 /// use step4_ratelimit::limiter::{Limits, RateLimit};
-/// use step4_ratelimit::redis::{RedisLimiter, Scope};
+/// use bulk::redis::{RedisLimiter, Scope};
 ///
 /// # async fn demo(api_key: &str) -> anyhow::Result<()> {
 /// let scope = Scope::new(api_key, "gemini-2.5-flash");
