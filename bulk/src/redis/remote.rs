@@ -36,8 +36,9 @@ use step4_ratelimit::gauge::Gauge;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Duration, Instant};
 
+use super::error::{SharedError, redact, url_secrets};
+use super::scope::Scope;
 use super::scripts::{self, Reply, Verdict};
-use super::{Scope, SharedError, redact, url_secrets};
 use common::error::Redactor;
 use step4_ratelimit::limiter::{
     LimitError, Limits, Permit, RateLimit, Settle, Stats, Usage, Which,
