@@ -96,12 +96,16 @@ async fn send_all(args: &Args, shutdown: &Shutdown) -> anyhow::Result<Summary> {
     // An existing --output is read first: the answers it holds are paid
     // for, and only the other prompts are sent.
     let journal = open_journal(args, &prompts)?;
-    let todo = journal
-        .as_ref()
-        .map_or_else(|| (0..prompts.len()).collect(), |(_, resume)| resume.todo());
-    if let (Some((journal, _)), true) = (&journal, todo.is_empty()) {
-        return Ok(journal::nothing_left(prompts.len(), journal.path()));
-    }
+    let todo = match &journal {
+        Some((answers, resume)) => {
+            let todo = resume.todo();
+            if todo.is_empty() {
+                return Ok(journal::nothing_left(prompts.len(), answers.path()));
+            }
+            todo
+        }
+        None => (0..prompts.len()).collect(),
+    };
     let limiter = build_limiter(&args.limit, &common.model).await?;
 
     // Connect (the real API with a key, the built-in emulator without one)
@@ -126,12 +130,12 @@ async fn send_all(args: &Args, shutdown: &Shutdown) -> anyhow::Result<Summary> {
         },
     )
     .with_learner(Arc::new(learner(args, &session)?));
-    if let Some((journal, _)) = &journal {
-        runner = runner.with_journal(journal.clone());
+    if let Some((answers, _)) = &journal {
+        runner = runner.with_journal(answers.clone());
     }
     let mut summary = runner.run(&prompts, &todo).await?;
-    if let Some((journal, resume)) = &journal {
-        journal::account(journal, resume, &mut summary);
+    if let Some((answers, resume)) = &journal {
+        journal::account(answers, resume, &mut summary);
     }
     Ok(summary)
 }
