@@ -1,4 +1,5 @@
-//! The step programs the bench runs, found next to its own binary, and how it runs them.
+//! The programs the bench runs (the steps, and the bulk tool), found next to
+//! its own binary, and how it runs them.
 //!
 //! The bench measures the steps *as programs*, the way a learner runs them:
 //! `target/release/step3-concurrent -n 1000 --json`, pointed at the emulator
@@ -8,7 +9,7 @@
 //! the step's memory is its own, not mixed with the emulator's.
 //!
 //! `cargo run -p bench` builds only the bench, so its first act is to build
-//! the step binaries with the same profile (a no-op when they are fresh; see
+//! the binaries with the same profile (a no-op when they are fresh; see
 //! [`Binaries::locate`]). `--no-build` skips that, for when cargo is not at
 //! hand; a binary that is missing then turns its rows into a note.
 
@@ -21,37 +22,47 @@ use std::{
 use anyhow::{Context, bail};
 use testkit::StepCommand;
 
-/// The step binaries, where they were found.
+/// The binaries, where they were found.
 #[derive(Debug, Clone)]
 pub struct Binaries {
     /// `step2-sequential`.
     pub step2: Option<PathBuf>,
     /// `step3-concurrent`.
     pub step3: Option<PathBuf>,
-    /// `step4-ratelimit`, if it builds and has a runner.
+    /// `step4-ratelimit`, if it builds and has a runner (the lesson's
+    /// limiter, for the timeline picture and its memory row).
     pub step4: Option<PathBuf>,
+    /// `bulk`, the tool built on step 4's limiter, if it builds (prompts
+    /// files, `--output`, `--redis`).
+    pub bulk: Option<PathBuf>,
 }
 
 /// The packages whose binaries the bench runs, in the order of [`Binaries`].
-const STEPS: [&str; 3] = ["step2-sequential", "step3-concurrent", "step4-ratelimit"];
+/// The last two share step 4's library: when it does not build, neither does.
+pub const PACKAGES: [&str; 4] = [
+    "step2-sequential",
+    "step3-concurrent",
+    "step4-ratelimit",
+    "bulk",
+];
 
 impl Binaries {
-    /// Finds the step binaries next to the bench's own, building them first
+    /// Finds the binaries next to the bench's own, building them first
     /// unless `build` is false.
     ///
     /// The build uses the bench's own profile (read from the directory it runs
     /// from: `target/release` means `--release`), so a release bench measures
-    /// release steps. If step 4 does not build (it may be mid-change), steps 2
-    /// and 3 are built alone and step 4's rows say so.
+    /// release steps. If step 4 or bulk does not build (it may be mid-change),
+    /// steps 2 and 3 are built alone and the other rows say so.
     pub fn locate(build: bool) -> anyhow::Result<Binaries> {
         let dir = std::env::current_exe()
             .context("cannot find the bench's own binary")?
             .parent()
             .map(Path::to_path_buf)
             .context("the bench's binary has no directory")?;
-        if build && cargo_build(&dir, &STEPS).is_err() {
-            eprintln!("bench: step 4 did not build; building steps 2 and 3 alone");
-            if let Err(error) = cargo_build(&dir, &STEPS[..2]) {
+        if build && cargo_build(&dir, &PACKAGES).is_err() {
+            eprintln!("bench: step 4 or bulk did not build; building steps 2 and 3 alone");
+            if let Err(error) = cargo_build(&dir, &PACKAGES[..2]) {
                 eprintln!("bench: {error:#}; using whatever binaries exist");
             }
         }
@@ -60,9 +71,10 @@ impl Binaries {
             path.is_file().then_some(path)
         };
         Ok(Binaries {
-            step2: find(STEPS[0]),
-            step3: find(STEPS[1]),
-            step4: find(STEPS[2]).filter(|path| has_runner(path)),
+            step2: find(PACKAGES[0]),
+            step3: find(PACKAGES[1]),
+            step4: find(PACKAGES[2]).filter(|path| has_runner(path)),
+            bulk: find(PACKAGES[3]),
         })
     }
 }

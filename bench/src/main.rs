@@ -14,12 +14,12 @@
 //!   to a bare reqwest loop (the ceiling) and the emulator's own capacity;
 //! - [`limiter`]: step 4's limiter against a strict sliding window, next to
 //!   `governor`; [`acquire`]: what one acquire costs;
-//! - [`memory`]: peak memory of step 3 with 10,000 requests in flight and of
-//!   step 4 with 100,000 queued;
+//! - [`memory`]: peak memory of step 3 with 10,000 requests in flight, and
+//!   of step 4 and bulk with 100,000 queued;
 //! - [`python`]: the seed's Python solution (`google-genai`) as the peer;
-//! - [`scaleout`]: one process against four sharing one quota through Redis.
+//! - [`scaleout`]: one bulk process against four sharing one quota through Redis.
 //!
-//! The steps are measured as programs: the bench builds their binaries with
+//! The steps (and bulk) are measured as programs: the bench builds their binaries with
 //! its own profile and runs them as child processes ([`binaries`]). Every
 //! figure is the median of several runs ([`table`]); the sizes are in
 //! [`plan`]. `tests/quick.rs` runs `--quick`, so the bench cannot rot.
@@ -65,7 +65,7 @@ struct Args {
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Section>,
 
-    /// Do not build the step binaries first (use the ones next to the bench's binary).
+    /// Do not build the binaries first (use the ones next to the bench's binary).
     #[arg(long)]
     no_build: bool,
 
@@ -90,7 +90,7 @@ enum Section {
     Limiter,
     /// The cost of one acquire.
     Acquire,
-    /// Peak memory of steps 3 and 4.
+    /// Peak memory of steps 3 and 4, and of bulk.
     Memory,
     /// The seed's Python solution.
     Python,
@@ -207,13 +207,13 @@ fn header(plan: &Plan, bins: &Binaries) {
         if plan.quick { " (--quick)" } else { "" }
     );
     println!(
-        "`{command}` on {cores} cores ({} {}), {} build; every figure is the median of {} run(s), except the sequential rows ({} run: N × L by construction). The emulator runs in the bench's process on 127.0.0.1 (never the real API), with no faults; each section says its latency and quota. Steps run as child processes: {}.\n",
+        "`{command}` on {cores} cores ({} {}), {} build; every figure is the median of {} run(s), except the sequential rows ({} run: N × L by construction). The emulator runs in the bench's process on 127.0.0.1 (never the real API), with no faults; each section says its latency and quota. The programs run as child processes: {}.\n",
         std::env::consts::OS,
         std::env::consts::ARCH,
         if release { "release" } else { "debug" },
         plan.runs,
         plan.sequential_runs,
-        [&bins.step2, &bins.step3, &bins.step4]
+        [&bins.step2, &bins.step3, &bins.step4, &bins.bulk]
             .iter()
             .filter_map(|bin| bin.as_ref())
             .filter_map(|bin| bin.file_name())

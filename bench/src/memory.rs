@@ -12,12 +12,13 @@
 //! - **Step 4** with many requests queued behind a low rate limit: its
 //!   memory once everything is queued (when it has stopped growing), then it
 //!   is killed; the same with one request as the baseline.
-//! - **Step 4 with a prompts file** (`--prompts FILE --output FILE`), the
-//!   same queue: the file is indexed, not held, and each prompt is read back
-//!   only when it is sent, so this row should match the one above.
+//! - **bulk with a prompts file** (`--prompts FILE --output FILE`), the
+//!   same queue on step 4's limiter: the file is indexed, not held, and each
+//!   prompt is read back only when it is sent, so this row should stay close
+//!   to step 4's.
 //! - **Step 4's limiter alone** with as many waiters, in a child process of
-//!   the bench itself (`--child-queue N`): the limiter's share of step 4's
-//!   figure (and the only figure if step 4's binary is not there).
+//!   the bench itself (`--child-queue N`): the limiter's share of those
+//!   figures (and the only figure if neither binary is there).
 //!
 //! Every row subtracts the same program's peak with one request, so "per
 //! request" is what one more request costs.
@@ -78,12 +79,14 @@ pub async fn run(plan: &Plan, bins: &Binaries) -> anyhow::Result<Table> {
         add(
             "step 4, queued behind `--rpm 1`",
             queued,
-            step4_queued(plan, step4, Source::Repeat).await?,
+            queued_peaks(plan, "step 4", step4, Source::Repeat).await?,
         );
+    }
+    if let Some(bulk) = &bins.bulk {
         add(
-            "step 4, a prompts file queued behind `--rpm 1`, with `--output`",
+            "bulk, a prompts file queued behind `--rpm 1`, with `--output`",
             queued,
-            step4_queued(plan, step4, Source::File).await?,
+            queued_peaks(plan, "bulk", bulk, Source::File).await?,
         );
     }
     add(
@@ -99,8 +102,11 @@ pub async fn run(plan: &Plan, bins: &Binaries) -> anyhow::Result<Table> {
             "step 4's binary (with its runner) was not found: no step 4 row, only its limiter's.",
         );
     }
+    if bins.bulk.is_none() {
+        table.note("bulk's binary was not found: no row for a prompts file.");
+    }
     table.note("Over HTTPS with HTTP/2 and 100 streams per connection, both step 3 and the bare client use one connection per 100 requests in flight (step 3: 100 lanes sharing one TLS configuration, with receive windows sized for small answers; bare: 100 default reqwest clients, each with its own TLS configuration and root store, the workaround a reqwest user would write).");
-    table.note("Step 3's peak is every request in flight at once: a stream each on 100 connections, with their buffers (an answer's text is freed once it is printed, but here all 10,000 arrive together); step 4 holds one future per request (the whole request's state machine) while it waits. The last row is the limiter's share of that: a child process of the bench (`bench --child-queue N`) with N `acquire` futures queued on one limiter.");
+    table.note("Step 3's peak is every request in flight at once: a stream each on 100 connections, with their buffers (an answer's text is freed once it is printed, but here all 10,000 arrive together); step 4 and bulk hold one future per request (the whole request's state machine) while the request waits. The last row is the limiter's share of that: a child process of the bench (`bench --child-queue N`) with N `acquire` futures queued on one limiter.");
     Ok(table)
 }
 
@@ -236,7 +242,7 @@ fn watch_to_the_end(mut child: Child) -> anyhow::Result<(Memory, bool)> {
     }
 }
 
-/// Where step 4's queued prompts come from.
+/// Where the queued prompts come from.
 #[derive(Clone, Copy)]
 enum Source {
     /// `-n N`: one prompt, N times.
@@ -246,8 +252,8 @@ enum Source {
     File,
 }
 
-/// The arguments that give step 4 `n` prompts from `source` (files in `dir`).
-fn step4_prompts(source: Source, n: u32, dir: &Path) -> anyhow::Result<Vec<String>> {
+/// The arguments that give a program `n` prompts from `source` (files in `dir`).
+fn prompts_args(source: Source, n: u32, dir: &Path) -> anyhow::Result<Vec<String>> {
     match source {
         Source::Repeat => Ok(vec!["-n".into(), n.to_string()]),
         Source::File => {
@@ -273,14 +279,19 @@ fn step4_prompts(source: Source, n: u32, dir: &Path) -> anyhow::Result<Vec<Strin
     }
 }
 
-/// Peak RSS of step 4 with one request (baseline) and with
-/// `plan.memory_queued` requests queued, medians in bytes.
+/// Peak RSS of `program` (step 4 or bulk, called `name`) with one request
+/// (baseline) and with `plan.memory_queued` requests queued, medians in bytes.
 ///
-/// Step 4 runs with `--rpm 1` (and no token or daily limit) against an
+/// The program runs with `--rpm 1` (and no token or daily limit) against an
 /// emulator with the same limit, so one request goes and every other one
 /// waits in its limiter's queue for hours. Once its memory has not grown for
 /// a while, everything is queued: we read it and kill the program.
-async fn step4_queued(plan: &Plan, step4: &Path, source: Source) -> anyhow::Result<(f64, f64)> {
+async fn queued_peaks(
+    plan: &Plan,
+    name: &str,
+    program: &Path,
+    source: Source,
+) -> anyhow::Result<(f64, f64)> {
     let dir = tempfile::tempdir().context("cannot make a temporary directory")?;
     let mut settings = plan::fixed_latency(plan.latency);
     settings.rpm = Some(1);
@@ -291,25 +302,27 @@ async fn step4_queued(plan: &Plan, step4: &Path, source: Source) -> anyhow::Resu
         let dir = dir.path().to_path_buf();
         async move {
             let server = emulator::start(settings).await?;
-            let mut command = trusting(StepCommand::new(step4).against(&server), &server)?
-                .args(step4_prompts(source, n, &dir)?)
+            let mut command = trusting(StepCommand::new(program).against(&server), &server)?
+                .args(prompts_args(source, n, &dir)?)
                 .args(["--rpm", "1", "--tpm", "0", "--rpd", "0"])
                 .into_command();
             command.stdout(Stdio::null()).stderr(Stdio::null());
-            let child = command.spawn().context("cannot start step 4")?;
+            let child = command
+                .spawn()
+                .with_context(|| format!("cannot start {name}"))?;
             anyhow::Ok((server, child))
         }
     };
     let (mut bases, mut peaks) = (Vec::new(), Vec::new());
     for run in 1..=plan.runs {
         eprintln!(
-            "bench: memory of step 4 with {} queued (run {run}/{})",
+            "bench: memory of {name} with {} queued (run {run}/{})",
             plan.memory_queued, plan.runs
         );
         let (server, child) = start(1).await?;
         let (base, ok) = tokio::task::spawn_blocking(move || watch_to_the_end(child)).await??;
         if !ok {
-            bail!("step 4 -n 1 did not succeed");
+            bail!("{name} with 1 request did not succeed");
         }
         bases.push(base.peak as f64);
         server.shutdown().await;

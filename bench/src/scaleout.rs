@@ -1,7 +1,7 @@
 //! Section 7: one quota shared by several processes, through Redis.
 //!
 //! Gemini counts its quota per project and model, not per program. Four
-//! copies of step 4, each with its own limiter, each admit the full limit:
+//! copies of bulk, each with step 4's limiter of its own, each admit the full limit:
 //! together they send four times too much. With `--redis` they share one set
 //! of books. The emulator enforces a strict sliding window (20 requests per
 //! second, so a case takes seconds), and we count what reached it: the 429s,
@@ -31,13 +31,13 @@ const TOTAL: u32 = 80;
 
 /// Runs the section.
 pub async fn run(plan: &Plan, bins: &Binaries) -> anyhow::Result<Table> {
-    let Some(step4) = &bins.step4 else {
-        bail!("the step4-ratelimit binary is not built");
+    let Some(bulk) = &bins.bulk else {
+        bail!("the bulk binary is not built");
     };
     let mut table = Table::new(
         "Scaling out: four processes, one quota (Redis)",
         format!(
-            "emulator: at most {LIMIT} requests in any {} s (strict sliding window), 20-30 ms latency; {TOTAL} requests in all, split over the processes; step 4 with `--rpm {LIMIT} --window 1s`; median of {} run(s), a fresh emulator each.",
+            "emulator: at most {LIMIT} requests in any {} s (strict sliding window), 20-30 ms latency; {TOTAL} requests in all, split over the processes; bulk with `--rpm {LIMIT} --window 1s`; median of {} run(s), a fresh emulator each.",
             WINDOW.as_secs(),
             plan.runs
         ),
@@ -66,7 +66,7 @@ pub async fn run(plan: &Plan, bins: &Binaries) -> anyhow::Result<Table> {
         let mut wall = Vec::new();
         for run in 0..plan.runs {
             eprintln!("bench: scale-out, {name} (run {}/{})", run + 1, plan.runs);
-            let figures = one_case(step4, processes, shared.then(|| redis.url())).await?;
+            let figures = one_case(bulk, processes, shared.then(|| redis.url())).await?;
             refused.push(figures.refused as f64);
             peak.push(figures.peak as f64);
             share.push(figures.share);
@@ -101,9 +101,9 @@ struct Figures {
     wall: Duration,
 }
 
-/// Runs `processes` copies of step 4 at once against a fresh emulator.
+/// Runs `processes` copies of bulk at once against a fresh emulator.
 async fn one_case(
-    step4: &std::path::Path,
+    bulk: &std::path::Path,
     processes: u32,
     redis: Option<String>,
 ) -> anyhow::Result<Figures> {
@@ -121,7 +121,7 @@ async fn one_case(
     let requests = (TOTAL / processes).to_string();
     let started = Instant::now();
     let runs = (0..processes).map(|_| {
-        let mut command = StepCommand::new(step4).against(&server).args([
+        let mut command = StepCommand::new(bulk).against(&server).args([
             "-n",
             &requests,
             "--rpm",

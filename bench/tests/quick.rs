@@ -14,19 +14,25 @@ fn quick_output() -> String {
     let bench = std::path::Path::new(env!("CARGO_BIN_EXE_bench"));
     let mut command = Command::new(bench);
     command.arg("--quick");
-    // Under `cargo test --workspace` the step binaries were built with the
-    // tests, next to the bench's. Then the bench must not run a cargo build
-    // of its own: a nested build with another feature set writes a second
-    // copy of shared dependencies into the same target directory while this
-    // test run is still using it (doctests compiled afterwards then fail to
-    // link). Only a lone `cargo test -p bench` lets the bench build them.
-    let steps_built = ["step2-sequential", "step3-concurrent", "step4-ratelimit"]
-        .iter()
-        .all(|name| {
-            bench
-                .with_file_name(format!("{name}{}", std::env::consts::EXE_SUFFIX))
-                .is_file()
-        });
+    // Under `cargo test --workspace` the binaries it runs (the steps and
+    // bulk) were built with the tests, next to the bench's. Then the bench
+    // must not run a cargo build of its own: a nested build with another
+    // feature set writes a second copy of shared dependencies into the same
+    // target directory while this test run is still using it (doctests
+    // compiled afterwards then fail to link). Only a lone `cargo test -p
+    // bench` lets the bench build them.
+    let steps_built = [
+        "step2-sequential",
+        "step3-concurrent",
+        "step4-ratelimit",
+        "bulk",
+    ]
+    .iter()
+    .all(|name| {
+        bench
+            .with_file_name(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+            .is_file()
+    });
     if steps_built {
         command.arg("--no-build");
     }
@@ -135,6 +141,8 @@ fn quick_bench_prints_every_section_with_sane_numbers() {
     row(&memory, "step 3, all in flight");
     row(&memory, "bare reqwest, one `Client` per 100");
     row(&memory, "step 4's `Limiter` alone");
+    // bulk is built with the bench: its prompts-file row is always there.
+    row(&memory, "bulk, a prompts file queued");
     for r in &memory {
         let (peak, base) = (number(&r[2]), number(&r[3]));
         assert!(base > 1.0 && peak >= base, "{r:?}");

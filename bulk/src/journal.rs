@@ -45,7 +45,7 @@ use common::{
 };
 use serde_json::{Map, Value};
 
-use crate::{options::LimitArgs, prompts::Prompts};
+use crate::prompts::Prompts;
 
 /// Why the journal cannot be used; nothing has been sent when one of these happens.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +104,17 @@ pub enum JournalError {
     },
 }
 
+/// An outcome that could not be written: the run must stop, since an
+/// answer that cannot be kept is not a success.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write to the output file {}: {error}", path.display())]
+pub struct WriteError {
+    /// The journal.
+    pub path: PathBuf,
+    /// What the system said.
+    pub error: std::io::Error,
+}
+
 /// What an existing journal said, read before the run.
 #[derive(Debug, Default)]
 pub struct Resume {
@@ -122,8 +133,6 @@ pub struct Resume {
 pub struct Journal {
     path: PathBuf,
     file: Mutex<File>,
-    /// The first write error; the run stops at it.
-    failure: Mutex<Option<String>>,
     /// Held for the run: another run on the same file is refused.
     _run_lock: Option<fd_lock::RwLock<File>>,
 }
@@ -135,30 +144,30 @@ impl Resume {
     }
 }
 
-/// The run's journal, if it has `--output`: checked against the run's other
-/// files, read back (or moved aside with `--restart`), open for appending.
+/// The run's journal at `output`: checked against the run's other files
+/// (`others`: what each one is, and where; the prompts file is added here),
+/// read back (or moved aside first when `restart`), open for appending.
 pub fn open(
-    args: &LimitArgs,
-    timeline: Option<&Path>,
+    output: &Path,
+    restart: bool,
+    others: &[(&'static str, &Path)],
     prompts: &Prompts,
-) -> Result<Option<(Arc<Journal>, Resume)>, JournalError> {
-    let Some(output) = args.output.as_deref() else {
-        return Ok(None);
-    };
-    let mut others: Vec<(&'static str, &Path)> = Vec::new();
-    others.extend(prompts.path().map(|p| ("prompts file", p)));
-    others.extend(timeline.map(|p| ("--timeline file", p)));
-    others.extend(args.limits_file.as_deref().map(|p| ("--limits-file", p)));
+) -> Result<(Arc<Journal>, Resume), JournalError> {
+    let prompts_file = prompts.path().map(|p| ("prompts file", p));
+    let others: Vec<(&'static str, &Path)> = prompts_file
+        .into_iter()
+        .chain(others.iter().copied())
+        .collect();
     refuse_inputs(output, &others)?;
-    let (journal, resume) = Journal::open(output, prompts, args.restart)?;
-    Ok(Some((Arc::new(journal), resume)))
+    let (journal, resume) = Journal::open(output, prompts, restart)?;
+    Ok((Arc::new(journal), resume))
 }
 
 /// The summary of a run with nothing left to send: every prompt already
-/// has its answer in the journal.
-pub fn nothing_left(total: usize, args: &LimitArgs) -> Summary {
+/// has its answer in the journal at `output`.
+pub fn nothing_left(total: usize, output: &Path) -> Summary {
     let mut summary = Summary::from_outcomes(&[], Duration::ZERO);
-    let file = args.output.as_deref().unwrap_or(Path::new("")).display();
+    let file = output.display();
     summary.notes.push(format!(
         "all {total} prompts already have an answer in {file}: nothing to send (--restart starts over, keeping that file aside)"
     ));
@@ -166,16 +175,9 @@ pub fn nothing_left(total: usize, args: &LimitArgs) -> Summary {
 }
 
 /// Adds what the journal knows to the summary: what was skipped, what is
-/// left and the command that continues. A write error that stopped the run
-/// is returned instead: the run failed, whatever it answered.
-pub fn account(journal: &Journal, resume: &Resume, summary: &mut Summary) -> anyhow::Result<()> {
+/// left and the command that continues.
+pub fn account(journal: &Journal, resume: &Resume, summary: &mut Summary) {
     let file = journal.path().display();
-    if let Some(failure) = journal.failure() {
-        anyhow::bail!(
-            "{failure}: the run stopped; the answers written before it are kept; fix it, then run the same command again to continue: {}",
-            command_line()
-        );
-    }
     if let Some(kept) = &resume.kept_aside {
         summary
             .notes
@@ -207,7 +209,6 @@ pub fn account(journal: &Journal, resume: &Resume, summary: &mut Summary) -> any
             "every prompt has its answer in {file} (in completion order; sorted: jq -c -s 'sort_by(.line)[]' {file})"
         ));
     }
-    Ok(())
 }
 
 /// Refuses an `--output` that is one of the run's other files.
@@ -296,7 +297,6 @@ impl Journal {
             Journal {
                 path: path.to_path_buf(),
                 file: Mutex::new(file),
-                failure: Mutex::new(None),
                 _run_lock: run_lock,
             },
             resume,
@@ -313,15 +313,15 @@ impl Journal {
     ///
     /// One `write` of a whole line to a file opened for appending: the line
     /// is in the operating system's hands when this returns, so the
-    /// process dying a moment later does not lose it. Returns the error line
-    /// on the first failure (and remembers it: the run must stop).
+    /// process dying a moment later does not lose it. An error means the
+    /// run must stop: the runner stops it, and says why once.
     pub fn append(
         &self,
         prompts: &Prompts,
         index: usize,
         outcome: &Outcome,
         input: Option<&Map<String, Value>>,
-    ) -> Result<(), String> {
+    ) -> Result<(), WriteError> {
         if matches!(outcome.ended, Ended::NotDone(_)) {
             return Ok(());
         }
@@ -332,22 +332,10 @@ impl Journal {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .write_all(&line);
-        written.map_err(|error| {
-            let message = format!(
-                "cannot write to the output file {}: {error}",
-                self.path.display()
-            );
-            let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
-            failure.get_or_insert(message).clone()
+        written.map_err(|error| WriteError {
+            path: self.path.clone(),
+            error,
         })
-    }
-
-    /// The write error that stopped the run, if one did.
-    pub fn failure(&self) -> Option<String> {
-        self.failure
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
     }
 }
 
@@ -662,7 +650,7 @@ mod tests {
     #[test]
     fn the_command_that_continues_is_quoted_keeps_no_password_and_does_not_restart() {
         let args = [
-            "step4",
+            "bulk",
             "--prompts",
             "my prompts.txt",
             "--redis",
@@ -675,7 +663,7 @@ mod tests {
         let line = quote_command(args.iter().map(|a| a.to_string()));
         assert_eq!(
             line,
-            r"step4 --prompts 'my prompts.txt' --redis 'redis://***@db:6379' '--redis=redis://***@db' --prompt 'it'\''s'"
+            r"bulk --prompts 'my prompts.txt' --redis 'redis://***@db:6379' '--redis=redis://***@db' --prompt 'it'\''s'"
         );
     }
 }

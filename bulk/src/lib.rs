@@ -1,26 +1,36 @@
 //! # bulk: thousands of Gemini prompts, at the quota's pace, never paid twice
 //!
 //! The tutorial's step 4 (`step4-ratelimit`) is the lesson: a hand-written
-//! rate limiter and retries that wait the server's `retryDelay`. This crate
-//! is the tool built on that limiter for real work:
+//! rate limiter, and retries that wait the server's `retryDelay`. Read it
+//! there. This crate is the tool built on that limiter for real work:
 //!
 //! ```text
 //! cargo run --release -p bulk -- --prompts questions.jsonl --output answers.jsonl
+//! cargo run --release -p bulk -- --prompts questions.jsonl --output answers.jsonl   # again: resumes
+//! cargo run --release -p bulk -- --prompts questions.jsonl --output answers.jsonl --redis redis://127.0.0.1:6379
 //! ```
 //!
-//! * [`prompts`]: the prompts file (plain text, or JSONL with ids).
+//! The modules, each with one job; each one only uses those listed before it:
+//!
+//! * [`prompts`]: the prompts file (plain text, or JSONL with ids), indexed
+//!   rather than held, and the token estimate each prompt is charged.
 //! * [`journal`]: `--output`, an append-only file of answers that a stopped
 //!   run resumes from, so no answer is lost or paid for twice.
-//! * [`runner`]: drives the prompts through step 4's limiter, learns the
-//!   real limits from the server's 429s ([`runner::learn`]) and remembers
-//!   them ([`memory`]), stops cleanly when the day's quota is spent.
-//! * [`redis`]: the same limiter with its books in Redis (`--redis`), so
+//! * [`state_file`]: the limits learned from the server and the day's
+//!   spend, kept between runs (`--limits-file`).
+//! * [`redis`]: step 4's limiter with its books in Redis (`--redis`), so
 //!   many processes on many machines draw from one quota.
-//! * [`options`]: the command line.
+//! * [`runner`]: drives the prompts through the limiter, learns the real
+//!   limits from the server's 429s ([`runner::learn`]), writes each outcome
+//!   to the journal, and stops cleanly when the day's quota is spent.
+//! * [`options`]: the command line, in small groups that build what they
+//!   configure.
+//!
+//! The binary (`src/main.rs`) puts them together in a page.
 
 pub mod journal;
-pub mod memory;
 pub mod options;
 pub mod prompts;
 pub mod redis;
 pub mod runner;
+pub mod state_file;

@@ -1,19 +1,29 @@
-//! Step 4's command-line options, on top of the ones every step shares.
+//! bulk's command-line options, on top of the ones every step shares.
 //!
 //! The shared options (`--prompt`, `--model`, `-n`, `--emulator`, `--json`,
 //! `--timeout`, `--timeline`) come from [`common::cli::BatchArgs`]; the
-//! binary flattens both structs into one command line. What is here is what
-//! step 4 adds: the limits to keep under, how to retry, and the two other
-//! ways to run (`--no-limit` to see the 429s, `--ramp` to find where they
-//! start).
+//! binary flattens them and the groups here into one command line, each
+//! group under its own heading in `--help`:
+//!
+//! * [`RunFiles`]: what to send (`--prompts`) and where the answers go
+//!   (`--output`, resumed by default, `--restart`);
+//! * [`LimitArgs`]: the limits to keep under (`--tier`, `--rpm`, ...), or
+//!   none (`--no-limit`), and where they are counted (`--redis`);
+//! * [`StateArgs`]: where the limits learned from the server are kept
+//!   between runs (`--limits-file`, `--forget-limits`);
+//! * [`RetryArgs`]: how to retry (`--max-retries`, `--backoff`).
 //!
 //! The limits default to the model's free tier (the same table the built-in
 //! emulator enforces, [`common::quota::free_tier`]), because that is what a
 //! newcomer's key gets; `--tier` picks a paid tier's table instead
 //! ([`common::quota::for_tier`]). Google changes those figures from time to
 //! time, so a table is only the first guess: the runner learns the real
-//! limits from the server's 429s and remembers them (`--limits-file`,
-//! `--forget-limits`). `--rpm`, `--tpm` and `--rpd` are ceilings of your own.
+//! limits from the server's 429s and remembers them. `--rpm`, `--tpm` and
+//! `--rpd` are ceilings of your own.
+//!
+//! Each group builds what it configures (the limits, the learner, the retry
+//! policy) from the modules that do the work; none of those modules knows
+//! about the command line.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -22,13 +32,34 @@ use common::{
     cli::parse_duration,
     quota::{Quota, Tier, for_tier},
 };
-
 use step4_ratelimit::{limiter::Limits, retry::RetryPolicy};
 
 use crate::{
-    memory::{self, Memory, MemoryError},
-    runner::Learner,
+    runner::learn::Learner,
+    state_file::{self, StateFile, StateFileError},
 };
+
+/// What to send, and where the answers go.
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Prompts and answers")]
+pub struct RunFiles {
+    /// Read the prompts from FILE, one per line (or JSON lines with a "prompt"
+    /// field, an optional "id" and any other fields; blank lines are
+    /// skipped), instead of sending --prompt N times.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["prompt", "requests"])]
+    pub prompts: Option<PathBuf>,
+
+    /// Append one JSON line per prompt to FILE the moment it ends (completion
+    /// order): its id, the answer or the error, tokens, attempts and latency.
+    /// If FILE exists, the run resumes: prompts it already answered are skipped.
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub output: Option<PathBuf>,
+
+    /// Start over instead of resuming: the existing --output file is renamed
+    /// to FILE.jsonl.1 (or .2, ...), never erased.
+    #[arg(long, requires = "output")]
+    pub restart: bool,
+}
 
 /// `--tier`: which table of limits to start from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -54,8 +85,9 @@ impl From<TierArg> for Tier {
     }
 }
 
-/// The options step 4 adds to the shared ones.
+/// The limits to keep under, and where they are counted.
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Limits")]
 pub struct LimitArgs {
     /// Requests per window to stay under (default: the --tier table; 0 = unlimited).
     /// A ceiling: a limit learned from the server may lower it, never raise it.
@@ -75,25 +107,15 @@ pub struct LimitArgs {
     #[arg(long, value_enum, default_value = "free")]
     pub tier: TierArg,
 
-    /// The window RPD is counted over: 24h on the real API (which resets at
-    /// midnight Pacific); shorter for an emulator started with --day.
-    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
-    pub day: Duration,
-
-    /// Where to remember the limits learned and the day's spend, per
-    /// project and model (default: limits.json in gemini-tutorial/ under the
-    /// user's state directory; env GEMINI_LIMITS_FILE; `off` remembers nothing).
-    #[arg(long, value_name = "PATH")]
-    pub limits_file: Option<PathBuf>,
-
-    /// Forget what was remembered for this project and model before the run.
-    #[arg(long)]
-    pub forget_limits: bool,
-
     /// The window RPM and TPM are counted over: 60s on the real API and the
     /// built-in emulator; shorter (1s, 500ms) for an emulator started with --window.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub window: Duration,
+
+    /// The window RPD is counted over: 24h on the real API (which resets at
+    /// midnight Pacific); shorter for an emulator started with --day.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
+    pub day: Duration,
 
     /// At most K requests in flight at once (default: no cap).
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..))]
@@ -103,42 +125,18 @@ pub struct LimitArgs {
     #[arg(long, conflicts_with_all = ["rpm", "tpm", "rpd", "tier"])]
     pub no_limit: bool,
 
-    /// Find the breaking point: send 10, 20, 40, ... requests at once, without
-    /// the limiter or retries, until the server answers 429.
-    #[arg(long, conflicts_with_all = ["no_limit", "rpm", "tpm", "rpd", "concurrency", "prompts", "output"])]
-    pub ramp: bool,
-
-    /// The largest batch --ramp sends.
-    #[arg(long, value_name = "N", default_value_t = 320, requires = "ramp",
-          value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pub ramp_max: u32,
-
-    /// Retries per request after its first attempt (0 = never retry; 4 is
-    /// 5 attempts, like Google's HttpRetryOptions).
-    #[arg(long, value_name = "N", default_value_t = 4)]
-    pub max_retries: u32,
-
-    /// The first retry's backoff: a random wait up to this, doubling with each
-    /// retry up to 60s (exponential backoff with full jitter).
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
-    pub backoff: Duration,
-
-    /// Read the prompts from FILE, one per line (or JSON lines with a "prompt"
-    /// field, an optional "id" and any other fields; blank lines are
-    /// skipped), instead of sending --prompt N times.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["prompt", "requests"])]
-    pub prompts: Option<PathBuf>,
-
-    /// Append one JSON line per prompt to FILE the moment it ends (completion
-    /// order): its id, the answer or the error, tokens, attempts and latency.
-    /// If FILE exists, the run resumes: prompts it already answered are skipped.
-    #[arg(long, value_name = "FILE.jsonl")]
-    pub output: Option<PathBuf>,
-
-    /// Start over instead of resuming: the existing --output file is renamed
-    /// to FILE.jsonl.1 (or .2, ...), never erased.
-    #[arg(long, requires = "output")]
-    pub restart: bool,
+    /// Share the limits with every process that uses the same Redis, API key
+    /// and model: the books are kept in Redis (redis://HOST:PORT), so several
+    /// copies of this program, on one machine or many, draw from one quota.
+    /// If Redis cannot be reached the program stops before sending anything.
+    /// Ignored with --no-limit.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "GEMINI_RATELIMIT_REDIS",
+        hide_env_values = true
+    )]
+    pub redis: Option<String>,
 }
 
 /// A model we know no limits for, and no `--rpm` to go by.
@@ -203,59 +201,104 @@ impl LimitArgs {
         [self.rpm.is_some(), self.tpm.is_some(), self.rpd.is_some()]
     }
 
-    /// The learner of a paced run: it learns the limits from the server's
-    /// 429s and keeps them, with the day's spend, in the state file of
-    /// `project` (a fingerprint of the key), `base_url` and `model`.
+    /// Whether requests are paced by a limiter (not `--no-limit`).
+    pub fn paced(&self) -> bool {
+        !self.no_limit
+    }
+
+    /// The Redis that keeps the books, if the limits are shared and paced.
+    pub fn shared_through(&self) -> Option<&str> {
+        self.redis.as_deref().filter(|_| self.paced())
+    }
+}
+
+/// Where the limits learned from the server are kept between runs.
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Learned limits")]
+pub struct StateArgs {
+    /// Where to remember the limits learned and the day's spend, per
+    /// project and model (default: limits.json in gemini-tutorial/ under the
+    /// user's state directory; env GEMINI_LIMITS_FILE; `off` remembers nothing).
+    #[arg(long, value_name = "PATH")]
+    pub limits_file: Option<PathBuf>,
+
+    /// Forget what was remembered for this project and model before the run.
+    #[arg(long)]
+    pub forget_limits: bool,
+}
+
+impl StateArgs {
+    /// The learner of a run with `limits`: it learns the limits from the
+    /// server's 429s and keeps them, with the day's spend, in the state file
+    /// of `project` (a fingerprint of the key), `base_url` and `model`.
     ///
     /// `remember` is false with the built-in emulator, whose quota ends
     /// with the run; then nothing is read or written. `--forget-limits`
     /// forgets the entry first.
     pub fn learner(
         &self,
+        limits: &LimitArgs,
         model: &str,
         project: &str,
         base_url: &str,
         remember: bool,
-    ) -> Result<Learner, MemoryError> {
-        let memory = self
-            .limits_path(remember)?
-            .map(|path| Memory::new(path, project, base_url, model));
-        if let (true, Some(memory)) = (self.forget_limits, &memory) {
-            memory.forget()?;
+    ) -> Result<Learner, StateFileError> {
+        let state = self
+            .path(remember)?
+            .map(|path| StateFile::new(path, project, base_url, model));
+        if let (true, Some(state)) = (self.forget_limits, &state) {
+            state.forget()?;
             common::terminal::diagnostic(format_args!(
                 "forgot the limits and the day's spend remembered for {model} in {}",
-                memory.path().display()
+                state.path().display()
             ));
         }
-        let remembered = match &memory {
-            Some(memory) => memory.load()?,
+        let remembered = match &state {
+            Some(state) => state.load()?,
             None => Default::default(),
         };
         Ok(Learner::new(
             model,
-            self.explicit(),
-            Tier::from(self.tier).name(),
-            memory,
+            limits.explicit(),
+            Tier::from(limits.tier).name(),
+            state,
             remembered,
-            self.day,
+            limits.day,
         ))
     }
 
     /// The state file, unless the run keeps none (`off`, or not `remember`).
-    fn limits_path(&self, remember: bool) -> Result<Option<PathBuf>, MemoryError> {
+    fn path(&self, remember: bool) -> Result<Option<PathBuf>, StateFileError> {
         let given = self
             .limits_file
             .clone()
-            .or_else(|| std::env::var_os(memory::FILE_VAR).map(PathBuf::from))
+            .or_else(|| std::env::var_os(state_file::FILE_VAR).map(PathBuf::from))
             .filter(|path| !path.as_os_str().is_empty());
         if !remember || given.as_deref().is_some_and(|p| p == "off") {
             return Ok(None);
         }
-        Memory::locate(given.as_deref()).map(Some)
+        StateFile::locate(given.as_deref()).map(Some)
     }
+}
 
+/// How to retry a request the server refused or failed.
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Retries")]
+pub struct RetryArgs {
+    /// Retries per request after its first attempt (0 = never retry; 4 is
+    /// 5 attempts, like Google's HttpRetryOptions).
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub max_retries: u32,
+
+    /// The first retry's backoff: a random wait up to this, doubling with each
+    /// retry up to 60s (exponential backoff with full jitter).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub backoff: Duration,
+}
+
+impl RetryArgs {
     /// How to retry, from `--max-retries` and `--backoff`.
-    pub fn retry_policy(&self) -> RetryPolicy {
+    pub fn policy(&self) -> RetryPolicy {
         RetryPolicy {
             max_retries: self.max_retries,
             base: self.backoff,
@@ -272,13 +315,19 @@ mod tests {
     #[derive(Parser)]
     struct Cli {
         #[command(flatten)]
+        files: RunFiles,
+        #[command(flatten)]
         batch: common::cli::BatchArgs,
         #[command(flatten)]
         limit: LimitArgs,
+        #[command(flatten)]
+        state: StateArgs,
+        #[command(flatten)]
+        retry: RetryArgs,
     }
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(std::iter::once("step4").chain(args.iter().copied()))
+        Cli::try_parse_from(std::iter::once("bulk").chain(args.iter().copied()))
     }
 
     #[test]
@@ -302,10 +351,11 @@ mod tests {
         );
         assert_eq!(limits.window, Duration::from_secs(60));
         assert_eq!(limits.max_in_flight, None);
-        let retry = cli.limit.retry_policy();
+        let retry = cli.retry.policy();
         assert_eq!(retry.max_retries, 4);
         assert_eq!(retry.base, Duration::from_secs(1));
         assert_eq!(retry.cap, Duration::from_secs(60));
+        assert!(cli.limit.paced());
     }
 
     #[test]
@@ -328,6 +378,7 @@ mod tests {
         );
         assert_eq!(limits.window, Duration::from_secs(1));
         assert_eq!(limits.max_in_flight, Some(3));
+        assert_eq!(cli.limit.explicit(), [true, true, false]);
     }
 
     #[test]
@@ -341,26 +392,37 @@ mod tests {
     }
 
     #[test]
-    fn no_limit_keeps_only_the_concurrency_cap() {
-        let cli = parse(&["--no-limit", "--concurrency", "2"]).expect("parses");
+    fn no_limit_keeps_only_the_concurrency_cap_and_shares_nothing() {
+        let cli = parse(&[
+            "--no-limit",
+            "--concurrency",
+            "2",
+            "--redis",
+            "redis://127.0.0.1:9",
+        ])
+        .expect("parses");
         let limits = cli
             .limit
             .limits("gemini-9-ultra")
             .expect("no limits needed");
         assert_eq!((limits.rpm, limits.tpm, limits.rpd), (None, None, None));
         assert_eq!(limits.max_in_flight, Some(2));
+        assert_eq!(cli.limit.shared_through(), None, "nothing to share");
+        let cli = parse(&["--redis", "redis://127.0.0.1:9"]).expect("parses");
+        assert_eq!(cli.limit.shared_through(), Some("redis://127.0.0.1:9"));
     }
 
     #[test]
     fn conflicting_flags_are_refused() {
         assert!(parse(&["--no-limit", "--rpm", "5"]).is_err());
-        assert!(parse(&["--ramp", "--no-limit"]).is_err());
+        assert!(parse(&["--no-limit", "--tier", "tier1"]).is_err());
         assert!(parse(&["--prompts", "p.txt", "-n", "3"]).is_err());
         assert!(parse(&["--prompts", "p.txt", "--prompt", "hi"]).is_err());
-        assert!(parse(&["--ramp-max", "40"]).is_err(), "needs --ramp");
+        assert!(parse(&["--restart"]).is_err(), "needs --output");
         assert!(parse(&["--concurrency", "0"]).is_err());
+        assert!(parse(&["--ramp"]).is_err(), "the ramp is step 4's");
         // Defaults do not count as given.
         assert!(parse(&["--prompts", "p.txt"]).is_ok());
-        assert!(parse(&["--ramp", "--ramp-max", "40"]).is_ok());
+        assert!(parse(&["--output", "a.jsonl", "--restart"]).is_ok());
     }
 }

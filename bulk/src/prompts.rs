@@ -29,8 +29,6 @@ use std::{
 
 use serde_json::{Map, Value};
 
-use crate::runner::estimate_tokens;
-
 /// What Windows editors put before the first character of a UTF-8 file.
 const BOM: char = '\u{feff}';
 
@@ -130,6 +128,21 @@ pub enum PromptsError {
         /// The line.
         line: usize,
     },
+}
+
+/// A request's input tokens, estimated before it is sent.
+///
+/// The limiter must charge tokens against TPM *before* the request goes,
+/// but only the response says the real count (`promptTokenCount`). Google's
+/// rule of thumb is about four characters per token for English; we charge
+/// one token per *three* characters, which errs high for most text. Erring
+/// high costs a little speed when TPM is what binds; erring low risks a 429.
+/// Either way the permit's `settle` puts the limiter's books right when the
+/// answer comes. (The alternative, a `countTokens` call per distinct prompt,
+/// is exact but costs a round trip before the first request can go.)
+pub fn estimate_tokens(prompt: &str) -> u32 {
+    let tokens = prompt.chars().count().div_ceil(3).max(1);
+    u32::try_from(tokens).unwrap_or(u32::MAX)
 }
 
 /// A short, stable fingerprint of a prompt (64-bit FNV-1a).
@@ -410,6 +423,17 @@ mod tests {
         (0..p.len())
             .map(|i| p.load(i).expect("loads").prompt)
             .collect()
+    }
+
+    #[test]
+    fn the_token_estimate_errs_high_for_english() {
+        let prompt = "Why do some birds migrate?";
+        assert_eq!(estimate_tokens(prompt), 9);
+        assert!(
+            estimate_tokens(prompt) >= 26 / 4,
+            "at least the 4-characters rule"
+        );
+        assert_eq!(estimate_tokens(""), 1);
     }
 
     #[test]

@@ -1,8 +1,8 @@
-//! Step 4 end to end: the binary against the emulator on 127.0.0.1.
+//! bulk end to end: the binary against the emulator on 127.0.0.1.
 //!
 //! Each test starts an emulator with the limits it needs, over *short*
 //! windows (1 s instead of a minute) and with small latencies, runs the
-//! step's binary against it as a learner would, and then checks what really
+//! `bulk` binary against it as a user would, and then checks what really
 //! reached the server: the emulator records every arrival with its time and
 //! status. There are no assertions about speed (shared machines are noisy);
 //! the only time checks are lower bounds ("nothing arrived before the
@@ -14,7 +14,7 @@ use emulator::{Emulator, Faults, Latency, Settings};
 use serde_json::Value;
 use testkit::{StepCommand, StepOutput};
 
-const STEP: &str = env!("CARGO_BIN_EXE_bulk");
+const BULK: &str = env!("CARGO_BIN_EXE_bulk");
 const MS: Duration = Duration::from_millis(1);
 
 /// An emulator with a 20-30 ms latency, no limits unless `settings` sets them.
@@ -22,9 +22,9 @@ async fn emulator(settings: Settings) -> Emulator {
     testkit::start_quick(settings).await
 }
 
-/// Runs the step against `server` with `args`.
-async fn step(server: &Emulator, args: &[&str]) -> StepOutput {
-    StepCommand::new(STEP)
+/// Runs bulk against `server` with `args`.
+async fn bulk(server: &Emulator, args: &[&str]) -> StepOutput {
+    StepCommand::new(BULK)
         .against(server)
         .args(args)
         .run()
@@ -57,7 +57,7 @@ async fn three_windows_worth_through_the_limiter_get_no_429() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let svg = dir.path().join("run.svg");
     let svg_arg = svg.to_str().expect("a UTF-8 path");
-    let out = step(
+    let out = bulk(
         &server,
         &[
             "-n",
@@ -95,7 +95,7 @@ async fn without_the_limiter_429s_appear() {
         ..Settings::instant()
     })
     .await;
-    let out = step(
+    let out = bulk(
         &server,
         &["-n", "12", "--no-limit", "--max-retries", "0", "--json"],
     )
@@ -125,7 +125,7 @@ async fn a_429_retry_delay_is_waited_out() {
         ..Settings::instant()
     })
     .await;
-    let out = step(
+    let out = bulk(
         &server,
         &[
             "-n",
@@ -176,7 +176,7 @@ async fn a_spent_daily_quota_stops_the_run_cleanly() {
         ..Settings::instant()
     })
     .await;
-    let out = step(&server, &["-n", "6", "--concurrency", "1", "--json"]).await;
+    let out = bulk(&server, &["-n", "6", "--concurrency", "1", "--json"]).await;
 
     let summary = out.summary();
     assert_eq!(count(&summary, "succeeded"), 3, "{}", out.all());
@@ -204,7 +204,7 @@ async fn a_spent_daily_quota_with_requests_in_flight_still_adds_up() {
         ..Settings::instant()
     })
     .await;
-    let out = step(&server, &["-n", "8", "--concurrency", "2", "--json"]).await;
+    let out = bulk(&server, &["-n", "8", "--concurrency", "2", "--json"]).await;
 
     let summary = out.summary();
     let (succeeded, failed, not_done) = (
@@ -239,7 +239,7 @@ async fn concurrency_caps_requests_in_flight() {
     })
     .await
     .expect("the emulator starts");
-    let out = step(
+    let out = bulk(
         &server,
         &["-n", "12", "--rpm", "0", "--concurrency", "3", "--json"],
     )
@@ -263,7 +263,7 @@ async fn injected_503s_are_retried_to_success() {
     .await;
     // A short backoff keeps the test quick; enough retries that 0.3^9 makes
     // a request that never succeeds practically impossible.
-    let out = step(
+    let out = bulk(
         &server,
         &[
             "-n",
@@ -316,7 +316,7 @@ async fn prompts_files_and_output_keep_input_order() {
 
     for (file, name) in [(&lines, "lines.jsonl"), (&jsonl, "json.jsonl")] {
         let output = dir.path().join(name);
-        let out = step(
+        let out = bulk(
             &server,
             &[
                 "--rpm",
@@ -364,7 +364,7 @@ async fn prompts_files_and_output_keep_input_order() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_prompts_file_is_one_error_line() {
     let server = emulator(Settings::instant()).await;
-    let out = step(&server, &["--prompts", "/nonexistent/prompts.txt"]).await;
+    let out = bulk(&server, &["--prompts", "/nonexistent/prompts.txt"]).await;
 
     assert_eq!(out.code(), Some(1));
     assert_eq!(out.stdout, "", "nothing on stdout");
@@ -383,61 +383,11 @@ async fn a_missing_prompts_file_is_one_error_line() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unknown_model_needs_limits() {
     let server = emulator(Settings::instant()).await;
-    let out = step(&server, &["--model", "gemini-9-ultra"]).await;
+    let out = bulk(&server, &["--model", "gemini-9-ultra"]).await;
 
     assert_eq!(out.code(), Some(1));
     assert!(out.stderr.contains("--rpm"), "{}", out.stderr);
     assert!(server.stats().arrivals.is_empty(), "nothing was sent");
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn the_ramp_finds_the_breaking_point() {
-    // 15 per minute: the batch of 10 passes, the batch of 20 meets the limit
-    // (with the first 10 still in the window, only 5 more fit).
-    let server = emulator(Settings {
-        rpm: Some(15),
-        tpm: Some(0),
-        rpd: Some(0),
-        ..Settings::instant()
-    })
-    .await;
-    let out = step(&server, &["--ramp", "--json"]).await;
-
-    assert!(out.status.success(), "{}", out.all());
-    let ramp = out.summary();
-    assert_eq!(ramp["breaking_point"], 20, "{ramp}");
-    assert_eq!(ramp["ramp"][0]["requests"], 10);
-    assert_eq!(ramp["ramp"][0]["answered"], 10);
-    assert_eq!(ramp["ramp"][1]["answered"], 5, "{ramp}");
-    assert_eq!(ramp["ramp"][1]["rate_limited"], 15, "{ramp}");
-    assert_eq!(ramp["limit"], "15");
-    assert_eq!(ramp["per_day"], false);
-    let quota = ramp["quota_id"].as_str().expect("a quota id");
-    assert!(quota.contains("PerMinute"), "{quota}");
-    assert!(ramp["retry_delay_s"].as_f64().is_some_and(|d| d > 0.0));
-    assert_eq!(
-        ramp["ramp"].as_array().map(Vec::len),
-        Some(2),
-        "it stops at the break"
-    );
-
-    // And in words, for people.
-    let server = emulator(Settings {
-        rpm: Some(15),
-        ..Settings::instant()
-    })
-    .await;
-    let out = step(&server, &["--ramp"]).await;
-    assert!(
-        out.stdout.contains("breaking point: 20 requests at once"),
-        "{}",
-        out.all()
-    );
-    assert!(
-        out.stdout.contains("limit 15 requests per minute"),
-        "{}",
-        out.stdout
-    );
 }
 
 #[cfg(unix)]
@@ -450,14 +400,14 @@ async fn ctrl_c_ends_waiting_requests_as_not_done() {
         ..Settings::instant()
     })
     .await;
-    let mut command = StepCommand::new(STEP)
+    let mut command = StepCommand::new(BULK)
         .against(&server)
         .args(["-n", "6", "--rpm", "2", "--json"])
         .into_command();
     command
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    let child = command.spawn().expect("the step starts");
+    let child = command.spawn().expect("bulk starts");
     let pid = child.id().to_string();
 
     // Wait until both admitted requests were answered, then press Ctrl-C.
@@ -476,7 +426,7 @@ async fn ctrl_c_ends_waiting_requests_as_not_done() {
     let output = tokio::task::spawn_blocking(move || child.wait_with_output())
         .await
         .expect("joined")
-        .expect("the step ends");
+        .expect("bulk ends");
     let out = StepOutput {
         status: output.status,
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),

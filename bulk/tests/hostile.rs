@@ -1,4 +1,4 @@
-//! Step 4 against a hostile server (`testkit::hostile`) and
+//! bulk against a hostile server (`testkit::hostile`) and
 //! with secrets in its Redis URL.
 //!
 //! The key must appear in no output (stdout, stderr, `--output`) whatever a
@@ -16,19 +16,19 @@ use testkit::redis::RedisServer;
 use testkit::{ScratchDir, StepCommand, StepOutput};
 use tokio::time::{Instant, timeout};
 
-const STEP: &str = env!("CARGO_BIN_EXE_bulk");
+const BULK: &str = env!("CARGO_BIN_EXE_bulk");
 
 /// A password that must never be printed.
 const PASSWORD: &str = "hunter2-redis-pw";
 
-/// Step 4 against a fresh hostile server in `mode`: two requests, `--json`,
+/// bulk against a fresh hostile server in `mode`: two requests, `--json`,
 /// answers to `--output`, no pacing, fast retries. Returns the output and
 /// what was written to the file.
 async fn run(mode: Mode) -> (StepOutput, String) {
     let addr = hostile::start(mode).await;
     let dir = ScratchDir::new("hostile");
     let output = dir.path().join("answers.jsonl");
-    let out = StepCommand::new(STEP)
+    let out = StepCommand::new(BULK)
         .env("GOOGLE_GEMINI_BASE_URL", &hostile::base_url(addr))
         .env("GOOGLE_API_KEY", KEY)
         .args([
@@ -89,7 +89,7 @@ async fn a_redis_password_is_not_in_help() {
         format!("redis://:{PASSWORD}@127.0.0.1:1"),
         format!("redis+unix:///nowhere/redis.sock?pass={PASSWORD}"),
     ] {
-        let out = StepCommand::new(STEP)
+        let out = StepCommand::new(BULK)
             .env("GEMINI_RATELIMIT_REDIS", &url)
             .args(["--help"])
             .run()
@@ -114,7 +114,7 @@ async fn a_redis_password_is_in_no_message() {
         let server = emulator::start(emulator::Settings::instant())
             .await
             .expect("emulator starts");
-        let out = StepCommand::new(STEP)
+        let out = StepCommand::new(BULK)
             .against(&server)
             .args(["-n", "1", "--redis", &url])
             .run()
@@ -185,7 +185,7 @@ async fn a_redis_password_is_not_in_the_start_up_line_nor_when_redis_is_lost() {
     let server = emulator::start(emulator::Settings::instant())
         .await
         .expect("emulator starts");
-    let out = StepCommand::new(STEP)
+    let out = StepCommand::new(BULK)
         .against(&server)
         .args(["-n", "1", "--redis", &url])
         .run()

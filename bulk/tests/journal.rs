@@ -12,7 +12,7 @@ use emulator::{Emulator, Settings};
 use serde_json::Value;
 use testkit::{StepCommand, StepOutput, generate_calls, wait_until};
 
-const STEP: &str = env!("CARGO_BIN_EXE_bulk");
+const BULK: &str = env!("CARGO_BIN_EXE_bulk");
 
 async fn emulator(settings: Settings) -> Emulator {
     emulator::start(settings)
@@ -21,7 +21,7 @@ async fn emulator(settings: Settings) -> Emulator {
 }
 
 fn command(server: &Emulator, args: &[&str]) -> StepCommand {
-    StepCommand::new(STEP).against(server).args(args)
+    StepCommand::new(BULK).against(server).args(args)
 }
 
 /// The journal's rows (whole lines that parse; a torn one is left out).

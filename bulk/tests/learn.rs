@@ -1,4 +1,4 @@
-//! Step 4 learns the limits from the server's 429s, remembers them per
+//! bulk learns the limits from the server's 429s, remembers them per
 //! project and model, and never spends the same day twice.
 //!
 //! Each test runs the binary against an emulator on 127.0.0.1 with short
@@ -12,16 +12,16 @@ use emulator::{Emulator, Settings, settings::QuotaQuirk};
 use serde_json::Value;
 use testkit::{StepCommand, StepOutput};
 
-const STEP: &str = env!("CARGO_BIN_EXE_bulk");
+const BULK: &str = env!("CARGO_BIN_EXE_bulk");
 
 /// An emulator with a 20-30 ms latency, no limits unless `settings` sets them.
 async fn emulator(settings: Settings) -> Emulator {
     testkit::start_quick(settings).await
 }
 
-/// Runs the step against `server`, remembering in `file`.
-async fn step(server: &Emulator, file: &Path, args: &[&str]) -> StepOutput {
-    StepCommand::new(STEP)
+/// Runs bulk against `server`, remembering in `file`.
+async fn bulk(server: &Emulator, file: &Path, args: &[&str]) -> StepOutput {
+    StepCommand::new(BULK)
         .against(server)
         .env("GEMINI_LIMITS_FILE", file.to_str().expect("a UTF-8 path"))
         .args(args)
@@ -53,7 +53,7 @@ async fn a_learned_limit_is_kept_for_the_run_and_remembered_for_the_next() {
     let file = dir.path().join("limits.json");
     let args = ["-n", "20", "--rpm", "6000", "--window", "1s", "--json"];
 
-    let first = step(&server, &file, &args).await;
+    let first = bulk(&server, &file, &args).await;
     let summary = first.summary();
     assert_eq!(count(&summary, "succeeded"), 20, "{}", first.all());
     let refused = count(&summary, "rate_limited");
@@ -84,7 +84,7 @@ async fn a_learned_limit_is_kept_for_the_run_and_remembered_for_the_next() {
 
     // The next run starts at the learned limit, with the first run's
     // requests still counting in its window: not one 429.
-    let second = step(&server, &file, &args).await;
+    let second = bulk(&server, &file, &args).await;
     let summary = second.summary();
     assert_eq!(count(&summary, "succeeded"), 20, "{}", second.all());
     assert_eq!(count(&summary, "rate_limited"), 0, "{}", second.all());
@@ -98,7 +98,7 @@ async fn a_learned_limit_is_kept_for_the_run_and_remembered_for_the_next() {
 
     // And --forget-limits forgets it: the table's figure again (the limit
     // given on the command line).
-    let forgotten = step(&server, &file, &["-n", "1", "--forget-limits", "--json"]).await;
+    let forgotten = bulk(&server, &file, &["-n", "1", "--forget-limits", "--json"]).await;
     assert_eq!(lines(&forgotten, "forgot the limits").len(), 1);
     assert_eq!(lines(&forgotten, "remembered from earlier runs").len(), 0);
 }
@@ -128,7 +128,7 @@ async fn a_spent_day_is_not_spent_twice() {
         "--json",
     ];
 
-    let first = step(&server, &file, &args).await;
+    let first = bulk(&server, &file, &args).await;
     let summary = first.summary();
     assert_eq!(count(&summary, "succeeded"), 25, "{}", first.all());
     assert_eq!(count(&summary, "failed"), 1, "the per-day 429");
@@ -139,7 +139,7 @@ async fn a_spent_day_is_not_spent_twice() {
     assert_eq!(server.stats().generates().len(), 26);
 
     // At once again: nothing is sent, and one line says when to come back.
-    let second = step(&server, &file, &args).await;
+    let second = bulk(&server, &file, &args).await;
     let summary = second.summary();
     assert_eq!(count(&summary, "not_done"), 40, "{}", second.all());
     assert_eq!(server.stats().generates().len(), 26, "not one request sent");
@@ -152,7 +152,7 @@ async fn a_spent_day_is_not_spent_twice() {
     let rest = [
         "-n", "15", "--rpm", "1000", "--window", "1s", "--day", "4s", "--json",
     ];
-    let third = step(&server, &file, &rest).await;
+    let third = bulk(&server, &file, &rest).await;
     let summary = third.summary();
     assert_eq!(count(&summary, "succeeded"), 15, "{}", third.all());
     assert_eq!(count(&summary, "rate_limited"), 0, "{}", third.all());
@@ -163,7 +163,7 @@ async fn our_own_daily_limit_ends_the_run_with_a_line() {
     let server = emulator(Settings::instant()).await;
     let dir = tempfile::tempdir().expect("a temp dir");
     let file = dir.path().join("limits.json");
-    let out = step(&server, &file, &["-n", "3", "--rpd", "2", "--json"]).await;
+    let out = bulk(&server, &file, &["-n", "3", "--rpd", "2", "--json"]).await;
     let summary = out.summary();
     assert_eq!(count(&summary, "succeeded"), 2, "{}", out.all());
     assert_eq!(count(&summary, "not_done"), 1, "{}", out.all());
@@ -186,7 +186,7 @@ async fn a_quota_of_zero_is_one_fatal_line() {
     .await;
     let dir = tempfile::tempdir().expect("a temp dir");
     let file = dir.path().join("limits.json");
-    let out = step(&server, &file, &["-n", "5", "--concurrency", "1"]).await;
+    let out = bulk(&server, &file, &["-n", "5", "--concurrency", "1"]).await;
     out.assert_no_panic();
     assert_ne!(out.code(), Some(0));
     assert!(
@@ -207,7 +207,7 @@ async fn a_per_day_429_with_a_short_delay_still_stops_for_the_day() {
     .await;
     let dir = tempfile::tempdir().expect("a temp dir");
     let file = dir.path().join("limits.json");
-    let out = step(&server, &file, &["-n", "6", "--concurrency", "1", "--json"]).await;
+    let out = bulk(&server, &file, &["-n", "6", "--concurrency", "1", "--json"]).await;
     let summary = out.summary();
     assert_eq!(count(&summary, "succeeded"), 3, "{}", out.all());
     assert_eq!(count(&summary, "not_done"), 2, "{}", out.all());
@@ -236,7 +236,7 @@ async fn malformed_quota_details_teach_nothing_and_break_nothing() {
         let dir = tempfile::tempdir().expect("a temp dir");
         let file = dir.path().join("limits.json");
         let args = ["-n", "6", "--rpm", "100", "--window", "1s", "--json"];
-        let out = step(&server, &file, &args).await;
+        let out = bulk(&server, &file, &args).await;
         out.assert_no_panic();
         let summary = out.summary();
         assert_eq!(count(&summary, "succeeded"), 6, "{quirk:?}: {}", out.all());
@@ -248,33 +248,4 @@ async fn malformed_quota_details_teach_nothing_and_break_nothing() {
             out.stderr
         );
     }
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn the_ramp_keeps_the_limit_it_found_for_the_next_run() {
-    let server = emulator(Settings {
-        rpm: Some(15),
-        window: Duration::from_secs(1),
-        ..Settings::instant()
-    })
-    .await;
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let file = dir.path().join("limits.json");
-    let ramp = step(&server, &file, &["--ramp", "--json"]).await;
-    assert!(ramp.status.success(), "{}", ramp.all());
-    let kept = lines(&ramp, "kept for the next runs");
-    assert_eq!(kept.len(), 1, "{}", ramp.stderr);
-    assert!(kept[0].contains("15 requests per minute"), "{}", kept[0]);
-
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let run = step(&server, &file, &["-n", "30", "--window", "1s", "--json"]).await;
-    let summary = run.summary();
-    assert_eq!(count(&summary, "succeeded"), 30, "{}", run.all());
-    assert_eq!(count(&summary, "rate_limited"), 0, "{}", run.all());
-    assert_eq!(
-        lines(&run, "limits in force: RPM 15 (remembered)").len(),
-        1,
-        "{}",
-        run.stderr
-    );
 }

@@ -1,4 +1,4 @@
-//! Scaling out, end to end: several processes of the step-4 binary, one
+//! Scaling out, end to end: several processes of the `bulk` binary, one
 //! emulator, one Redis, one quota.
 //!
 //! The emulator enforces a strict 1 s window of 20 requests and records
@@ -20,7 +20,7 @@ use serde_json::Value;
 use testkit::redis::RedisServer;
 use testkit::{StepCommand, StepOutput};
 
-const STEP: &str = env!("CARGO_BIN_EXE_bulk");
+const BULK: &str = env!("CARGO_BIN_EXE_bulk");
 const MS: Duration = Duration::from_millis(1);
 /// The quota the emulator enforces: 20 requests in any trailing second.
 const LIMIT: u32 = 20;
@@ -43,7 +43,7 @@ async fn emulator() -> Emulator {
     .expect("the emulator starts")
 }
 
-/// Runs `processes` copies of the step at once against `server`, each
+/// Runs `processes` copies of bulk at once against `server`, each
 /// sending `requests`, sharing `redis` if given. Returns their outputs.
 async fn run(
     server: &Emulator,
@@ -52,7 +52,7 @@ async fn run(
     requests: u32,
 ) -> Vec<StepOutput> {
     let runs = (0..processes).map(|_| {
-        let mut command = StepCommand::new(STEP).against(server).args([
+        let mut command = StepCommand::new(BULK).against(server).args([
             "-n",
             &requests.to_string(),
             "--rpm",
@@ -138,7 +138,7 @@ async fn unreachable_redis_exits_before_any_request() {
         .port();
     let url = format!("redis://127.0.0.1:{port}");
 
-    let out = StepCommand::new(STEP)
+    let out = StepCommand::new(BULK)
         .against(&server)
         .env("GEMINI_RATELIMIT_REDIS", &url)
         .args(["-n", "3", "--json"])
@@ -166,16 +166,16 @@ async fn a_day_spent_in_redis_ends_the_next_run_with_a_line_instead_of_a_wait() 
         return;
     };
     let server = emulator().await;
-    let step = |n: &'static str| {
-        StepCommand::new(STEP)
+    let run_once = |n: &'static str| {
+        StepCommand::new(BULK)
             .against(&server)
             .args(["-n", n, "--rpd", "2", "--json", "--redis", &redis.url()])
             .run()
     };
-    let first = step("2").await;
+    let first = run_once("2").await;
     assert_eq!(count(&first.summary(), "succeeded"), 2, "{}", first.all());
     // The day's two are spent, in Redis: the next process says so and ends.
-    let second = step("2").await;
+    let second = run_once("2").await;
     let summary = second.summary();
     assert_eq!(count(&summary, "not_done"), 2, "{}", second.all());
     let lines: Vec<&str> = second

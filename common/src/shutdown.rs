@@ -1,11 +1,20 @@
-//! One handle that says "stop": Ctrl-C and SIGTERM, made awaitable.
+//! One handle that says "stop", and why: Ctrl-C and SIGTERM made awaitable,
+//! and the other reasons a run ends early.
 //!
 //! In the spirit of mini-redis's `Shutdown`: `main` creates one
 //! [`Shutdown`] and passes a clone to everything that must stop (the batch,
-//! step 4's runner). Nothing is global: a test can make its own handle and
+//! the bulk runner). Nothing is global: a test can make its own handle and
 //! call [`Shutdown::request`] instead of sending a signal.
 //!
-//! The rules every step follows:
+//! A run stops early for one of four reasons ([`StopReason`]): a signal, an
+//! error that would fail every request (a revoked key), an answer that could
+//! not be written, or a spent daily quota. Whatever the reason, it goes
+//! through this one handle, so anything that waits (a request queued in a
+//! limiter, one backing off before a retry) listens to one thing
+//! ([`Shutdown::requested`]), and the first reason is the one reported for
+//! the requests that were never sent ([`Shutdown::not_sent`]).
+//!
+//! The rules for signals, which every step follows:
 //!
 //! - The first Ctrl-C (or SIGTERM, as `kill` and service managers send) stops
 //!   new requests from starting, and gives those in flight a [`GRACE`] period:
@@ -15,15 +24,21 @@
 //!   [`BACKSTOP`] after the grace period: `main` waits on [`Shutdown::forced`]
 //!   beside the run and returns as soon as it completes.
 //!
+//! A signal counts even after the run stopped for another reason: Ctrl-C
+//! while a stopped run waits for its requests in flight still cuts them off
+//! after the grace period, and the exit code is still the signal's. The
+//! other reasons never cut a request in flight short: its answer may be paid
+//! for.
+//!
 //! The state is a `tokio::sync::watch` channel: any number of requests can
 //! await it without polling, and a late reader still sees that a stop was
-//! asked for, and when.
+//! asked for, why, and when.
 
 use std::{sync::Arc, time::Duration};
 
 use tokio::{sync::watch, time::Instant};
 
-use crate::terminal;
+use crate::{error::Error, terminal};
 
 /// How long requests in flight may take to finish after the first signal.
 pub const GRACE: Duration = Duration::from_secs(10);
@@ -61,19 +76,59 @@ impl Signal {
     }
 }
 
-/// A stop that was asked for: by which signal, when, and whether a second
-/// signal asked to quit at once.
+/// Why a run stopped before its end.
+#[derive(Debug, Clone)]
+pub enum StopReason {
+    /// Ctrl-C or SIGTERM: the requests in flight get the grace period, the
+    /// run ends with a partial summary and the signal's exit code.
+    Signal(Signal),
+    /// An error that would fail every request (a revoked key, say): nothing
+    /// more is sent, the requests in flight end, and the run ends with this
+    /// error's one line instead of N copies of it.
+    Fatal(Error),
+    /// An answer could not be written where the run keeps them (the line
+    /// that says why): an answer that cannot be kept is not a success, so
+    /// nothing more is sent and the run fails.
+    WriteFailed(String),
+    /// The day's quota is spent: nothing more can be sent until it resets,
+    /// and the requests left end as not done.
+    DaySpent,
+}
+
+impl StopReason {
+    /// Why a request that was never sent was not: its "not done" reason.
+    pub fn not_sent(&self) -> String {
+        match self {
+            StopReason::Signal(signal) => format!("not sent: interrupted by {}", signal.name()),
+            StopReason::Fatal(_) => "not sent: the run stopped".into(),
+            StopReason::WriteFailed(line) => format!("not sent: {line}"),
+            StopReason::DaySpent => "not sent: the daily quota is spent".into(),
+        }
+    }
+}
+
+/// The first signal: which, when, and whether a second one asked to quit at once.
 #[derive(Debug, Clone, Copy)]
-struct Stop {
+struct SignalStop {
     signal: Signal,
     at: Instant,
     forced: bool,
 }
 
+/// What every clone of a handle sees.
+#[derive(Debug, Clone, Default)]
+struct State {
+    /// Why the run stopped: the first reason given (later ones are not kept).
+    reason: Option<StopReason>,
+    /// The first signal, whatever the first reason was: it alone starts the
+    /// grace period, and it alone sets the exit code.
+    signal: Option<SignalStop>,
+}
+
 /// The run's stop signal; cheap to clone, every clone sees the same state.
 #[derive(Debug, Clone)]
 pub struct Shutdown {
-    state: Arc<watch::Sender<Option<Stop>>>,
+    state: Arc<watch::Sender<State>>,
 }
 
 impl Default for Shutdown {
@@ -83,10 +138,11 @@ impl Default for Shutdown {
 }
 
 impl Shutdown {
-    /// A handle that stops only when told to ([`Shutdown::request`]).
+    /// A handle that stops only when told to ([`Shutdown::request`],
+    /// [`Shutdown::stop`]).
     pub fn new() -> Shutdown {
         Shutdown {
-            state: Arc::new(watch::channel(None).0),
+            state: Arc::new(watch::channel(State::default()).0),
         }
     }
 
@@ -99,68 +155,103 @@ impl Shutdown {
     }
 
     /// Asks the run to stop, as the first signal does. Returns whether this
-    /// was the first request (later ones change nothing).
+    /// was the first signal (later ones change nothing).
     pub fn request(&self, signal: Signal) -> bool {
-        self.state.send_if_modified(|stop| {
-            let first = stop.is_none();
-            if first {
-                *stop = Some(Stop {
-                    signal,
+        self.record(StopReason::Signal(signal)).1
+    }
+
+    /// Stops the run for `reason` (a signal goes through here too, as
+    /// [`Shutdown::request`]). Returns whether it is the run's first reason:
+    /// the one reported (later ones are not kept, so the caller that gets
+    /// `true` is the one that says why, once).
+    pub fn stop(&self, reason: StopReason) -> bool {
+        self.record(reason).0
+    }
+
+    /// Records `reason`: (whether it is the first reason, whether it is the
+    /// first signal).
+    fn record(&self, reason: StopReason) -> (bool, bool) {
+        let (mut first_reason, mut first_signal) = (false, false);
+        self.state.send_if_modified(|state| {
+            if let (StopReason::Signal(signal), None) = (&reason, &state.signal) {
+                state.signal = Some(SignalStop {
+                    signal: *signal,
                     at: Instant::now(),
                     forced: false,
                 });
+                first_signal = true;
             }
-            first
-        })
+            if state.reason.is_none() {
+                state.reason = Some(reason);
+                first_reason = true;
+            }
+            first_reason || first_signal
+        });
+        (first_reason, first_signal)
     }
 
     /// Asks to quit at once, as a second signal does.
     pub fn force(&self) {
-        self.state.send_modify(|stop| match stop {
-            Some(stop) => stop.forced = true,
-            None => {
-                *stop = Some(Stop {
-                    signal: Signal::Interrupt,
-                    at: Instant::now(),
-                    forced: true,
-                })
+        self.request(Signal::Interrupt);
+        self.state.send_modify(|state| {
+            if let Some(signal) = &mut state.signal {
+                signal.forced = true;
             }
         });
     }
 
-    /// Whether a stop was asked for: a request checks this before it starts.
+    /// Whether the run was asked to stop, for any reason: a request checks
+    /// this before it starts.
     pub fn is_requested(&self) -> bool {
-        self.state.borrow().is_some()
+        self.state.borrow().reason.is_some()
     }
 
-    /// The signal that asked the run to stop, if one did.
+    /// Why the run stopped (the first reason), if it did.
+    pub fn reason(&self) -> Option<StopReason> {
+        self.state.borrow().reason.clone()
+    }
+
+    /// The signal that asked the run to stop, if one did (even after another
+    /// reason): it decides the exit code.
     pub fn signal(&self) -> Option<Signal> {
-        self.state.borrow().map(|stop| stop.signal)
+        self.state.borrow().signal.map(|stop| stop.signal)
     }
 
     /// The reason reported for a request never sent because of the stop.
     pub fn not_sent(&self) -> String {
-        format!("not sent: interrupted by {}", self.signal_name())
+        self.reason()
+            .unwrap_or(StopReason::Signal(Signal::Interrupt))
+            .not_sent()
     }
 
     /// The reason reported for a request cut off at the end of the grace period.
     pub fn cut_off(&self) -> String {
-        format!("cut off by {} before the answer came", self.signal_name())
+        let signal = self.signal().unwrap_or(Signal::Interrupt);
+        format!("cut off by {} before the answer came", signal.name())
     }
 
-    fn signal_name(&self) -> &'static str {
-        self.signal().unwrap_or(Signal::Interrupt).name()
+    /// Completes with the reason when the run is asked to stop, for any
+    /// reason (at once if it already was).
+    pub async fn requested(&self) -> StopReason {
+        let mut receiver = self.state.subscribe();
+        // Cloned out at once: the guard must not live across an `.await`.
+        let reason = receiver
+            .wait_for(|state| state.reason.is_some())
+            .await
+            .ok()
+            .and_then(|state| state.reason.clone());
+        match reason {
+            Some(reason) => reason,
+            // `self` holds a sender, so the channel cannot close under us.
+            None => std::future::pending().await,
+        }
     }
 
-    /// Completes when a stop is asked for (at once if it already was).
-    pub async fn requested(&self) {
-        self.first_stop().await;
-    }
-
-    /// Completes when the grace period after a stop request is over; never
-    /// completes if no stop is asked for.
+    /// Completes when the grace period after a signal is over; never
+    /// completes if no signal comes (the other reasons let the requests in
+    /// flight end on their own).
     pub async fn grace_over(&self) {
-        let stop = self.first_stop().await;
+        let stop = self.first_signal().await;
         tokio::time::sleep_until(stop.at + GRACE).await;
     }
 
@@ -168,23 +259,23 @@ impl Shutdown {
     /// a second signal, or the backstop after the grace period. Returns
     /// whether it was a signal (`false`: the backstop ran out).
     pub async fn forced(&self) -> bool {
-        let stop = self.first_stop().await;
+        let stop = self.first_signal().await;
         let mut receiver = self.state.subscribe();
         tokio::select! {
-            _ = receiver.wait_for(|stop| stop.is_some_and(|stop| stop.forced)) => true,
+            _ = receiver.wait_for(|state| state.signal.is_some_and(|stop| stop.forced)) => true,
             () = tokio::time::sleep_until(stop.at + GRACE + BACKSTOP) => false,
         }
     }
 
-    /// Waits for the first stop request and returns it.
-    async fn first_stop(&self) -> Stop {
+    /// Waits for the first signal and returns it.
+    async fn first_signal(&self) -> SignalStop {
         let mut receiver = self.state.subscribe();
         // Copied out at once: the guard must not live across an `.await`.
         let stop = receiver
-            .wait_for(Option::is_some)
+            .wait_for(|state| state.signal.is_some())
             .await
             .ok()
-            .and_then(|stop| *stop);
+            .and_then(|state| state.signal);
         match stop {
             Some(stop) => stop,
             // `self` holds a sender, so the channel cannot close under us.
@@ -304,6 +395,47 @@ mod tests {
         assert!(
             waiter.await.expect("the waiter ran"),
             "forced by the signal"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn another_reason_stops_the_run_without_cutting_requests_off() {
+        let shutdown = Shutdown::new();
+        let waiter = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move { shutdown.requested().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(shutdown.stop(StopReason::WriteFailed("disk full".into())));
+        assert!(
+            !shutdown.stop(StopReason::DaySpent),
+            "the first reason is kept"
+        );
+        let reason = waiter.await.expect("the waiter ran");
+        assert!(matches!(reason, StopReason::WriteFailed(_)), "{reason:?}");
+        assert!(shutdown.is_requested());
+        assert_eq!(shutdown.not_sent(), "not sent: disk full");
+        assert_eq!(shutdown.signal(), None, "no exit code of a signal");
+        // Only a signal starts the grace period: requests in flight end on
+        // their own, however long they take.
+        let grace = tokio::time::timeout(GRACE * 100, shutdown.grace_over()).await;
+        assert!(grace.is_err(), "no grace period without a signal");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_signal_after_another_reason_still_counts() {
+        let shutdown = Shutdown::new();
+        shutdown.stop(StopReason::DaySpent);
+        let started = Instant::now();
+        assert!(shutdown.request(Signal::Terminate), "the first signal");
+        assert!(matches!(shutdown.reason(), Some(StopReason::DaySpent)));
+        assert_eq!(shutdown.not_sent(), "not sent: the daily quota is spent");
+        assert_eq!(shutdown.signal(), Some(Signal::Terminate));
+        shutdown.grace_over().await;
+        assert_eq!(started.elapsed(), GRACE);
+        assert_eq!(
+            shutdown.cut_off(),
+            "cut off by SIGTERM before the answer came"
         );
     }
 }

@@ -36,8 +36,9 @@ use step4_ratelimit::gauge::Gauge;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Duration, Instant};
 
+use super::error::SharedError;
+use super::scope::Scope;
 use super::scripts::{self, Reply, Verdict};
-use super::{Scope, SharedError};
 use common::redact::{Redactor, parse_url, redact_url, url_secrets};
 use step4_ratelimit::limiter::{
     LimitError, Limits, Permit, RateLimit, Settle, Stats, Usage, Which,
@@ -64,7 +65,7 @@ const MAX_JITTER: Duration = Duration::from_millis(5);
 /// ```no_run
 /// use std::sync::Arc;
 /// use step4_ratelimit::limiter::{Limits, RateLimit};
-/// use step4_ratelimit::redis::{RedisLimiter, Scope};
+/// use bulk::redis::{RedisLimiter, Scope};
 ///
 /// # async fn demo(api_key: &str) -> anyhow::Result<()> {
 /// let scope = Scope::new(api_key, "gemini-2.5-flash");

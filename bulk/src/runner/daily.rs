@@ -1,4 +1,5 @@
-//! When the daily quota comes back: midnight Pacific time.
+//! The daily quota: when it comes back (midnight Pacific time), and the
+//! lines that say it is spent.
 //!
 //! Requests per day reset at midnight in California (docs/wire.md#rate-limits), whatever
 //! the user's own time zone. When a per-day 429 carries a `retryDelay`, that
@@ -9,8 +10,58 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::Error;
+
+/// The reason given to the limiter when the day's quota is spent: its
+/// waiters (and, with `--redis`, every process sharing the quota) end with it.
+pub const DAILY_QUOTA: &str = "the daily quota is spent";
+
 const DAY: i64 = 86_400;
 const HOUR: i64 = 3_600;
+
+/// The line printed when the server says the daily quota is spent: which
+/// quota, and when it resets (`resume_in`).
+pub fn spent_line(error: &Error, resume_in: Duration) -> String {
+    let quota = error.api().and_then(|api| api.quota.as_ref());
+    let what = quota
+        .map(|q| {
+            let limit = q.value.as_deref().map(|v| format!(", limit {v} per day"));
+            let model = q.model.as_deref().map(|m| format!(" for {m}"));
+            format!(
+                " ({}{}{})",
+                q.quota_id,
+                limit.unwrap_or_default(),
+                model.unwrap_or_default()
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "daily quota spent{what}: no more requests until it resets in {} (at {}); the requests not yet sent are reported as not done",
+        human(resume_in),
+        clock_in(resume_in),
+    )
+}
+
+/// The line printed when an earlier run was refused for the day, and the
+/// day is not over yet: nothing is sent.
+pub fn spent_earlier_line(model: &str, resume_in: Duration) -> String {
+    format!(
+        "the daily quota of {model} is spent (an earlier run was refused for the day): nothing is sent; it resets in {} (at {}); the requests are reported as not done; --forget-limits forgets this",
+        human(resume_in),
+        clock_in(resume_in),
+    )
+}
+
+/// The line printed when our own count of the day reaches `rpd` (from
+/// `source`, if known) with `waiting` requests still queued.
+pub fn reached_line(rpd: u32, source: Option<&str>, waiting: usize, resume_in: Duration) -> String {
+    let source = source.map(|s| format!(" ({s})")).unwrap_or_default();
+    format!(
+        "daily quota reached by our own count: {rpd} requests per day{source} are spent; no more requests until it resets in {} (at {}); the {waiting} requests still waiting are reported as not done",
+        human(resume_in),
+        clock_in(resume_in),
+    )
+}
 
 /// How long from now until midnight Pacific time.
 pub fn until_midnight_pacific() -> Duration {
@@ -161,6 +212,56 @@ mod tests {
         let now = utc(2025, 1, 15, 20, 0);
         assert_eq!(clock(now + 90, now), "20:01:30 UTC");
         assert_eq!(clock(now + 5 * HOUR, now), "2025-01-16 01:00:00 UTC");
+    }
+
+    #[test]
+    fn the_daily_quota_line_says_which_quota_and_when_it_resets() {
+        // When it resets is worked out by the runner: the server's delay
+        // only when longer than our own reckoning.
+        use common::error::{ApiError, QuotaViolation};
+        let refusal = Error::from(ApiError {
+            http_status: 429,
+            status: "RESOURCE_EXHAUSTED".into(),
+            message: "You exceeded your current quota".into(),
+            retry_delay: Some(Duration::from_secs(30)),
+            quota: Some(QuotaViolation {
+                quota_id: "GenerateRequestsPerDayPerProjectPerModel-FreeTier".into(),
+                metric: "generate_content_free_tier_requests".into(),
+                model: Some("gemini-2.5-flash".into()),
+                value: Some("250".into()),
+                malformed: false,
+            }),
+            reason: None,
+        });
+        let line = spent_line(&refusal, Duration::from_secs(3 * 3600 + 60));
+        assert!(
+            line.starts_with(
+                "daily quota spent (GenerateRequestsPerDayPerProjectPerModel-FreeTier, limit 250 per day for gemini-2.5-flash): no more requests until it resets in 3 h 1 min (at "
+            ),
+            "{line}"
+        );
+        assert!(line.contains(" UTC)"), "{line}");
+        assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn our_own_count_says_where_the_limit_came_from() {
+        let line = reached_line(
+            2,
+            Some("learned from the server"),
+            3,
+            Duration::from_secs(90),
+        );
+        assert!(
+            line.starts_with("daily quota reached by our own count: 2 requests per day (learned from the server) are spent; no more requests until it resets in 1 min 30 s (at "),
+            "{line}"
+        );
+        assert!(line.ends_with("the 3 requests still waiting are reported as not done"));
+        let line = spent_earlier_line("gemini-2.5-flash", Duration::from_secs(60));
+        assert!(
+            line.starts_with("the daily quota of gemini-2.5-flash is spent"),
+            "{line}"
+        );
     }
 
     #[test]

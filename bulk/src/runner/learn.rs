@@ -15,7 +15,7 @@
 //! * a malformed violation, or one without a `quotaValue`, teaches nothing:
 //!   the runner just obeys the `retryDelay`, as before.
 //!
-//! It also keeps the books the next run needs (see [`crate::memory`]): the
+//! It also keeps the books the next run needs (see [`crate::state_file`]): the
 //! limits learned, when each request the server counted was sent, and a
 //! per-day stop. The next run starts from them: at the learned limits, with
 //! the requests an earlier run sent still counting in its windows, and, when
@@ -31,7 +31,7 @@ use common::{Error, quota::QuotaKind};
 use super::daily;
 use step4_ratelimit::limiter::{Limits, RateLimit, Which};
 
-use crate::memory::{self, Entry, Learned, Memory};
+use crate::state_file::{self, Entry, Learned, StateFile};
 
 /// Where a limit in force came from, for the summary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,7 +108,7 @@ pub struct Learner {
     /// Where each limit in force came from.
     sources: Mutex<[Source; 3]>,
     /// The state file, if the run keeps one.
-    memory: Option<Memory>,
+    state: Option<StateFile>,
     /// What the state file held when the run started.
     remembered: Entry,
     /// The limits learned in this run.
@@ -128,7 +128,7 @@ impl Learner {
         model: &str,
         explicit: [bool; 3],
         table: &'static str,
-        memory: Option<Memory>,
+        state: Option<StateFile>,
         remembered: Entry,
         day: Duration,
     ) -> Learner {
@@ -143,7 +143,7 @@ impl Learner {
             model: model.strip_prefix("models/").unwrap_or(model).to_string(),
             explicit,
             sources: Mutex::new(sources),
-            memory,
+            state,
             remembered,
             lessons: Mutex::new(Vec::new()),
             sent_ms: Mutex::new(Vec::new()),
@@ -184,13 +184,13 @@ impl Learner {
             }
         }
         let mut said: Vec<String> = said.into_iter().map(|(_, line)| line).collect();
-        let start = day_start_ms(memory::now_ms(), self.day);
+        let start = day_start_ms(state_file::now_ms(), self.day);
         let ages: Vec<Duration> = self
             .remembered
             .sent_ms
             .iter()
             .filter(|&&ms| ms >= start)
-            .map(|&ms| memory::age(ms))
+            .map(|&ms| state_file::age(ms))
             .collect();
         if !ages.is_empty() {
             limiter.remember(&ages);
@@ -199,10 +199,10 @@ impl Learner {
         let stop = self
             .remembered
             .stopped_until_ms
-            .map(|until| Duration::from_millis(until.saturating_sub(memory::now_ms())))
+            .map(|until| Duration::from_millis(until.saturating_sub(state_file::now_ms())))
             .filter(|left| !left.is_zero());
         let line = (!said.is_empty()).then(|| {
-            let file = self.memory.as_ref().map(|m| m.path().display().to_string());
+            let file = self.state.as_ref().map(|s| s.path().display().to_string());
             format!(
                 "remembered from earlier runs ({}): {}",
                 file.unwrap_or_else(|| "Redis".into()),
@@ -228,7 +228,7 @@ impl Learner {
             limit: name(which).to_string(),
             value: lesson.limit,
             quota_id: quota.quota_id.clone(),
-            learned_at_ms: memory::now_ms(),
+            learned_at_ms: state_file::now_ms(),
         });
         let limits = limiter.stats().limits;
         let before = current(&limits, which);
@@ -245,27 +245,6 @@ impl Learner {
             unit(which),
             per(which),
             quota.quota_id,
-        ))
-    }
-
-    /// Keeps the limit a refusal named for the next runs, without a run of
-    /// our own (`--ramp`); returns the line that says so.
-    pub fn keep(&self, error: &Error) -> Option<String> {
-        let memory = self.memory.as_ref()?;
-        let scratch = step4_ratelimit::limiter::Limiter::new(Limits::default());
-        self.learn(error, &scratch)?;
-        self.save();
-        let lesson = lock(&self.lessons).last().cloned()?;
-        Some(format!(
-            "kept for the next runs in {}: {} {} (from {})",
-            memory.path().display(),
-            lesson.value,
-            match lesson.limit.as_str() {
-                "rpm" => "requests per minute",
-                "tpm" => "input tokens per minute",
-                _ => "requests per day",
-            },
-            lesson.quota_id
         ))
     }
 
@@ -295,12 +274,12 @@ impl Learner {
 
     /// The server counted a request sent now.
     pub fn sent(&self) {
-        lock(&self.sent_ms).push(memory::now_ms());
+        lock(&self.sent_ms).push(state_file::now_ms());
     }
 
     /// The day is spent for `resume_in`.
     pub fn day_spent(&self, resume_in: Duration) {
-        let until = memory::unix_ms(SystemTime::now() + resume_in);
+        let until = state_file::unix_ms(SystemTime::now() + resume_in);
         *lock(&self.stopped_until_ms) = Some(until);
     }
 
@@ -311,7 +290,7 @@ impl Learner {
         if self.day >= Limits::DAY {
             return daily::until_midnight_pacific();
         }
-        let now = memory::now_ms();
+        let now = state_file::now_ms();
         let start = day_start_ms(now, self.day);
         let oldest = self
             .remembered
@@ -329,14 +308,14 @@ impl Learner {
     /// Writes what this run learned and spent to the state file. Says so in
     /// one line if it cannot; the answers are not lost for that.
     pub fn save(&self) {
-        let Some(memory) = &self.memory else {
+        let Some(state) = &self.state else {
             return;
         };
         let lessons = lock(&self.lessons).clone();
         let sent = lock(&self.sent_ms).clone();
         let stopped = *lock(&self.stopped_until_ms);
-        let start = day_start_ms(memory::now_ms(), self.day);
-        let saved = memory.update(|entry| {
+        let start = day_start_ms(state_file::now_ms(), self.day);
+        let saved = state.update(|entry| {
             for lesson in lessons {
                 entry.learned.retain(|l| l.limit != lesson.limit);
                 entry.learned.push(lesson);
@@ -349,7 +328,7 @@ impl Learner {
             }
             if entry
                 .stopped_until_ms
-                .is_some_and(|until| until <= memory::now_ms())
+                .is_some_and(|until| until <= state_file::now_ms())
             {
                 entry.stopped_until_ms = None;
             }

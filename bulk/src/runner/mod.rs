@@ -13,7 +13,7 @@
 //!       err -> ask the retry policy:
 //!                429 with retryDelay -> limiter.pause_until(now + delay): everyone waits
 //!                503, 500, timeout   -> sleep a random backoff (full jitter)
-//!                429 per day         -> limiter.stop(): the rest end as "not done"
+//!                429 per day         -> stop the run for the day: the rest end as "not done"
 //!                bad key, 404 model  -> stop the run with one line
 //!                anything else       -> the request failed
 //!     }
@@ -29,15 +29,31 @@
 //!
 //! ## Stopping early
 //!
-//! Two things stop a run before its end: Ctrl-C, and a spent daily quota.
-//! Both go through one [`Halt`] signal (a `watch` channel) that every request
-//! checks before it asks for a permit and waits on while it queues or backs
-//! off. Requests already on the wire are left alone: after Ctrl-C they get
-//! the shared grace period ([`Shutdown::grace_over`]); after the daily
-//! quota, their answers are as good as any.
+//! A run stops before its end for one of four reasons: Ctrl-C (or SIGTERM),
+//! an error that would fail every request, an answer the journal could not
+//! write, and a spent daily quota. All four go through the one [`Shutdown`]
+//! handle `main` passes in ([`StopReason`] says which): every request checks
+//! it before it asks for a permit, and listens to it while it queues or
+//! backs off. Requests already on the wire are left alone: after a signal
+//! they get the shared grace period ([`Shutdown::grace_over`]); otherwise
+//! their answers are as good as any, and are kept. A spent day also stops
+//! the limiter ([`RateLimit::stop`]), so that with `--redis` every process
+//! sharing the quota learns it too.
+//!
+//! ## The files
+//!
+//! * this one: a request's life, from its permit to its outcome;
+//! * [`learn`]: the limits learned from 429s, and the day's books;
+//! * [`daily`]: when the daily quota comes back, and the lines that say so;
+//! * [`watchdog`]: a line when the queue has been silent for too long;
+//! * [`notes`]: the notes under the summary;
+//! * [`units`]: durations and counts, spelled one way for all of them.
 
 pub mod daily;
 pub mod learn;
+pub mod notes;
+pub mod units;
+pub mod watchdog;
 
 use std::{
     convert::Infallible,
@@ -54,29 +70,29 @@ use common::{
     outcome::{Answer, Attempt, AttemptStatus, Ended, Outcome},
     report::{Report, Summary},
     run::{self, status_of},
-    shutdown::Shutdown,
+    shutdown::{Shutdown, StopReason},
     terminal, timeline,
     types::GenerateContentRequest,
 };
-use futures_util::future::try_join_all;
+use futures_util::future::join_all;
 use indicatif::ProgressStyle;
 use rand::{SeedableRng, rngs::SmallRng};
-use tokio::{sync::watch, time::Instant};
-
-pub use learn::{Learner, Source};
-pub use step4_ratelimit::retry::{Decision, RetryPolicy};
 use step4_ratelimit::{
     gauge::Gauge,
     limiter::{LimitError, Limits, Permit, RateLimit, Stats},
+    retry::{Decision, RetryPolicy},
 };
+use tokio::time::Instant;
 
 use crate::{
-    journal::Journal,
+    journal::{self, Journal},
     prompts::{Loaded, Prompts},
 };
-
-/// The reason given to the limiter when the day's quota is spent.
-const DAILY_QUOTA: &str = "the daily quota is spent";
+use daily::DAILY_QUOTA;
+use learn::Learner;
+use notes::Pace;
+use units::seconds;
+use watchdog::Watchdog;
 
 /// What a run needs to know besides the limiter and the report.
 #[derive(Debug, Clone)]
@@ -91,34 +107,38 @@ pub struct RunOptions {
     /// whole limiter pauses, since every request would meet the same full
     /// window; without one, only the request that was refused waits.
     pub paced: bool,
-    /// The run's stop signal (Ctrl-C, SIGTERM), from `main`.
+    /// The run's one way to stop (signals, and the runner's own reasons),
+    /// from `main`.
     pub shutdown: Shutdown,
 }
 
-/// The report of a step 4 run: the shared one, with the limiter's window
+/// Why a run failed as a whole: its one line, instead of a summary.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// An error that would fail every request (a revoked key, say).
+    #[error(transparent)]
+    Fatal(#[from] Error),
+    /// An answer could not be written to the `--output` journal.
+    #[error(
+        "{line}: the run stopped; the answers written before it are kept; fix it, then run the same command again to continue: {command}"
+    )]
+    WriteFailed {
+        /// What could not be written, and why.
+        line: String,
+        /// The command that continues the run.
+        command: String,
+    },
+}
+
+/// The report of a bulk run: the shared one, with the limiter's window
 /// shaded on the `--timeline`. (The `--output` file is the [`Journal`].)
 pub fn report(total: usize, common: &CommonArgs, window: Option<Duration>) -> Report {
     // The title is left to the report (program, requests, time), like the
-    // other steps' pictures; step 4 adds its limit's windows, shaded.
+    // steps' pictures; bulk adds its limit's windows, shaded.
     Report::new(total, common).with_timeline_options(timeline::Options {
         title: None,
         window,
     })
-}
-
-/// A request's input tokens, estimated before it is sent.
-///
-/// The limiter must charge tokens against TPM *before* the request goes,
-/// but only the response says the real count (`promptTokenCount`). Google's
-/// rule of thumb is about four characters per token for English; we charge
-/// one token per *three* characters, which errs high for most text. Erring
-/// high costs a little speed when TPM is what binds; erring low risks a 429.
-/// Either way [`Permit::settle`] puts the books right when the answer comes.
-/// (The alternative, a `countTokens` call per distinct prompt, is exact but
-/// costs a round trip before the first request can go.)
-pub fn estimate_tokens(prompt: &str) -> u32 {
-    let tokens = prompt.chars().count().div_ceil(3).max(1);
-    u32::try_from(tokens).unwrap_or(u32::MAX)
 }
 
 /// Sends a run's prompts through a limiter and reports each outcome.
@@ -127,7 +147,6 @@ pub struct Runner {
     limiter: Arc<dyn RateLimit>,
     options: RunOptions,
     report: Report,
-    halt: Halt,
     live: Live,
     /// Randomness for the backoff's jitter. A std mutex: held for one draw.
     rng: Mutex<SmallRng>,
@@ -135,9 +154,6 @@ pub struct Runner {
     learner: Option<Arc<Learner>>,
     /// Where each outcome is appended as soon as it is known (`--output`).
     journal: Option<Arc<Journal>>,
-    /// The error that stopped the run, reported once everything in flight
-    /// has ended. A std mutex: set once, read at the end.
-    fatal: Mutex<Option<Error>>,
 }
 
 impl Runner {
@@ -153,12 +169,10 @@ impl Runner {
             limiter,
             options,
             report,
-            halt: Halt::new(),
             live: Live::default(),
             rng: Mutex::new(SmallRng::seed_from_u64(seed())),
             learner: None,
             journal: None,
-            fatal: Mutex::new(None),
         }
     }
 
@@ -181,24 +195,28 @@ impl Runner {
     /// at once, and adds up the run; the report numbers them in that order.
     ///
     /// Returns an error only when the run had to stop because every request
-    /// would fail (a bad key, say): that is one line for the user, not N. It
-    /// comes once the requests already in flight have ended, so an answer
-    /// that arrives meanwhile is still kept (and journaled).
-    pub async fn run(self, prompts: &Prompts, todo: &[usize]) -> Result<Summary, Error> {
+    /// would fail (a bad key, say), or because an answer could not be
+    /// written: that is one line for the user, not N. It comes once the
+    /// requests already in flight have ended, so an answer that arrives
+    /// meanwhile is still kept (and journaled).
+    pub async fn run(self, prompts: &Prompts, todo: &[usize]) -> Result<Summary, RunError> {
         self.start_from_memory();
         let requests = todo
             .iter()
             .enumerate()
             .map(|(position, &index)| self.request(position, prompts, index));
-        let result = tokio::select! {
-            result = try_join_all(requests) => result,
+        tokio::select! {
+            _ = join_all(requests) => {}
             never = self.monitor() => match never {},
-            never = self.stop_on_shutdown() => match never {},
+            never = self.stop_the_limiter_for_the_day() => match never {},
         };
+        // The day may have been spent by the very last request, after the
+        // task above last looked.
+        self.stop_the_limiter_if_the_day_is_spent();
         if let Some(learner) = &self.learner {
             learner.save();
         }
-        if let Some(error) = result.err().or_else(|| self.fatal()) {
+        if let Err(error) = self.failure() {
             self.report.bar().finish_and_clear();
             return Err(error);
         }
@@ -214,9 +232,22 @@ impl Runner {
         let mut summary = self.report.finish("not sent");
         summary.paced = self.options.paced;
         let sources = self.learner.as_ref().map(|l| l.sources());
-        let notes = notes(&stats, &pace, &summary, self.options.paced, sources);
+        let notes = notes::notes(&stats, &pace, &summary, self.options.paced, sources);
         summary.notes.splice(0..0, notes);
         Ok(summary)
+    }
+
+    /// The run's end, if it failed as a whole: the reason it stopped, when
+    /// that reason fails the run.
+    fn failure(&self) -> Result<(), RunError> {
+        match self.options.shutdown.reason() {
+            Some(StopReason::Fatal(error)) => Err(RunError::Fatal(error)),
+            Some(StopReason::WriteFailed(line)) => Err(RunError::WriteFailed {
+                line,
+                command: journal::command_line(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// One request, from its first permit to its outcome, retries included.
@@ -226,7 +257,7 @@ impl Runner {
     /// it may go, and the prompt is read from the file only then, so a
     /// million queued prompts cost a few hundred bytes each, not a copy of
     /// the prompt and a request.
-    async fn request(&self, position: usize, prompts: &Prompts, index: usize) -> Result<(), Error> {
+    async fn request(&self, position: usize, prompts: &Prompts, index: usize) {
         let first = self.admit(prompts.tokens(index), false).await;
         Box::pin(self.serve(position, prompts, index, first)).await
     }
@@ -238,7 +269,7 @@ impl Runner {
         prompts: &Prompts,
         index: usize,
         first: Result<Permit, Ended>,
-    ) -> Result<(), Error> {
+    ) {
         let tokens = prompts.tokens(index);
         let mut first = Some(first);
         let mut loaded: Option<(GenerateContentRequest, Loaded)> = None;
@@ -297,19 +328,20 @@ impl Runner {
                     break Ended::Failed(error);
                 }
                 Decision::StopForTheDay => {
-                    self.stop_for_the_day(&error);
+                    self.spent_for_the_day(&error);
                     break Ended::Failed(error);
                 }
                 Decision::GiveUp => break Ended::Failed(error),
                 Decision::RetryAfter(delay) => self.wait_for_server(delay).await,
                 Decision::Backoff => self.back_off(retries).await,
             }
-            // Round again: `admit` notices if the run was halted meanwhile.
+            // Round again: `admit` notices if the run was stopped meanwhile.
         };
-        if attempts.is_empty() && self.fatal().is_some() {
+        let fatal = matches!(self.options.shutdown.reason(), Some(StopReason::Fatal(_)));
+        if attempts.is_empty() && fatal {
             // Never sent, and the run ends with the one line that says why:
             // not one "not sent" line per queued prompt.
-            return Ok(());
+            return;
         }
         let outcome = Outcome {
             index: position,
@@ -323,11 +355,10 @@ impl Runner {
             loaded.as_ref().map(|(_, l)| &l.input),
         );
         self.report.record(outcome);
-        Ok(())
     }
 
     /// Appends an outcome to the journal, if the run keeps one; a write
-    /// error halts the run at once (the requests in flight still end, and
+    /// error stops the run at once (the requests in flight still end, and
     /// try to write, so the journal keeps whatever it still can).
     fn keep(
         &self,
@@ -339,18 +370,19 @@ impl Runner {
         let Some(journal) = &self.journal else {
             return;
         };
-        if let Err(line) = journal.append(prompts, index, outcome, input) {
-            // `main` says it once the run has ended (see `journal::account`).
-            self.halt.stop(&format!("not sent: {line}"));
+        if let Err(error) = journal.append(prompts, index, outcome, input) {
+            // `main` says it once the run has ended (see [`Runner::failure`]).
+            let reason = StopReason::WriteFailed(error.to_string());
+            self.options.shutdown.stop(reason);
         }
     }
 
-    /// Waits for the limiter to let a request go, unless the run is halted
+    /// Waits for the limiter to let a request go, unless the run is stopped
     /// first (then the request ends as not done, with the reason).
     ///
     /// A retry goes before the requests not yet sent: it has waited longest.
     async fn admit(&self, tokens: u32, retry: bool) -> Result<Permit, Ended> {
-        if let Some(reason) = self.halted() {
+        if let Some(reason) = self.stopped() {
             return Err(Ended::NotDone(reason));
         }
         let acquire = if retry {
@@ -358,11 +390,11 @@ impl Runner {
         } else {
             self.limiter.acquire(tokens)
         };
-        // Dropping `acquire` when the halt wins gives the place in the queue
+        // Dropping `acquire` when the stop wins gives the place in the queue
         // up: the limiter's `acquire` is cancel-safe.
         let acquired = tokio::select! {
             acquired = acquire => acquired,
-            reason = self.halt.stopped() => return Err(Ended::NotDone(reason)),
+            reason = self.options.shutdown.requested() => return Err(Ended::NotDone(reason.not_sent())),
         };
         let permit = match acquired {
             Ok(permit) => permit,
@@ -376,7 +408,7 @@ impl Runner {
             }
         };
         // Ctrl-C may have come while we queued.
-        if let Some(reason) = self.halted() {
+        if let Some(reason) = self.stopped() {
             return Err(Ended::NotDone(reason));
         }
         self.live.admitted(permit.admitted_at(), permit.id());
@@ -418,7 +450,7 @@ impl Runner {
         if self.options.paced {
             self.limiter.pause_until(Instant::now() + delay);
         } else {
-            self.sleep_unless_halted(delay).await;
+            self.sleep_unless_stopped(delay).await;
         }
     }
 
@@ -428,54 +460,62 @@ impl Runner {
             let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
             self.options.retry.backoff(retries, &mut *rng)
         };
-        self.sleep_unless_halted(delay).await;
+        self.sleep_unless_stopped(delay).await;
     }
 
-    /// Sleeps, but wakes at once if the run is halted.
-    async fn sleep_unless_halted(&self, delay: Duration) {
+    /// Sleeps, but wakes at once if the run is stopped.
+    async fn sleep_unless_stopped(&self, delay: Duration) {
         let _backing_off = Gauge::enter(&self.live.backing_off);
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
-            _ = self.halt.stopped() => {}
+            _ = self.options.shutdown.requested() => {}
         }
     }
 
-    /// The day's quota is spent: stop the limiter (waiters fail at once and
-    /// end as not done) and say so in one line, once.
-    fn stop_for_the_day(&self, error: &Error) {
+    /// The server says the day's quota is spent: stop the run for the day,
+    /// and say so in one line, once.
+    fn spent_for_the_day(&self, error: &Error) {
         let resume_in = self.day_reset_in(error.retry_delay());
-        let line = daily_quota_line(error, resume_in);
-        self.halt_for_the_day(resume_in, &line);
+        let line = daily::spent_line(error, resume_in);
+        self.stop_for_the_day(resume_in, &line);
     }
 
     /// An error that would fail every request (a revoked key, say): nothing
     /// more is sent, the requests already in flight still end (an answer
     /// that may be billed is kept), and the run then ends with this error's
     /// one line. The first such error is the one reported.
+    ///
+    /// The limiter is not stopped: a Redis limiter would stop every process
+    /// sharing the quota, and this error is this run's own.
     fn stop_the_run(&self, error: &Error) {
-        let mut fatal = self.fatal.lock().unwrap_or_else(|e| e.into_inner());
-        if fatal.is_none() {
-            *fatal = Some(error.clone());
-        }
-        drop(fatal);
-        // The halt, not `limiter.stop`: a Redis limiter would stop every
-        // process sharing the quota, and this error is this run's own.
-        self.halt.stop("not sent: the run stopped");
+        self.options.shutdown.stop(StopReason::Fatal(error.clone()));
     }
 
-    /// The error that stopped the run, if one did.
-    fn fatal(&self) -> Option<Error> {
-        self.fatal.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Stops the run for the day, remembers until when, and prints `line` once.
-    fn halt_for_the_day(&self, resume_in: Duration, line: &str) {
+    /// Stops the run for the day, remembers until when, and prints `line`
+    /// if the spent day is what stopped the run (once).
+    fn stop_for_the_day(&self, resume_in: Duration, line: &str) {
         if let Some(learner) = &self.learner {
             learner.day_spent(resume_in);
         }
-        self.limiter.stop(DAILY_QUOTA);
-        if self.halt.stop(&format!("not sent: {DAILY_QUOTA}")) {
+        if self.options.shutdown.stop(StopReason::DaySpent) {
             self.say(line);
+        }
+    }
+
+    /// Runs beside the requests: when the run stops because the day is
+    /// spent, stops the limiter too. Its waiters end at once, and with
+    /// `--redis` every process sharing the quota learns it: a spent day is
+    /// the quota's, not only this run's.
+    async fn stop_the_limiter_for_the_day(&self) -> Infallible {
+        self.options.shutdown.requested().await;
+        self.stop_the_limiter_if_the_day_is_spent();
+        std::future::pending().await
+    }
+
+    /// Stops the limiter if the run stopped because the day is spent.
+    fn stop_the_limiter_if_the_day_is_spent(&self) {
+        if matches!(self.options.shutdown.reason(), Some(StopReason::DaySpent)) {
+            self.limiter.stop(DAILY_QUOTA);
         }
     }
 
@@ -528,13 +568,8 @@ impl Runner {
             self.say(&line);
         }
         if let Some(resume_in) = stop {
-            let line = format!(
-                "the daily quota of {} is spent (an earlier run was refused for the day): nothing is sent; it resets in {} (at {}); the requests are reported as not done; --forget-limits forgets this",
-                self.options.model,
-                daily::human(resume_in),
-                daily::clock_in(resume_in),
-            );
-            self.halt_for_the_day(resume_in, &line);
+            let line = daily::spent_earlier_line(&self.options.model, resume_in);
+            self.stop_for_the_day(resume_in, &line);
         }
     }
 
@@ -544,7 +579,7 @@ impl Runner {
         let Some(full_until) = stats.day_full_until else {
             return;
         };
-        if stats.waiting == 0 || self.halt.reason().is_some() {
+        if stats.waiting == 0 || self.options.shutdown.is_requested() {
             return;
         }
         let ours = full_until.saturating_duration_since(Instant::now());
@@ -554,37 +589,16 @@ impl Runner {
             ours
         };
         let rpd = stats.limits.rpd.unwrap_or(0);
-        let source = self
-            .learner
-            .as_ref()
-            .map(|l| format!(" ({})", l.sources()[2]))
-            .unwrap_or_default();
-        let line = format!(
-            "daily quota reached by our own count: {rpd} requests per day{source} are spent; no more requests until it resets in {} (at {}); the {} requests still waiting are reported as not done",
-            daily::human(resume_in),
-            daily::clock_in(resume_in),
-            stats.waiting,
-        );
-        self.halt_for_the_day(resume_in, &line);
+        let source = self.learner.as_ref().map(|l| l.sources()[2].to_string());
+        let line = daily::reached_line(rpd, source.as_deref(), stats.waiting, resume_in);
+        self.stop_for_the_day(resume_in, &line);
     }
 
-    /// Why the run is halted, if it is. Checks Ctrl-C itself too, so a
-    /// request never starts in the moment before [`Runner::stop_on_shutdown`]
-    /// has run.
-    fn halted(&self) -> Option<String> {
-        if self.options.shutdown.is_requested() {
-            self.halt.stop(&self.options.shutdown.not_sent());
-        }
-        self.halt.reason()
-    }
-
-    /// Runs beside the requests: turns Ctrl-C (or SIGTERM) into a halt the
-    /// moment it comes, so requests queued in the limiter or backing off
-    /// stop waiting at once.
-    async fn stop_on_shutdown(&self) -> Infallible {
-        self.options.shutdown.requested().await;
-        self.halt.stop(&self.options.shutdown.not_sent());
-        std::future::pending().await
+    /// Why the run is stopped, as the reason a request not sent ends with,
+    /// if it is.
+    fn stopped(&self) -> Option<String> {
+        let shutdown = &self.options.shutdown;
+        shutdown.is_requested().then(|| shutdown.not_sent())
     }
 
     /// Runs beside the requests for as long as they run: keeps the progress
@@ -647,384 +661,12 @@ impl Runner {
     }
 }
 
-/// Makes sure a run never waits longer than one window without a line on
-/// stderr saying what it waits for and until when.
-struct Watchdog {
-    /// The last time something happened: an admission, or a line.
-    last_news: Instant,
-    /// Admissions counted then.
-    admitted: u64,
-}
-
-impl Watchdog {
-    fn new(now: Instant) -> Watchdog {
-        Watchdog {
-            last_news: now,
-            admitted: 0,
-        }
-    }
-
-    /// The line to print, if requests have waited a whole window with no news.
-    fn check(&mut self, stats: &Stats, waiting: usize, now: Instant) -> Option<String> {
-        if stats.admitted != self.admitted || waiting == 0 || stats.stopped.is_some() {
-            self.admitted = stats.admitted;
-            self.last_news = now;
-            return None;
-        }
-        // A full window is the normal wait (plus the margin, plus a tick):
-        // only a longer silence needs a line.
-        let normal =
-            stats.limits.window + stats.limits.margin_or_default() + Duration::from_secs(1);
-        if now.saturating_duration_since(self.last_news) < normal {
-            return None;
-        }
-        self.last_news = now;
-        Some(waiting_line(stats, waiting, now))
-    }
-}
-
-/// What `waiting` requests are waiting for, and until when, in one line.
-fn waiting_line(stats: &Stats, waiting: usize, now: Instant) -> String {
-    if let Some(until) = stats.paused_until {
-        let left = until.saturating_duration_since(now);
-        return format!(
-            "still waiting: {waiting} requests wait for the server's retryDelay, until {} (in {})",
-            daily::clock_in(left),
-            daily::human(left)
-        );
-    }
-    let usage = &stats.usage;
-    let limits = &stats.limits;
-    if let Some(rpd) = limits
-        .rpd
-        .filter(|&n| n > 0 && usage.day_requests >= u64::from(n))
-    {
-        return format!(
-            "still waiting: {waiting} requests wait for the daily limit ({} of {rpd} requests per day used); it frees as the day's first requests age out; Ctrl-C stops the run",
-            usage.day_requests
-        );
-    }
-    format!(
-        "still waiting: {waiting} requests wait for room in the limiter's window ({} of {} requests, {} of {} tokens per {}); Ctrl-C stops the run",
-        usage.requests,
-        limits.rpm.unwrap_or(0),
-        usage.tokens,
-        limits.tpm.unwrap_or(0),
-        seconds(limits.window)
-    )
-}
-
-/// The one line printed when the daily quota runs out.
-fn daily_quota_line(error: &Error, resume_in: Duration) -> String {
-    let quota = error.api().and_then(|api| api.quota.as_ref());
-    let what = quota
-        .map(|q| {
-            let limit = q.value.as_deref().map(|v| format!(", limit {v} per day"));
-            let model = q.model.as_deref().map(|m| format!(" for {m}"));
-            format!(
-                " ({}{}{})",
-                q.quota_id,
-                limit.unwrap_or_default(),
-                model.unwrap_or_default()
-            )
-        })
-        .unwrap_or_default();
-    format!(
-        "daily quota spent{what}: no more requests until it resets in {} (at {}); the requests not yet sent are reported as not done",
-        daily::human(resume_in),
-        daily::clock_in(resume_in),
-    )
-}
-
-/// The notes under the summary: what the limiter enforced, how long
-/// requests waited in it, how close to the limit the run went, and why the
-/// server still said 429 if it did.
-fn notes(
-    stats: &Stats,
-    pace: &Pace,
-    summary: &Summary,
-    paced: bool,
-    sources: Option<[Source; 3]>,
-) -> Vec<String> {
-    if !paced {
-        let mut notes = vec!["no limiter (--no-limit): every request was sent at once".to_string()];
-        if summary.rate_limited > 0 {
-            notes.push(format!(
-                "the server answered 429 {}: run without --no-limit to stay under the limit",
-                times(summary.rate_limited)
-            ));
-        }
-        return notes;
-    }
-    let mut notes = vec![describe(&stats.limits)];
-    if let Some(sources) = sources {
-        notes.push(describe_sources(&stats.limits, sources));
-    }
-    notes.extend(waited(stats, summary));
-    notes.extend(pace_against_limit(
-        &stats.limits,
-        pace,
-        summary,
-        stats.total_wait,
-    ));
-    let learned = sources.is_some_and(|s| s.contains(&Source::Learned));
-    let day_spent = stats.stopped.as_deref() == Some(DAILY_QUOTA);
-    if summary.rate_limited > 0 && day_spent {
-        notes.push(format!(
-            "the server answered 429 {}: the day's quota is spent (the daily line above says until when)",
-            times(summary.rate_limited)
-        ));
-    } else if summary.rate_limited > 0 && learned {
-        notes.push(format!(
-            "the server answered 429 {} before the limiter learned its limits (see \"limits in force\"); the next run starts from them",
-            times(summary.rate_limited)
-        ));
-    } else if summary.rate_limited > 0 {
-        notes.push(earlier_requests_line(summary.rate_limited, pace.shared));
-    }
-    notes
-}
-
-/// The server said 429 although the limiter kept to the limits in force
-/// and no 429 named a lower one (it would have been learned). The likely
-/// cause: the server's window already held requests from before this run,
-/// which the limiter could not know about.
-fn earlier_requests_line(rate_limited: usize, shared: bool) -> String {
-    let (others, advice) = if shared {
-        (
-            "a program not using this Redis, or an earlier run",
-            "Wait a minute between runs on the free tier",
-        )
-    } else {
-        (
-            "another program using the same key, or an earlier step or run",
-            "Wait a minute between runs on the free tier, and let programs that run together share one quota with --redis",
-        )
-    };
-    format!(
-        "the server answered 429 {} although the limiter kept to its limits: its window most likely held requests this run did not send ({others}); the limiter waited as the server asked. {advice}; if it happens every time, the project's limits are lower: set --rpm/--tpm/--rpd (and --window)",
-        times(rate_limited)
-    )
-}
-
-/// How long admissions waited in the limiter, named for what was counted:
-/// requests when every request went once, admissions when retries went too.
-fn waited(stats: &Stats, summary: &Summary) -> Option<String> {
-    if stats.admitted == 0 {
-        return None;
-    }
-    let wait = stats.total_wait.as_secs_f64();
-    let average = wait / stats.admitted as f64;
-    if summary.retries == 0 {
-        return Some(format!(
-            "waited in the limiter: {wait:.1} s in all, {average:.1} s per request on average"
-        ));
-    }
-    Some(format!(
-        "waited in the limiter: {wait:.1} s in all over {} attempts ({} included), {average:.1} s per attempt on average",
-        stats.admitted,
-        match summary.retries {
-            1 => "1 retry".to_string(),
-            n => format!("{n} retries"),
-        }
-    ))
-}
-
-/// What the limiter enforced, in one line.
-fn describe(limits: &Limits) -> String {
-    let window = seconds(limits.window);
-    let mut parts = Vec::new();
-    match (limits.rpm, limits.tpm) {
-        (Some(rpm), Some(tpm)) => {
-            parts.push(format!(
-                "{rpm} requests and {tpm} input tokens per {window}"
-            ));
-        }
-        (Some(rpm), None) => parts.push(format!("{rpm} requests per {window}")),
-        (None, Some(tpm)) => parts.push(format!("{tpm} input tokens per {window}")),
-        (None, None) => {}
-    }
-    if let Some(rpd) = limits.rpd {
-        parts.push(format!("{rpd} requests per day"));
-    }
-    if let Some(k) = limits.max_in_flight.filter(|&k| k > 0) {
-        parts.push(format!("at most {k} in flight"));
-    }
-    if parts.is_empty() {
-        return "limiter: no limits (all set to 0)".into();
-    }
-    format!(
-        "limiter: {} (each slot held {} past its window, for the trip to the server)",
-        parts.join(", "),
-        seconds(limits.margin_or_default())
-    )
-}
-
-/// Where each limit in force came from, in one line.
-fn describe_sources(limits: &Limits, sources: [Source; 3]) -> String {
-    let parts: Vec<String> = [
-        ("RPM", limits.rpm, sources[0]),
-        ("TPM", limits.tpm, sources[1]),
-        ("RPD", limits.rpd, sources[2]),
-    ]
-    .iter()
-    .map(|(name, value, source)| match value {
-        Some(n) => format!("{name} {n} ({source})"),
-        None => format!("{name} unlimited ({source})"),
-    })
-    .collect();
-    format!("limits in force: {}", parts.join(", "))
-}
-
-/// How the run's pace compares with the request limit, as a share of it
-/// (the summary's first line already gives the rate).
-///
-/// The fastest any client may go against a strict window of `rpm`: the first
-/// `rpm` requests at once, then `rpm` more each window, so admission number
-/// `count` can go no earlier than `(ceil(count / rpm) - 1)` windows after the
-/// first. Dividing that by when our last admission really went says what
-/// share of the allowed rate we reached (the margin costs about 2%).
-///
-/// When the quota is shared through Redis, what counts is every process's
-/// admissions: the admission ids number them all, so the ids of our first
-/// and last admission say how many went in between, ours and the others'.
-fn pace_against_limit(
-    limits: &Limits,
-    pace: &Pace,
-    summary: &Summary,
-    waited: Duration,
-) -> Option<String> {
-    let rpm = limits.rpm?;
-    let (first, last) = (pace.first?, pace.last?);
-    // Refused attempts are not counted (they were refunded), retried ones
-    // are: the count is of requests only when each went once.
-    let noun = if summary.retries == 0 || pace.count == (summary.succeeded + summary.failed) as u64
-    {
-        "requests"
-    } else {
-        "attempts"
-    };
-    let combined = pace.combined();
-    let (count, whose) = match combined {
-        Some(all) => (
-            all,
-            format!(
-                "{all} requests of all the processes sharing the quota ({} of them this run's {noun})",
-                pace.count
-            ),
-        ),
-        None => (pace.count, format!("{} {noun}", pace.count)),
-    };
-    let window = seconds(limits.window);
-    if count <= u64::from(rpm) {
-        // Fitting in one window is not the same as not waiting: the window
-        // may have held requests from before this run, or the server paused.
-        let why = if waited < Duration::from_millis(100) {
-            "none had to wait for the limit"
-        } else if pace.shared {
-            "the wait was for other processes' requests in the window, or for the server's retryDelay"
-        } else {
-            "the wait was for requests sent before this run, still in the window, or for the server's retryDelay"
-        };
-        return Some(format!(
-            "all {whose} fit in one window of {rpm} per {window}: {why}"
-        ));
-    }
-    let windows = count.div_ceil(u64::from(rpm)) - 1;
-    let ideal = limits.window.as_secs_f64() * windows as f64;
-    let actual = last.saturating_duration_since(first).as_secs_f64();
-    if actual <= 0.0 {
-        return None;
-    }
-    let share = (ideal / actual).min(1.0);
-    let label = if combined.is_some() {
-        "combined pace"
-    } else {
-        "pace"
-    };
-    Some(format!(
-        "{label}: {:.1}% of the limit of {rpm} per {window}: {whose} went in {actual:.1} s from the first to the last, the limit allows {ideal:.1} s at the earliest",
-        share * 100.0,
-    ))
-}
-
-/// `60 s`, `1.5 s`, `250 ms`.
-fn seconds(duration: Duration) -> String {
-    if duration < Duration::from_secs(1) {
-        format!("{} ms", duration.as_millis())
-    } else {
-        format!("{} s", trim(duration.as_secs_f64()))
-    }
-}
-
-/// `once`, `twice`, `5 times`.
-fn times(n: usize) -> String {
-    match n {
-        1 => "once".into(),
-        2 => "twice".into(),
-        n => format!("{n} times"),
-    }
-}
-
-/// A number without a useless `.0`.
-fn trim(x: f64) -> String {
-    if (x - x.round()).abs() < 1e-9 {
-        format!("{x:.0}")
-    } else {
-        format!("{x:.1}")
-    }
-}
-
 /// A seed for the jitter: different in every run, which is the point of jitter.
 fn seed() -> u64 {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     nanos ^ u64::from(std::process::id()).rotate_left(32)
-}
-
-/// The stop signal of a run: `None` while it goes on, then the reason its
-/// remaining requests are not done. The first reason given is kept.
-///
-/// A `watch` channel, so any number of requests can wait on it without
-/// polling, and one that arrives late still sees it.
-struct Halt(watch::Sender<Option<String>>);
-
-impl Halt {
-    fn new() -> Halt {
-        Halt(watch::channel(None).0)
-    }
-
-    /// Halts the run; true if this call did (it was not halted before).
-    fn stop(&self, reason: &str) -> bool {
-        self.0.send_if_modified(|current| {
-            let first = current.is_none();
-            if first {
-                *current = Some(reason.to_string());
-            }
-            first
-        })
-    }
-
-    /// The reason, once halted.
-    fn reason(&self) -> Option<String> {
-        self.0.borrow().clone()
-    }
-
-    /// Completes with the reason once the run is halted.
-    async fn stopped(&self) -> String {
-        let mut receiver = self.0.subscribe();
-        // Clone the reason out at once: the `Ref` holds a read lock.
-        let reason = receiver
-            .wait_for(Option::is_some)
-            .await
-            .map(|reason| reason.clone().unwrap_or_default());
-        match reason {
-            Ok(reason) => reason,
-            // The sender lives as long as the runner, which outlives this.
-            Err(_) => std::future::pending().await,
-        }
-    }
 }
 
 /// Live counters, for the progress bar and the final notes.
@@ -1040,400 +682,22 @@ struct Live {
     pace: Mutex<Pace>,
 }
 
-/// The first and last admission of a run, and how many there were.
-#[derive(Debug, Clone, Copy, Default)]
-struct Pace {
-    first: Option<Instant>,
-    last: Option<Instant>,
-    count: u64,
-    /// The lowest and highest admission id this run was given.
-    ids: Option<(u64, u64)>,
-    /// Whether the ids number the admissions of every process sharing the
-    /// quota (`--redis`), not only this run's.
-    shared: bool,
-    /// With a shared quota: the other processes' requests already in the
-    /// window when this run's first request went.
-    before: u64,
-}
-
-impl Pace {
-    /// With a shared quota: how many admissions every process made from this
-    /// run's first to its last, this run's included, plus those already in
-    /// the window at the first (taken as sent then: the pace errs high, and
-    /// is capped at 100%). `None` when the quota is not shared, or the ids
-    /// cannot tell (Redis lost its counter when the quota sat idle longer
-    /// than a window).
-    fn combined(&self) -> Option<u64> {
-        let (low, high) = self.ids.filter(|_| self.shared)?;
-        let all = high.checked_sub(low)? + 1 + self.before;
-        (all > self.count).then_some(all)
-    }
-}
-
 impl Live {
     fn admitted(&self, at: Instant, id: u64) {
-        let mut pace = self.pace.lock().unwrap_or_else(|e| e.into_inner());
-        pace.first = Some(pace.first.map_or(at, |first| first.min(at)));
-        pace.last = Some(pace.last.map_or(at, |last| last.max(at)));
-        pace.count += 1;
-        pace.ids = Some(
-            pace.ids
-                .map_or((id, id), |(low, high)| (low.min(id), high.max(id))),
-        );
+        self.lock_pace().admitted(at, id);
     }
 
     /// An admission the server refused and we refunded: it did not use the
     /// limit, so it does not count in the pace either.
     fn refunded(&self) {
-        let mut pace = self.pace.lock().unwrap_or_else(|e| e.into_inner());
-        pace.count = pace.count.saturating_sub(1);
+        self.lock_pace().refunded();
     }
 
     fn pace(&self) -> Pace {
-        *self.pace.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_token_estimate_errs_high_for_english() {
-        let prompt = "Why do some birds migrate?";
-        assert_eq!(estimate_tokens(prompt), 9);
-        assert!(
-            estimate_tokens(prompt) >= 26 / 4,
-            "at least the 4-characters rule"
-        );
-        assert_eq!(estimate_tokens(""), 1);
+        *self.lock_pace()
     }
 
-    /// A summary of `requests` requests with `retries` retries and
-    /// `rate_limited` 429s.
-    fn summary(requests: usize, retries: usize, rate_limited: usize) -> Summary {
-        Summary {
-            requests,
-            succeeded: requests,
-            empty_answers: 0,
-            failed: 0,
-            rate_limited,
-            retries,
-            elapsed_s: 68.2,
-            throughput_rpm: 17.6,
-            latency_ms: common::report::Latency::default(),
-            not_done: 0,
-            sum_of_latencies_s: 0.0,
-            notes: Vec::new(),
-            paced: true,
-        }
-    }
-
-    fn stats(limits: Limits, admitted: u64, total_wait: Duration) -> Stats {
-        Stats {
-            limits,
-            waiting: 0,
-            admitted,
-            total_wait,
-            usage: step4_ratelimit::limiter::Usage::default(),
-            paused_until: None,
-            stopped: None,
-            wakeups: 0,
-            day_full_until: None,
-        }
-    }
-
-    #[test]
-    fn pace_compares_the_last_admission_with_the_earliest_allowed() {
-        let limits = Limits::default().with_rpm(10);
-        let start = Instant::now();
-        let pace = Pace {
-            first: Some(start),
-            last: Some(start + Duration::from_millis(61_200)),
-            count: 20,
-            ids: Some((1, 20)),
-            shared: false,
-            before: 0,
-        };
-        let wait = Duration::from_secs(612);
-        let line = pace_against_limit(&limits, &pace, &summary(20, 0, 0), wait).expect("a line");
-        assert_eq!(
-            line,
-            "pace: 98.0% of the limit of 10 per 60 s: 20 requests went in 61.2 s from the first to the last, the limit allows 60.0 s at the earliest"
-        );
-        assert!(!line.contains("req/min"), "one rate, the summary's: {line}");
-        // 12 requests, 8 of them sent twice (a 503, say): 20 counted attempts.
-        let with_retries = pace_against_limit(&limits, &pace, &summary(12, 8, 0), wait);
-        assert!(with_retries.expect("a line").contains("20 attempts went"));
-        assert_eq!(
-            pace_against_limit(&Limits::default(), &pace, &summary(20, 0, 0), wait),
-            None
-        );
-    }
-
-    #[test]
-    fn one_window_says_none_waited_only_when_none_did() {
-        let limits = Limits::default().with_rpm(10);
-        let start = Instant::now();
-        let few = Pace {
-            first: Some(start),
-            last: Some(start + Duration::from_millis(50)),
-            count: 7,
-            ids: Some((1, 7)),
-            shared: false,
-            before: 0,
-        };
-        let quick = pace_against_limit(&limits, &few, &summary(7, 0, 0), Duration::ZERO);
-        assert_eq!(
-            quick.as_deref(),
-            Some("all 7 requests fit in one window of 10 per 60 s: none had to wait for the limit")
-        );
-        let slow = pace_against_limit(&limits, &few, &summary(7, 0, 0), Duration::from_secs(300))
-            .expect("a line");
-        assert!(!slow.contains("none had to wait"), "{slow}");
-        assert!(slow.contains("requests sent before this run"), "{slow}");
-    }
-
-    #[test]
-    fn a_shared_quota_reports_the_combined_pace_of_every_process() {
-        // Three processes, 10 each, one budget of 10 per 10 s: this run's
-        // ids 5..=29 span 25 admissions, 10 of them its own.
-        let limits = Limits::default()
-            .with_rpm(10)
-            .with_window(Duration::from_secs(10));
-        let start = Instant::now();
-        let pace = Pace {
-            first: Some(start),
-            last: Some(start + Duration::from_millis(20_500)),
-            count: 10,
-            ids: Some((5, 29)),
-            shared: true,
-            before: 0,
-        };
-        let wait = Duration::from_secs(120);
-        let line = pace_against_limit(&limits, &pace, &summary(10, 0, 0), wait).expect("a line");
-        assert_eq!(
-            line,
-            "combined pace: 97.6% of the limit of 10 per 10 s: 25 requests of all the processes sharing the quota (10 of them this run's requests) went in 20.5 s from the first to the last, the limit allows 20.0 s at the earliest"
-        );
-        // A run that found 7 of the others' requests in the window counts
-        // them: its ids 8..=21 and those 7 are 21 requests in three windows.
-        let late = Pace {
-            ids: Some((8, 21)),
-            before: 7,
-            ..pace
-        };
-        let line = pace_against_limit(&limits, &late, &summary(10, 0, 0), wait).expect("a line");
-        assert!(
-            line.starts_with("combined pace: 97.6% of the limit of 10 per 10 s: 21 requests"),
-            "{line}"
-        );
-        // Alone on the quota, the same run reads as its own pace.
-        let alone = Pace {
-            ids: Some((1, 10)),
-            ..pace
-        };
-        let line = pace_against_limit(&limits, &alone, &summary(10, 0, 0), wait).expect("a line");
-        assert!(
-            line.starts_with("all 10 requests fit in one window"),
-            "{line}"
-        );
-        // The notes never claim nobody waited when the limiter says it did.
-        let stats = stats(limits, 10, wait);
-        let notes = notes(&stats, &pace, &summary(10, 0, 0), true, None);
-        assert!(
-            notes
-                .iter()
-                .any(|n| n.starts_with("waited in the limiter: 120.0 s"))
-        );
-        assert!(
-            !notes.iter().any(|n| n.contains("none had to wait")),
-            "{notes:?}"
-        );
-    }
-
-    #[test]
-    fn waits_are_counted_per_request_or_per_attempt_as_they_were() {
-        let limits = Limits::default().with_rpm(10);
-        let per_request = waited(
-            &stats(limits.clone(), 20, Duration::from_secs(612)),
-            &summary(20, 0, 0),
-        );
-        assert_eq!(
-            per_request.as_deref(),
-            Some("waited in the limiter: 612.0 s in all, 30.6 s per request on average")
-        );
-        let per_attempt = waited(
-            &stats(limits.clone(), 22, Duration::from_secs(44)),
-            &summary(12, 10, 0),
-        );
-        assert_eq!(
-            per_attempt.as_deref(),
-            Some(
-                "waited in the limiter: 44.0 s in all over 22 attempts (10 retries included), 2.0 s per attempt on average"
-            )
-        );
-        let one = waited(
-            &stats(limits, 11, Duration::from_secs(11)),
-            &summary(10, 1, 1),
-        );
-        assert!(one.expect("a line").contains("(1 retry included)"));
-    }
-
-    #[test]
-    fn a_429_at_the_limiters_own_limits_blames_earlier_requests_not_the_limits() {
-        let limits = Limits::default().with_rpm(10);
-        let stats = stats(limits, 10, Duration::from_secs(55));
-        let pace = Pace::default();
-        let table = [Source::Table("free"); 3];
-        let first = notes(&stats, &pace, &summary(10, 10, 10), true, Some(table));
-        let line = first.last().expect("a note");
-        assert!(
-            line.starts_with("the server answered 429 10 times although the limiter kept to its limits: its window most likely held requests this run did not send (another program using the same key, or an earlier step or run); the limiter waited as the server asked. Wait a minute between runs on the free tier, and let programs that run together share one quota with --redis; if"),
-            "{line}"
-        );
-        assert!(!line.contains("its limits are lower"), "{line}");
-        // A spent day is its own reason.
-        let day = Stats {
-            stopped: Some(DAILY_QUOTA.to_string()),
-            ..stats.clone()
-        };
-        let line = notes(&day, &pace, &summary(10, 0, 8), true, Some(table));
-        assert_eq!(
-            line.last().map(String::as_str),
-            Some(
-                "the server answered 429 8 times: the day's quota is spent (the daily line above says until when)"
-            )
-        );
-        // Sharing through Redis, the other processes are no suspects.
-        let shared = Pace {
-            shared: true,
-            ..pace
-        };
-        let line = notes(&stats, &shared, &summary(10, 10, 10), true, Some(table));
-        let line = line.last().expect("a note");
-        assert!(
-            line.contains("(a program not using this Redis, or an earlier run)"),
-            "{line}"
-        );
-        assert!(!line.contains("with --redis"), "{line}");
-        let learned = [
-            Source::Learned,
-            Source::Table("free"),
-            Source::Table("free"),
-        ];
-        let second = notes(&stats, &pace, &summary(10, 10, 10), true, Some(learned));
-        assert!(
-            second
-                .last()
-                .expect("a note")
-                .contains("before the limiter learned")
-        );
-    }
-
-    #[test]
-    fn limits_are_described_in_words() {
-        let limits = Limits::default()
-            .with_rpm(10)
-            .with_tpm(250_000)
-            .with_rpd(250)
-            .with_max_in_flight(4);
-        assert_eq!(
-            describe(&limits),
-            "limiter: 10 requests and 250000 input tokens per 60 s, 250 requests per day, at most 4 in flight (each slot held 1.2 s past its window, for the trip to the server)"
-        );
-        let short = Limits::default()
-            .with_rpm(5)
-            .with_window(Duration::from_millis(500));
-        assert!(describe(&short).starts_with("limiter: 5 requests per 500 ms"));
-    }
-
-    #[test]
-    fn the_daily_quota_line_says_which_quota_and_when_it_resets() {
-        // When it resets is worked out by the runner (`day_reset_in`): the
-        // server's delay only when longer than our own reckoning.
-        use common::error::{ApiError, QuotaViolation};
-        let refusal = |delay: Option<Duration>| {
-            Error::from(ApiError {
-                http_status: 429,
-                status: "RESOURCE_EXHAUSTED".into(),
-                message: "You exceeded your current quota".into(),
-                retry_delay: delay,
-                quota: Some(QuotaViolation {
-                    quota_id: "GenerateRequestsPerDayPerProjectPerModel-FreeTier".into(),
-                    metric: "generate_content_free_tier_requests".into(),
-                    model: Some("gemini-2.5-flash".into()),
-                    value: Some("250".into()),
-                    malformed: false,
-                }),
-                reason: None,
-            })
-        };
-        let delay = Duration::from_secs(3 * 3600 + 60);
-        let line = daily_quota_line(&refusal(Some(delay)), delay);
-        assert!(
-            line.starts_with(
-                "daily quota spent (GenerateRequestsPerDayPerProjectPerModel-FreeTier, limit 250 per day for gemini-2.5-flash): no more requests until it resets in 3 h 1 min (at "
-            ),
-            "{line}"
-        );
-        assert!(line.contains(" UTC)"), "{line}");
-        assert!(!line.contains('\n'));
-    }
-
-    #[test]
-    fn a_long_wait_gets_a_line_that_says_what_for_and_until_when() {
-        let start = Instant::now();
-        let mut stats = Stats {
-            limits: Limits::default()
-                .with_rpm(2)
-                .with_rpd(2)
-                .with_window(Duration::from_secs(10)),
-            waiting: 1,
-            admitted: 2,
-            total_wait: Duration::ZERO,
-            usage: step4_ratelimit::limiter::Usage {
-                requests: 0,
-                tokens: 0,
-                day_requests: 2,
-            },
-            paused_until: None,
-            stopped: None,
-            wakeups: 0,
-            day_full_until: None,
-        };
-        let mut watch = Watchdog::new(start);
-        assert_eq!(watch.check(&stats, 1, start), None, "an admission is news");
-        let normal = start + Duration::from_secs(11);
-        assert_eq!(watch.check(&stats, 1, normal), None, "a window is normal");
-        let line = watch
-            .check(&stats, 1, start + Duration::from_secs(12))
-            .expect("a line after more than a window");
-        assert!(line.contains("daily limit (2 of 2"), "{line}");
-        stats.paused_until = Some(start + Duration::from_secs(100));
-        let line = watch
-            .check(&stats, 1, start + Duration::from_secs(24))
-            .expect("another line a window later");
-        assert!(
-            line.contains("retryDelay, until ") && line.contains("UTC"),
-            "{line}"
-        );
-        assert_eq!(
-            watch.check(&stats, 0, start + Duration::from_secs(99)),
-            None
-        );
-    }
-
-    #[tokio::test]
-    async fn a_halt_keeps_its_first_reason_and_wakes_waiters() {
-        let halt = Arc::new(Halt::new());
-        let waiter = {
-            let halt = Arc::clone(&halt);
-            tokio::spawn(async move { halt.stopped().await })
-        };
-        assert!(halt.stop("first"));
-        assert!(!halt.stop("second"));
-        assert_eq!(waiter.await.expect("ran"), "first");
-        assert_eq!(halt.reason().as_deref(), Some("first"));
+    fn lock_pace(&self) -> std::sync::MutexGuard<'_, Pace> {
+        self.pace.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -1,5 +1,5 @@
-//! What step 4 remembers between runs: the limits the server named, and the
-//! day's spend, per project, base URL and model.
+//! The state file: what bulk remembers between runs (the limits the server
+//! named, and the day's spend) per project, base URL and model.
 //!
 //! A 429 says exactly what the limit is, and a run that learned it should not
 //! have to learn it again with another 429 the next time; a run stopped by the
@@ -78,7 +78,7 @@ struct Book {
 
 /// Why the state file could not be used.
 #[derive(Debug, thiserror::Error)]
-pub enum MemoryError {
+pub enum StateFileError {
     /// No state directory on this platform, and no `--limits-file`.
     #[error(
         "no state directory is known on this system: give the limits file with --limits-file PATH (or {FILE_VAR})"
@@ -98,29 +98,29 @@ pub enum MemoryError {
 
 /// The state file, and the entry of one project, base URL and model in it.
 #[derive(Debug, Clone)]
-pub struct Memory {
+pub struct StateFile {
     path: PathBuf,
     key: String,
 }
 
-impl Memory {
+impl StateFile {
     /// The state file: `explicit` if given, else the default under the
     /// user's state directory.
-    pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, MemoryError> {
+    pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, StateFileError> {
         if let Some(path) = explicit {
             return Ok(path.to_path_buf());
         }
         let base = dirs::state_dir()
             .or_else(dirs::data_local_dir)
-            .ok_or(MemoryError::NoStateDir)?;
+            .ok_or(StateFileError::NoStateDir)?;
         Ok(base.join("gemini-tutorial").join("limits.json"))
     }
 
     /// The entry of `project` (a fingerprint, never a key), `base_url` and
     /// `model` in the file at `path`.
-    pub fn new(path: PathBuf, project: &str, base_url: &str, model: &str) -> Memory {
+    pub fn new(path: PathBuf, project: &str, base_url: &str, model: &str) -> StateFile {
         let model = model.strip_prefix("models/").unwrap_or(model);
-        Memory {
+        StateFile {
             path,
             key: format!("{project} {} {model}", base_url.trim_end_matches('/')),
         }
@@ -132,14 +132,14 @@ impl Memory {
     }
 
     /// What the file holds for this entry (empty if there is no file yet).
-    pub fn load(&self) -> Result<Entry, MemoryError> {
+    pub fn load(&self) -> Result<Entry, StateFileError> {
         Ok(self.read()?.entries.remove(&self.key).unwrap_or_default())
     }
 
     /// Changes this entry under the lock, and writes the file atomically.
     /// `change` gets the entry as it is on disk now (another process may
     /// have written since we loaded it).
-    pub fn update(&self, change: impl FnOnce(&mut Entry)) -> Result<(), MemoryError> {
+    pub fn update(&self, change: impl FnOnce(&mut Entry)) -> Result<(), StateFileError> {
         let mut lock = fd_lock::RwLock::new(self.lock_file()?);
         let _held = lock.write().map_err(self.io("lock"))?;
         let mut book = self.read()?;
@@ -152,12 +152,12 @@ impl Memory {
     }
 
     /// Forgets this entry (`--forget-limits`).
-    pub fn forget(&self) -> Result<(), MemoryError> {
+    pub fn forget(&self) -> Result<(), StateFileError> {
         self.update(|entry| *entry = Entry::default())
     }
 
-    fn io(&self, what: &'static str) -> impl FnOnce(std::io::Error) -> MemoryError + '_ {
-        move |source| MemoryError::Io {
+    fn io(&self, what: &'static str) -> impl FnOnce(std::io::Error) -> StateFileError + '_ {
+        move |source| StateFileError::Io {
             what,
             path: self.path.clone(),
             source,
@@ -166,7 +166,7 @@ impl Memory {
 
     /// The whole file; a missing file is an empty book, and so is one that
     /// is not ours to understand (said in one line: it is only a cache).
-    fn read(&self) -> Result<Book, MemoryError> {
+    fn read(&self) -> Result<Book, StateFileError> {
         let text = match fs::read_to_string(&self.path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Book::default()),
@@ -185,7 +185,7 @@ impl Memory {
     }
 
     /// `FILE.lock`, the file the lock is taken on (created if need be).
-    fn lock_file(&self) -> Result<File, MemoryError> {
+    fn lock_file(&self) -> Result<File, StateFileError> {
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::create_dir_all(dir).map_err(self.io("create the directory of"))?;
         }
@@ -201,7 +201,7 @@ impl Memory {
 
     /// Writes `book` to a temporary file beside the real one, then renames
     /// it over: readers see the old file or the new one, never half of one.
-    fn write(&self, book: &Book) -> Result<(), MemoryError> {
+    fn write(&self, book: &Book) -> Result<(), StateFileError> {
         let temp = sibling(&self.path, &format!(".{}.tmp", std::process::id()));
         let text = serde_json::to_string_pretty(book).unwrap_or_default();
         let written = File::create(&temp).and_then(|mut file| {
@@ -247,13 +247,13 @@ mod tests {
     fn entries_are_kept_per_project_url_and_model_and_can_be_forgotten() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("state").join("limits.json");
-        let flash = Memory::new(
+        let flash = StateFile::new(
             path.clone(),
             "abc",
             "http://127.0.0.1:9/",
             "gemini-2.5-flash",
         );
-        let pro = Memory::new(
+        let pro = StateFile::new(
             path.clone(),
             "abc",
             "http://127.0.0.1:9",
@@ -286,10 +286,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("limits.json");
         fs::write(&path, "{not json").expect("written");
-        let memory = Memory::new(path, "p", "u", "m");
-        assert_eq!(memory.load().expect("fresh"), Entry::default());
-        memory.update(|e| e.sent_ms.push(5)).expect("rewritten");
-        assert_eq!(memory.load().expect("read").sent_ms, [5]);
+        let state = StateFile::new(path, "p", "u", "m");
+        assert_eq!(state.load().expect("fresh"), Entry::default());
+        state.update(|e| e.sent_ms.push(5)).expect("rewritten");
+        assert_eq!(state.load().expect("read").sent_ms, [5]);
     }
 
     #[test]
@@ -298,10 +298,10 @@ mod tests {
         let path = dir.path().join("limits.json");
         let writers: Vec<_> = (0..4u64)
             .map(|w| {
-                let memory = Memory::new(path.clone(), "p", "u", "m");
+                let state = StateFile::new(path.clone(), "p", "u", "m");
                 std::thread::spawn(move || {
                     for i in 0..25 {
-                        memory
+                        state
                             .update(|e| e.sent_ms.push(w * 100 + i))
                             .expect("written");
                     }
@@ -311,7 +311,7 @@ mod tests {
         for writer in writers {
             writer.join().expect("no panic");
         }
-        let memory = Memory::new(path, "p", "u", "m");
-        assert_eq!(memory.load().expect("read").sent_ms.len(), 100);
+        let state = StateFile::new(path, "p", "u", "m");
+        assert_eq!(state.load().expect("read").sent_ms.len(), 100);
     }
 }
