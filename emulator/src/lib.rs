@@ -50,21 +50,28 @@
 //! - `routes`: the HTTP surface; `state`: what its handlers share; [`server`]: start, stop,
 //!   stats and the wire (HTTP/1.1 and HTTP/2, plain or over TLS); [`tls`]: the certificate made at start.
 
+pub mod batch;
+mod batch_api;
 pub mod catalog;
 pub mod errors;
 pub mod faults;
+pub mod files;
+mod files_api;
+mod http;
 pub mod latency;
 pub mod limits;
 pub mod reply;
 pub mod request;
 mod routes;
+pub mod seeds;
 pub mod server;
 pub mod settings;
 mod state;
 pub mod text;
+pub mod timestamps;
 pub mod tls;
 pub mod tokens;
 pub mod wire;
 
 pub use server::{Arrival, Emulator, Stats, TrackedState, start};
-pub use settings::{Faults, Latency, Settings};
+pub use settings::{Batch, Faults, Flex, Latency, Settings};
