@@ -665,7 +665,19 @@ impl Jobs {
         (self.next_number, mix(self.seed, self.next_number))
     }
 
-    /// Checks the limits and keeps the job; returns its index for [`Jobs::job`].
+    /// Checks that a job of `tokens` prompt tokens on `model` would be admitted now, before the
+    /// work of answering it is done ([`Jobs::insert`] checks again).
+    pub fn admit(
+        &self,
+        project: u64,
+        model: &'static ModelInfo,
+        tokens: u64,
+        now: Instant,
+    ) -> Result<(), ApiError> {
+        self.check_limits(project, model, tokens, now)
+    }
+
+    /// Checks the limits and keeps the job.
     pub fn insert(&mut self, new: NewJob, now: Instant) -> Result<&Job, ApiError> {
         self.check_limits(new.project, new.model, new.prompt_tokens, now)?;
         if self.jobs.len() >= self.settings.max_kept_jobs {

@@ -68,7 +68,11 @@ async fn create_job(
         .filter_map(|line| line.request.as_ref().ok())
         .map(|request| u64::from(request.prompt_tokens))
         .sum();
-    let (number, seed) = lock(&shared.jobs).reserve();
+    let (number, seed) = {
+        let mut jobs = lock(&shared.jobs);
+        jobs.admit(project, model, prompt_tokens, Instant::now())?;
+        jobs.reserve()
+    };
     let faults = shared.settings.faults.clone();
     // Answering thousands of requests is CPU work: keep it off the async workers.
     let lines =

@@ -8,8 +8,8 @@
 //!
 //! Everything is bounded: the size of one file, the bytes kept at once (uploads in progress
 //! reserve their declared size when they start), the number of files and of open sessions.
-//! Files live for `file_lifetime` and are then gone, as on the real API. The store keeps files
-//! in memory.
+//! Files live for `file_lifetime` and are then gone, as on the real API; an unfinished upload
+//! session lasts a week. The store keeps files in memory.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -28,6 +28,9 @@ use crate::timestamps::WallClock;
 
 /// Upload sessions open at once; starting one more forgets the oldest (an abandoned upload).
 pub const MAX_UPLOAD_SESSIONS: usize = 100;
+/// How long an unfinished upload session stays open (*assumed*: a week, as Google's resumable
+/// uploads are documented to last).
+const SESSION_LIFETIME: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// The longest display name accepted (the SDK documents 512 characters).
 const MAX_DISPLAY_NAME: usize = 512;
 /// The longest MIME type accepted.
@@ -401,20 +404,20 @@ impl FileStore {
         (self.files.len(), self.sessions.len(), self.stored_bytes)
     }
 
-    /// Forgets files and sessions older than the file lifetime.
+    /// Forgets files older than the file lifetime and sessions older than a week.
     fn expire(&mut self, now: Instant) {
         let lifetime = self.limits.file_lifetime;
-        let expired = |created: Instant| now.saturating_duration_since(created) >= lifetime;
+        let age = |created: Instant| now.saturating_duration_since(created);
         let mut freed = 0u64;
         self.files.retain(|_, file| {
-            let keep = !expired(file.created);
+            let keep = age(file.created) < lifetime;
             if !keep {
                 freed += file.data.len() as u64;
             }
             keep
         });
         self.sessions.retain(|_, session| {
-            let keep = !expired(session.started);
+            let keep = age(session.started) < SESSION_LIFETIME;
             if !keep {
                 freed += session.declared;
             }
@@ -539,7 +542,7 @@ pub struct FileResource {
     pub update_time: String,
     /// `create_time` plus the file lifetime.
     pub expiration_time: String,
-    /// See [`sha256_base64`].
+    /// Base64 of the lowercase hex SHA-256 digest (*assumed* form).
     pub sha256_hash: String,
     /// Where the file lives: this emulator's own address.
     pub uri: String,

@@ -65,6 +65,20 @@ mod tests {
     }
 
     #[test]
+    fn only_flex_waits_longer() {
+        let flex = Flex {
+            latency: Duration::from_secs(30),
+            ..Flex::default()
+        };
+        assert_eq!(
+            tier_delay(&flex, ServiceTier::Flex),
+            Duration::from_secs(30)
+        );
+        assert_eq!(tier_delay(&flex, ServiceTier::Standard), Duration::ZERO);
+        assert_eq!(tier_delay(&flex, ServiceTier::Priority), Duration::ZERO);
+    }
+
+    #[test]
     fn zero_latency_is_instant() {
         let mut rng = SmallRng::seed_from_u64(1);
         assert_eq!(thinking_time(&Latency::ZERO, 500, &mut rng), Duration::ZERO);

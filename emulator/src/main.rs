@@ -253,8 +253,10 @@ async fn main() -> anyhow::Result<()> {
         })?;
         println!("export SSL_CERT_FILE={}", path.display());
     }
-    println!("export GOOGLE_GEMINI_BASE_URL={}", emulator.base_url());
+    // Logged before the URL is printed: whoever reads the URL and calls at once may stop the
+    // process right after its answer, and the log must already say it was ready.
     tracing::info!(url = %emulator.base_url(), "emulator ready; Ctrl-C to stop");
+    println!("export GOOGLE_GEMINI_BASE_URL={}", emulator.base_url());
     tokio::signal::ctrl_c()
         .await
         .context("cannot wait for Ctrl-C")?;
