@@ -176,7 +176,11 @@ pub struct FileStore {
     sessions: HashMap<String, Session>,
     /// Bytes of files plus the declared sizes of open sessions.
     stored_bytes: u64,
+    /// File ids: from the seed, so a run repeats.
     rng: SmallRng,
+    /// Upload ids: the only credential of an upload (its chunks carry no key), so drawn from
+    /// a per-process random seed, never from the configured one.
+    upload_rng: SmallRng,
     next_seq: u64,
 }
 
@@ -189,6 +193,7 @@ impl FileStore {
             sessions: HashMap::new(),
             stored_bytes: 0,
             rng: SmallRng::seed_from_u64(mix(seed, 0xf11e)),
+            upload_rng: SmallRng::seed_from_u64(unpredictable_seed()),
             next_seq: 0,
         }
     }
@@ -227,7 +232,7 @@ impl FileStore {
             return Err(ApiError::storage_exhausted(self.limits.max_stored_bytes));
         }
         self.stored_bytes += file.size;
-        let upload_id = lowercase_id(&mut self.rng, UPLOAD_ID_LEN);
+        let upload_id = lowercase_id(&mut self.upload_rng, UPLOAD_ID_LEN);
         self.sessions.insert(
             upload_id.clone(),
             Session {
@@ -499,6 +504,15 @@ impl FileStore {
             seq: self.next_seq,
         }
     }
+}
+
+/// A seed that differs from process to process: the standard library keys every `RandomState`
+/// from the operating system's randomness.
+fn unpredictable_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
 }
 
 /// Refuses a text over `max` characters.
