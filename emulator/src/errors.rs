@@ -145,6 +145,10 @@ pub enum QuotaKind {
     InputTokensPerMinute,
     /// Requests per day.
     RequestsPerDay,
+    /// Batch Mode: prompt tokens of the jobs not yet finished, per model (*assumed* names).
+    BatchEnqueuedTokens,
+    /// Batch Mode: jobs not yet finished, per project (*assumed* names).
+    BatchConcurrentJobs,
 }
 
 impl QuotaKind {
@@ -157,6 +161,12 @@ impl QuotaKind {
             QuotaKind::InputTokensPerMinute => {
                 "generativelanguage.googleapis.com/generate_content_free_tier_input_token_count"
             }
+            QuotaKind::BatchEnqueuedTokens => {
+                "generativelanguage.googleapis.com/batch_enqueued_tokens"
+            }
+            QuotaKind::BatchConcurrentJobs => {
+                "generativelanguage.googleapis.com/batch_concurrent_jobs"
+            }
         }
     }
 
@@ -168,6 +178,8 @@ impl QuotaKind {
                 "GenerateContentInputTokensPerModelPerMinute-FreeTier"
             }
             QuotaKind::RequestsPerDay => "GenerateRequestsPerDayPerProjectPerModel-FreeTier",
+            QuotaKind::BatchEnqueuedTokens => "BatchEnqueuedTokensPerProjectPerModel",
+            QuotaKind::BatchConcurrentJobs => "BatchConcurrentJobsPerProject",
         }
     }
 }
@@ -453,6 +465,87 @@ impl ApiError {
             "UNAVAILABLE",
             "The model is overloaded. Please try again later.",
         )
+    }
+
+    /// 400 `INVALID_ARGUMENT` with a message and no details: what the front end sends for a
+    /// request it parsed but will not serve. The wording at each use is *inferred*.
+    pub fn invalid_argument(message: impl Into<String>) -> ApiError {
+        ApiError::new(400, "INVALID_ARGUMENT", message)
+    }
+
+    /// 404 for a batch, file or upload session that does not exist (or belongs to another
+    /// project). *Inferred*: Google's generic wording for a missing resource.
+    pub fn entity_not_found() -> ApiError {
+        ApiError::new(404, "NOT_FOUND", "Requested entity was not found.")
+    }
+
+    /// 409 for a file name already taken (*inferred* wording).
+    pub fn already_exists(name: &str) -> ApiError {
+        ApiError::new(409, "ALREADY_EXISTS", format!("{name} already exists."))
+    }
+
+    /// 429 with no details: no capacity for the request right now, the shape users report for
+    /// capacity (not quota) refusals (python-genai#2065). A shed Flex request gets this
+    /// (*assumed*: how a shed request looks is not documented).
+    pub fn capacity_exhausted() -> ApiError {
+        ApiError::new(
+            429,
+            "RESOURCE_EXHAUSTED",
+            "Resource has been exhausted (e.g. check quota).",
+        )
+    }
+
+    /// 429 when the project's stored files would pass the storage limit (*inferred* wording).
+    pub fn storage_exhausted(limit: u64) -> ApiError {
+        ApiError::new(
+            429,
+            "RESOURCE_EXHAUSTED",
+            format!(
+                "Files storage quota exceeded: the project may store at most {limit} bytes. \
+                 Delete files or wait for them to expire."
+            ),
+        )
+    }
+
+    /// The `google.rpc.Code` number of this error's status, for a `google.rpc.Status` (the
+    /// `error` of an operation or of one batch request).
+    pub fn rpc_code(&self) -> i32 {
+        match self.status {
+            "CANCELLED" => 1,
+            "INVALID_ARGUMENT" => 3,
+            "DEADLINE_EXCEEDED" => 4,
+            "NOT_FOUND" => 5,
+            "ALREADY_EXISTS" => 6,
+            "PERMISSION_DENIED" => 7,
+            "RESOURCE_EXHAUSTED" => 8,
+            "FAILED_PRECONDITION" => 9,
+            "INTERNAL" => 13,
+            "UNAVAILABLE" => 14,
+            _ => 2,
+        }
+    }
+}
+
+/// A `google.rpc.Status`: the error of a long-running operation, or of one request of a batch.
+/// Its `code` is the gRPC code number (`14` for `UNAVAILABLE`), not the HTTP status.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Status {
+    /// The `google.rpc.Code` number.
+    pub code: i32,
+    /// The message, as the synchronous call would word it.
+    pub message: String,
+    /// Typed details, left out when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<Detail>,
+}
+
+impl From<&ApiError> for Status {
+    fn from(error: &ApiError) -> Status {
+        Status {
+            code: error.rpc_code(),
+            message: error.message.clone(),
+            details: error.details.clone(),
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 use rand::Rng;
 use rand::rngs::SmallRng;
 
-use crate::settings::Faults;
+use crate::settings::{Faults, Flex};
 
 /// An odd but valid 200 body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,6 +94,17 @@ pub fn draw(faults: &Faults, streaming: bool, rng: &mut SmallRng) -> Fault {
     Fault::None
 }
 
+/// Whether the `number`th Flex request (counting from 1) is shed: every `shed_every`th one,
+/// and otherwise with probability `shed` (drawn only when it can be true, so a run without
+/// shedding draws the same numbers as before).
+pub fn shed(flex: &Flex, number: u64, rng: &mut SmallRng) -> bool {
+    let every = u64::from(flex.shed_every);
+    if every > 0 && number % every == 0 {
+        return true;
+    }
+    flex.shed > 0.0 && rng.random::<f64>() < flex.shed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +129,22 @@ mod tests {
         assert!((20..=80).contains(&odd), "{odd}");
         assert_eq!(first, run(7));
         assert_ne!(first, run(8));
+    }
+
+    #[test]
+    fn every_nth_flex_request_is_shed() {
+        let flex = Flex {
+            shed_every: 3,
+            ..Flex::default()
+        };
+        let mut rng = SmallRng::seed_from_u64(1);
+        let shed: Vec<bool> = (1..=6).map(|n| shed(&flex, n, &mut rng)).collect();
+        assert_eq!(shed, [false, false, true, false, false, true]);
+        let always = Flex {
+            shed: 1.0,
+            ..Flex::default()
+        };
+        assert!(super::shed(&always, 1, &mut rng));
     }
 
     #[test]

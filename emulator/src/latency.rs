@@ -5,13 +5,17 @@
 //! call answers once everything is done; a stream sends its first chunk after the thinking and
 //! that chunk's tokens, then each further chunk after its own tokens. So streaming and unary
 //! calls of the same request take the same total time, and the first chunk comes early.
+//!
+//! A Flex request waits `Flex::latency` more before it starts ([`tier_delay`]): Flex runs on
+//! spare capacity, with a latency target of minutes.
 
 use std::time::Duration;
 
 use rand::Rng;
 use rand::rngs::SmallRng;
 
-use crate::settings::Latency;
+use crate::request::ServiceTier;
+use crate::settings::{Flex, Latency};
 
 /// The time before the model starts writing: base, jitter and thinking.
 pub fn thinking_time(latency: &Latency, thought_tokens: u32, rng: &mut SmallRng) -> Duration {
@@ -24,6 +28,14 @@ pub fn thinking_time(latency: &Latency, thought_tokens: u32, rng: &mut SmallRng)
         .base
         .saturating_add(jitter)
         .saturating_add(writing_time(latency, thought_tokens))
+}
+
+/// The extra wait of a request's tier: `Flex::latency` for Flex, nothing for the others.
+pub fn tier_delay(flex: &Flex, tier: ServiceTier) -> Duration {
+    match tier {
+        ServiceTier::Flex => flex.latency,
+        ServiceTier::Standard | ServiceTier::Priority => Duration::ZERO,
+    }
 }
 
 /// The time to write `tokens` tokens.
@@ -50,6 +62,20 @@ mod tests {
                 "{total:?}"
             );
         }
+    }
+
+    #[test]
+    fn only_flex_waits_longer() {
+        let flex = Flex {
+            latency: Duration::from_secs(30),
+            ..Flex::default()
+        };
+        assert_eq!(
+            tier_delay(&flex, ServiceTier::Flex),
+            Duration::from_secs(30)
+        );
+        assert_eq!(tier_delay(&flex, ServiceTier::Standard), Duration::ZERO);
+        assert_eq!(tier_delay(&flex, ServiceTier::Priority), Duration::ZERO);
     }
 
     #[test]

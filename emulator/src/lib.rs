@@ -20,7 +20,16 @@
 //! Under both `/v1beta/` and `/v1/`: `POST models/{model}:generateContent`,
 //! `:streamGenerateContent` (`?alt=sse` framing byte-for-byte like the captures),
 //! `:countTokens`, `GET models` (paged) and `GET models/{model}`. Bodies, error envelopes,
-//! 429 quota bodies and headers follow docs/wire.md and the recorded fixtures.
+//! 429 quota bodies and headers follow docs/wire.md and the recorded fixtures. Generate calls
+//! read `serviceTier`: a Flex request waits longer ([`Flex`]) and may be shed with a 429.
+//!
+//! Batch Mode and the Files API (docs/wire.md#batch-mode, #files): `POST
+//! models/{model}:batchGenerateContent`, `GET batches[/{id}]`, `POST batches/{id}:cancel`,
+//! `DELETE batches/{id}`; the resumable upload at `/upload/{version}/files`, `GET` and `DELETE
+//! files[/{id}]`, and the download of results files at `files/{id}:download` and
+//! `/download/{version}/files/{id}:download`. Jobs move through their states over
+//! [`Batch::turnaround`]; a test that wants them done at once sets it to zero
+//! ([`Settings::instant`] does).
 //!
 //! # Faithful defaults
 //!
@@ -46,25 +55,37 @@
 //! - [`errors`]: the real error bodies (403, 400, 404, 429, 500, 503).
 //! - [`limits`]: the sliding-window quota.
 //! - [`latency`]: when each chunk leaves.
-//! - [`faults`]: injected failures, reproducible with a seed.
-//! - `routes`: the HTTP surface; `state`: what its handlers share; [`server`]: start, stop,
-//!   stats and the wire (HTTP/1.1 and HTTP/2, plain or over TLS); [`tls`]: the certificate made at start.
+//! - [`faults`]: injected failures (and Flex shedding), reproducible with a seed.
+//! - [`seeds`]: per-item random generators and resource ids.
+//! - [`batch`]: batch jobs, their states and operations; [`files`]: the Files API's store;
+//!   [`timestamps`]: RFC 3339 times on tokio's clock.
+//! - `routes`: the HTTP surface (with `batch_api` and `files_api` for those parts, and `http`
+//!   for what every handler shares); `state`: what its handlers share; [`server`]: start,
+//!   stop, stats and the wire (HTTP/1.1 and HTTP/2, plain or over TLS); [`tls`]: the
+//!   certificate made at start.
 
+pub mod batch;
+mod batch_api;
 pub mod catalog;
 pub mod errors;
 pub mod faults;
+pub mod files;
+mod files_api;
+mod http;
 pub mod latency;
 pub mod limits;
 pub mod reply;
 pub mod request;
 mod routes;
+pub mod seeds;
 pub mod server;
 pub mod settings;
 mod state;
 pub mod text;
+pub mod timestamps;
 pub mod tls;
 pub mod tokens;
 pub mod wire;
 
 pub use server::{Arrival, Emulator, Stats, TrackedState, start};
-pub use settings::{Faults, Latency, Settings};
+pub use settings::{Batch, Faults, Flex, Latency, Settings};

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use emulator::settings::parse_duration;
-use emulator::{Faults, Latency, Settings};
+use emulator::{Batch, Faults, Flex, Latency, Settings};
 
 /// A local Gemini API server with real-shaped bodies, quotas, latency and faults.
 #[derive(Debug, Parser)]
@@ -96,6 +96,45 @@ struct Args {
     /// Close a connection that sends nothing for this long (handshake, headers, body, idle).
     #[arg(long, default_value = "30s", value_parser = duration_option)]
     read_timeout: Duration,
+    /// Batch Mode: time from a job's creation to its end (PENDING for the first fifth, then
+    /// RUNNING as its requests complete). Default 10s (0 with --instant); the real target is 24h.
+    #[arg(long, value_parser = duration_option, help_heading = "Batch Mode and files")]
+    batch_turnaround: Option<Duration>,
+    /// Batch Mode: a job not done this long after creation ends EXPIRED, with no results.
+    #[arg(long, default_value = "48h", value_parser = duration_option, help_heading = "Batch Mode and files")]
+    batch_expiry: Duration,
+    /// Batch Mode: probability that a job ends FAILED instead of SUCCEEDED (drawn per job).
+    #[arg(long, default_value_t = 0.0, value_parser = probability, help_heading = "Batch Mode and files")]
+    batch_fail: f64,
+    /// Batch Mode: the paid tier (1, 2 or 3) whose enqueued-token limits apply.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3), help_heading = "Batch Mode and files")]
+    batch_tier: u8,
+    /// Batch Mode: prompt tokens of unfinished jobs allowed per project and model (default: the
+    /// tier's figure for the model; 0 = unlimited). Over it, a create gets a 429.
+    #[arg(long, help_heading = "Batch Mode and files")]
+    batch_enqueued_tokens: Option<u64>,
+    /// Batch Mode: unfinished jobs allowed per project; over it, a create gets a 429.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Batch Mode and files")]
+    batch_max_jobs: u32,
+    /// Files API: largest file an upload may declare, in bytes (2 GiB).
+    #[arg(long, default_value_t = Batch::default().max_file_bytes, help_heading = "Batch Mode and files")]
+    max_file_bytes: u64,
+    /// Files API: bytes of files kept at once, in memory (uploads in progress included).
+    #[arg(long, default_value_t = Batch::default().max_stored_bytes, help_heading = "Batch Mode and files")]
+    max_stored_bytes: u64,
+    /// Files API: how long a file lives before it is deleted.
+    #[arg(long, default_value = "48h", value_parser = duration_option, help_heading = "Batch Mode and files")]
+    file_lifetime: Duration,
+    /// Flex tier: extra wait before a Flex request (serviceTier "flex") starts, in
+    /// milliseconds. Default 30000 (0 with --instant); the real target is 1 to 15 minutes.
+    #[arg(long, help_heading = "Flex tier")]
+    flex_latency_ms: Option<u64>,
+    /// Flex tier: probability that a Flex request is shed (a 429 after the wait).
+    #[arg(long, default_value_t = 0.0, value_parser = probability, help_heading = "Flex tier")]
+    flex_shed: f64,
+    /// Flex tier: shed every Nth Flex request (0 = never), a reproducible pattern for tests.
+    #[arg(long, default_value_t = 0, help_heading = "Flex tier")]
+    flex_shed_every: u32,
 }
 
 impl Args {
@@ -107,6 +146,10 @@ impl Args {
         }
         let per_token = Duration::try_from_secs_f64(self.per_token_ms / 1000.0)
             .context("--per-token-ms must be a non-negative number")?;
+        if self.flex_latency_ms.is_some_and(|ms| ms > 366 * 86_400_000) {
+            anyhow::bail!("--flex-latency-ms must be at most a year (31622400000)");
+        }
+        let defaults = Settings::default();
         let mut settings = Settings {
             addr: SocketAddr::new(self.host, self.port),
             key: self.key.clone(),
@@ -134,6 +177,25 @@ impl Args {
             tls: !self.plain,
             max_streams: self.max_streams,
             read_timeout: self.read_timeout,
+            batch: Batch {
+                turnaround: self.batch_turnaround.unwrap_or(defaults.batch.turnaround),
+                expiry: self.batch_expiry,
+                fail_jobs: self.batch_fail,
+                tier: self.batch_tier,
+                enqueued_tokens: self.batch_enqueued_tokens,
+                max_active_jobs: self.batch_max_jobs as usize,
+                max_file_bytes: self.max_file_bytes,
+                max_stored_bytes: self.max_stored_bytes,
+                file_lifetime: self.file_lifetime,
+                ..defaults.batch.clone()
+            },
+            flex: Flex {
+                latency: self
+                    .flex_latency_ms
+                    .map_or(defaults.flex.latency, Duration::from_millis),
+                shed: self.flex_shed,
+                shed_every: self.flex_shed_every,
+            },
         };
         if self.read_timeout.is_zero() {
             anyhow::bail!("--read-timeout must be more than 0 (e.g. 30s)");
@@ -144,6 +206,10 @@ impl Args {
             settings.rpm = self.rpm.or(instant.rpm);
             settings.tpm = self.tpm.or(instant.tpm);
             settings.rpd = self.rpd.or(instant.rpd);
+            settings.batch.turnaround = self.batch_turnaround.unwrap_or(instant.batch.turnaround);
+            settings.flex.latency = self
+                .flex_latency_ms
+                .map_or(instant.flex.latency, Duration::from_millis);
         }
         Ok(settings)
     }
@@ -187,8 +253,10 @@ async fn main() -> anyhow::Result<()> {
         })?;
         println!("export SSL_CERT_FILE={}", path.display());
     }
-    println!("export GOOGLE_GEMINI_BASE_URL={}", emulator.base_url());
+    // Logged before the URL is printed: whoever reads the URL and calls at once may stop the
+    // process right after its answer, and the log must already say it was ready.
     tracing::info!(url = %emulator.base_url(), "emulator ready; Ctrl-C to stop");
+    println!("export GOOGLE_GEMINI_BASE_URL={}", emulator.base_url());
     tokio::signal::ctrl_c()
         .await
         .context("cannot wait for Ctrl-C")?;
@@ -209,6 +277,19 @@ fn duration_option(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// A probability option: a number from 0 to 1.
+fn probability(text: &str) -> Result<f64, String> {
+    let p: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number: give a probability from 0 to 1"))?;
+    if (0.0..=1.0).contains(&p) {
+        Ok(p)
+    } else {
+        Err(format!("`{text}` is not between 0 and 1"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,5 +303,38 @@ mod tests {
         );
         let error = duration_option("10000000000000000000").expect_err("refused");
         assert!(error.contains("longer than a year"), "{error}");
+    }
+
+    #[test]
+    fn batch_and_flex_options_reach_the_settings() {
+        let args = Args::parse_from([
+            "emulator",
+            "--batch-turnaround",
+            "2s",
+            "--batch-fail",
+            "0.5",
+            "--batch-enqueued-tokens",
+            "1000",
+            "--flex-latency-ms",
+            "250",
+            "--flex-shed-every",
+            "3",
+        ]);
+        let settings = args.settings().expect("valid");
+        assert_eq!(settings.batch.turnaround, Duration::from_secs(2));
+        assert_eq!(settings.batch.fail_jobs, 0.5);
+        assert_eq!(settings.batch.enqueued_tokens, Some(1000));
+        assert_eq!(settings.flex.latency, Duration::from_millis(250));
+        assert_eq!(settings.flex.shed_every, 3);
+        let instant = Args::parse_from(["emulator", "--instant"])
+            .settings()
+            .unwrap();
+        assert_eq!(instant.batch.turnaround, Duration::ZERO);
+        assert_eq!(instant.flex.latency, Duration::ZERO);
+        let faithful = Args::parse_from(["emulator"]).settings().unwrap();
+        assert_eq!(faithful.batch, Batch::default());
+        assert_eq!(faithful.flex, Flex::faithful());
+        assert!(Args::try_parse_from(["emulator", "--flex-shed", "1.5"]).is_err());
+        assert!(Args::try_parse_from(["emulator", "--batch-tier", "4"]).is_err());
     }
 }

@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 
 use crate::catalog::ModelInfo;
 use crate::faults::Odd;
-use crate::request::GenerateRequest;
+use crate::request::{GenerateRequest, ServiceTier};
 use crate::wire::{
     Candidate, Content, GenerateContentResponse, Part, PromptFeedback, SafetyRating, UsageMetadata,
 };
@@ -40,6 +40,8 @@ pub struct Plan {
     pub finish_reason: &'static str,
     /// The odd-body fault, if drawn.
     pub odd: Option<Odd>,
+    /// The tier named in the request, reported back in `usageMetadata.serviceTier`.
+    pub service_tier: Option<&'static str>,
 }
 
 /// One stream event and the tokens written before it (for pacing).
@@ -62,7 +64,10 @@ impl Plan {
     }
 
     fn usage(&self, candidates: u32) -> UsageMetadata {
-        UsageMetadata::new(self.prompt_tokens, candidates, self.thoughts)
+        UsageMetadata {
+            service_tier: self.service_tier,
+            ..UsageMetadata::new(self.prompt_tokens, candidates, self.thoughts)
+        }
     }
 
     fn response(&self, candidate: Candidate, usage: UsageMetadata) -> GenerateContentResponse {
@@ -102,7 +107,10 @@ impl Plan {
                     })
                     .collect(),
             }),
-            usage_metadata: Some(UsageMetadata::new(self.prompt_tokens, 0, 0)),
+            usage_metadata: Some(UsageMetadata {
+                service_tier: self.service_tier,
+                ..UsageMetadata::new(self.prompt_tokens, 0, 0)
+            }),
             model_version: self.model_version.to_string(),
             response_id: self.response_id.clone(),
             ..Default::default()
@@ -252,6 +260,7 @@ pub fn plan(
         chunks: split_chunks(answer, rng),
         finish_reason,
         odd,
+        service_tier: request.service_tier.map(ServiceTier::wire_name),
     }
 }
 

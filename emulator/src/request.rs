@@ -1,8 +1,9 @@
 //! Reading request bodies the way Google's front end does: strict about JSON and unknown
 //! fields, lenient about camelCase vs snake_case names, and with the real error messages.
 //!
-//! Only what the emulator needs is extracted: the prompt text, its token count, and the few
-//! generation settings that change the answer (`maxOutputTokens`, `thinkingConfig`).
+//! Only what the emulator needs is extracted: the prompt text, its token count, the few
+//! generation settings that change the answer (`maxOutputTokens`, `thinkingConfig`), and the
+//! service tier that serves it (`serviceTier`).
 
 use serde_json::{Map, Value};
 
@@ -27,6 +28,8 @@ const GENERATE_FIELDS: &[&str] = &[
     "generation_config",
     "cachedContent",
     "cached_content",
+    "serviceTier",
+    "service_tier",
 ];
 
 const COUNT_FIELDS: &[&str] = &[
@@ -50,6 +53,52 @@ pub struct GenerateRequest {
     pub thinking_budget: Option<i64>,
     /// `generationConfig.thinkingConfig.includeThoughts`.
     pub include_thoughts: bool,
+    /// `serviceTier`, when the request names one.
+    pub service_tier: Option<ServiceTier>,
+}
+
+/// The tier that serves a synchronous request: Flex is cheaper, slower and may be shed,
+/// Priority costs more (docs/wire.md#flex-and-priority).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ServiceTier {
+    /// The default when no tier is named.
+    #[default]
+    Standard,
+    /// Best effort, longer latency.
+    Flex,
+    /// Paid tiers 2 and 3; served like Standard here.
+    Priority,
+}
+
+impl ServiceTier {
+    /// The value as Google's Python SDK writes it (`ServiceTier.FLEX.value == "flex"`), and as
+    /// the emulator reports it in `usageMetadata.serviceTier`.
+    pub fn wire_name(self) -> &'static str {
+        match self {
+            ServiceTier::Standard => "standard",
+            ServiceTier::Flex => "flex",
+            ServiceTier::Priority => "priority",
+        }
+    }
+
+    /// Reads a tier in any letter case: the SDK sends `flex`, Google's curl sample `FLEX`.
+    /// `unspecified` (the SDK's default member) means Standard.
+    fn parse(value: &Value, version: &str) -> Result<ServiceTier, ApiError> {
+        let tier = value.as_str().map(str::to_ascii_lowercase);
+        match tier.as_deref() {
+            Some("flex") => Ok(ServiceTier::Flex),
+            Some("standard" | "unspecified") => Ok(ServiceTier::Standard),
+            Some("priority") => Ok(ServiceTier::Priority),
+            // Inferred: the proto JSON parser's wording for an unknown enum value.
+            _ => Err(ApiError::invalid_value(
+                "service_tier",
+                &format!(
+                    "type.googleapis.com/google.ai.generativelanguage.{version}.GenerateContentRequest.ServiceTier"
+                ),
+                value,
+            )),
+        }
+    }
 }
 
 /// Parses a body into a JSON object: UTF-8 first, then JSON syntax. An empty body counts as
@@ -70,13 +119,17 @@ pub fn decode(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
 }
 
 /// Looks a field up by its camelCase or snake_case name.
-fn field<'a>(obj: &'a Map<String, Value>, camel: &str, snake: &str) -> Option<&'a Value> {
+pub(crate) fn field<'a>(
+    obj: &'a Map<String, Value>,
+    camel: &str,
+    snake: &str,
+) -> Option<&'a Value> {
     obj.get(camel)
         .or_else(|| obj.get(snake))
         .filter(|v| !v.is_null())
 }
 
-fn reject_unknown(
+pub(crate) fn reject_unknown(
     obj: &Map<String, Value>,
     known: &[&str],
     at: Option<&str>,
@@ -119,6 +172,9 @@ pub fn generate_request(
     }
     if let Some(config) = field(obj, "generationConfig", "generation_config") {
         read_generation_config(config, &mut request)?;
+    }
+    if let Some(tier) = field(obj, "serviceTier", "service_tier") {
+        request.service_tier = Some(ServiceTier::parse(tier, version)?);
     }
     Ok(request)
 }
@@ -318,6 +374,45 @@ mod tests {
             "Invalid value at 'contents[0].parts[0].text' (TYPE_STRING), 5"
         );
         assert_eq!(decode(b"{\"a\":\"\xff\"}").unwrap_err().code, 400);
+    }
+
+    #[test]
+    fn service_tiers_are_read_in_any_case_and_unknown_ones_refused() {
+        let tier = |json: &str| {
+            parse(&format!(
+                r#"{{"contents":[{{"parts":[{{"text":"hi"}}]}}],{json}}}"#
+            ))
+        };
+        assert_eq!(
+            tier(r#""serviceTier":"flex""#).unwrap().service_tier,
+            Some(ServiceTier::Flex)
+        );
+        assert_eq!(
+            tier(r#""service_tier":"FLEX""#).unwrap().service_tier,
+            Some(ServiceTier::Flex)
+        );
+        assert_eq!(
+            tier(r#""serviceTier":"priority""#).unwrap().service_tier,
+            Some(ServiceTier::Priority)
+        );
+        assert_eq!(
+            tier(r#""serviceTier":"unspecified""#).unwrap().service_tier,
+            Some(ServiceTier::Standard)
+        );
+        assert_eq!(
+            parse(r#"{"contents":[{"parts":[{"text":"hi"}]}]}"#)
+                .unwrap()
+                .service_tier,
+            None
+        );
+        let error = tier(r#""serviceTier":"turbo""#).unwrap_err();
+        assert_eq!((error.code, error.status), (400, "INVALID_ARGUMENT"));
+        assert!(
+            error.message.starts_with("Invalid value at 'service_tier'"),
+            "{}",
+            error.message
+        );
+        assert_eq!(tier(r#""serviceTier":3"#).unwrap_err().code, 400);
     }
 
     #[test]

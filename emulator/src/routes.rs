@@ -3,14 +3,15 @@
 //!
 //! Paths are `/{v1|v1beta}/models` and `/{v1|v1beta}/models/{model}[:action]`. A path segment
 //! like `gemini-2.5-flash:generateContent` cannot be split by axum's router, so one catch-all
-//! route takes the rest of the path and [`split_action`] cuts it at the last `:`.
+//! route takes the rest of the path and [`split_action`] cuts it at the last `:`. The
+//! `batches`, `files`, `upload` and `download` paths are routed here to their own handlers
+//! (`batch_api`, `files_api`); `:batchGenerateContent`, a model action, goes there too.
 //!
 //! Order of checks, as on the real API: API key (403/400), model (404), body (400), quota
 //! (429), then injected faults and the answer. `countTokens` and `models.*` are never rate
-//! limited.
+//! limited. A Flex request (`serviceTier: "flex"`) waits `Settings::flex.latency` longer
+//! before its answer starts, and may be shed with a 429 after that wait.
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -19,11 +20,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use bytes::Bytes;
-use futures_util::StreamExt;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use tokio::sync::watch;
@@ -32,21 +32,21 @@ use tokio::time::Instant;
 use crate::catalog::{self, ModelInfo};
 use crate::errors::{ApiError, QuotaKind};
 use crate::faults::{self, Break, Fault};
+use crate::http::{
+    EVENT_STREAM, JSON_UTF8, authenticate, error_response, page_size, page_token, parse_page_token,
+    query_param, read_body, respond, valid_version,
+};
 use crate::latency;
 use crate::limits::{Decision, Limits};
 use crate::reply::{self, Event};
-use crate::request;
+use crate::request::{self, ServiceTier};
+use crate::seeds::mix;
 use crate::settings::QuotaQuirk;
 use crate::state::{InFlight, ServerState, lock};
 use crate::wire::{self, CountTokensResponse, ListModelsResponse, Model};
+use crate::{batch_api, files_api};
 
 type AppState = Arc<ServerState>;
-
-const JSON_UTF8: &str = "application/json; charset=UTF-8";
-const EVENT_STREAM: &str = "text/event-stream";
-/// models.list page size when none (or a non-positive one) is asked for, and the maximum.
-const DEFAULT_PAGE_SIZE: usize = 50;
-const MAX_PAGE_SIZE: usize = 1000;
 
 /// The router for every path the emulator serves.
 pub(crate) fn router(shared: AppState) -> Router {
@@ -55,6 +55,23 @@ pub(crate) fn router(shared: AppState) -> Router {
         .route(
             "/{version}/models/{*rest}",
             get(get_model).post(post_action),
+        )
+        .route("/{version}/batches", get(batch_api::list))
+        .route(
+            "/{version}/batches/{*rest}",
+            get(batch_api::get)
+                .post(batch_api::cancel)
+                .delete(batch_api::delete),
+        )
+        .route("/{version}/files", get(files_api::list))
+        .route(
+            "/{version}/files/{*rest}",
+            get(files_api::get).delete(files_api::delete),
+        )
+        .route("/upload/{version}/files", post(files_api::upload))
+        .route(
+            "/download/{version}/files/{*rest}",
+            get(files_api::download),
         )
         .fallback(fallback)
         .with_state(shared)
@@ -104,93 +121,6 @@ fn lookup(model: &str) -> Option<&'static ModelInfo> {
     }
 }
 
-fn valid_version(version: &str) -> bool {
-    version == "v1beta" || version == "v1"
-}
-
-// ---------------------------------------------------------------------------------------------
-// Query strings and auth.
-
-/// The first value of `name` in a raw query string (`+` and `%XX` decoded,
-/// an invalid escape kept as it is).
-fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    form_urlencoded::parse(query?.as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
-
-/// Checks the API key (header first, then `?key=`). The key is only compared, never kept.
-fn authenticate(
-    shared: &ServerState,
-    headers: &HeaderMap,
-    query: Option<&str>,
-) -> Result<u64, ApiError> {
-    let from_header = headers
-        .get("x-goog-api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().to_string());
-    let key = from_header
-        .filter(|k| !k.is_empty())
-        .or_else(|| query_param(query, "key").filter(|k| !k.is_empty()))
-        .ok_or_else(ApiError::missing_key)?;
-    if let Some(expected) = &shared.settings.key {
-        if &key != expected {
-            return Err(ApiError::invalid_key());
-        }
-    }
-    // Quotas are per project; one key stands for one project here.
-    let mut hasher = DefaultHasher::new();
-    key.hash(&mut hasher);
-    Ok(hasher.finish())
-}
-
-// ---------------------------------------------------------------------------------------------
-// Responses.
-
-/// Adds the headers Google's front end sends on every response.
-fn google_headers(headers: &mut HeaderMap, started: Instant) {
-    let elapsed = started.elapsed().as_millis();
-    headers.insert(
-        header::SERVER,
-        HeaderValue::from_static("scaffolding on HTTPServer2"),
-    );
-    headers.insert(
-        header::VARY,
-        HeaderValue::from_static("Origin, X-Origin, Referer"),
-    );
-    headers.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert("x-frame-options", HeaderValue::from_static("SAMEORIGIN"));
-    headers.insert("x-xss-protection", HeaderValue::from_static("0"));
-    if let Ok(timing) = HeaderValue::from_str(&format!("gfet4t7; dur={elapsed}")) {
-        headers.insert("server-timing", timing);
-    }
-}
-
-fn respond(status: u16, content_type: &'static str, body: Body, started: Instant) -> Response {
-    let mut response = Response::new(body);
-    *response.status_mut() =
-        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    google_headers(headers, started);
-    response
-}
-
-/// An error body. On streaming calls the content type stays `text/event-stream` and the body is
-/// the plain pretty JSON, with no `data:` prefix (docs/wire.md#streaming).
-fn error_response(error: &ApiError, streaming: bool, started: Instant) -> Response {
-    let content_type = if streaming { EVENT_STREAM } else { JSON_UTF8 };
-    respond(
-        error.code,
-        content_type,
-        Body::from(error.to_body()),
-        started,
-    )
-}
-
 /// A response that never gets written: the body fails before its first byte, so the server
 /// drops the connection without sending anything.
 fn dropped_connection() -> Response {
@@ -215,29 +145,6 @@ async fn sleep_unless_shutdown(delay: Duration, shutdown: &mut watch::Receiver<b
         _ = tokio::time::sleep(delay) => true,
         _ = shutdown.wait_for(|stop| *stop) => false,
     }
-}
-
-/// Reads the body, refusing anything over the limit without buffering it: the declared
-/// Content-Length is checked first, and the running total while reading.
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(ApiError::payload_too_large(limit));
-    }
-    let mut stream = body.into_data_stream();
-    let mut buffer = Vec::with_capacity(declared.map_or(0, |n| n as usize));
-    while let Some(chunk) = stream.next().await {
-        // A body cut short is a body that ends mid-JSON.
-        let chunk = chunk.map_err(|_| ApiError::invalid_json("Unexpected end of string."))?;
-        if buffer.len() + chunk.len() > limit {
-            return Err(ApiError::payload_too_large(limit));
-        }
-        buffer.extend_from_slice(&chunk);
-    }
-    Ok(Bytes::from(buffer))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -266,16 +173,6 @@ async fn list_models(
     response
 }
 
-/// Page tokens are opaque to clients; here they encode the offset of the next page.
-fn page_token(offset: usize) -> String {
-    format!("Cg{offset:x}Eg")
-}
-
-fn parse_page_token(token: &str) -> Option<usize> {
-    let hex = token.strip_prefix("Cg")?.strip_suffix("Eg")?;
-    usize::from_str_radix(hex, 16).ok()
-}
-
 fn list_page(
     shared: &ServerState,
     version: &str,
@@ -286,21 +183,19 @@ fn list_page(
         return Err(ApiError::method_not_found());
     }
     authenticate(shared, headers, query)?;
-    let size = query_param(query, "pageSize")
-        .and_then(|s| s.parse::<i64>().ok())
-        .filter(|n| *n > 0)
-        .map_or(DEFAULT_PAGE_SIZE, |n| (n as usize).min(MAX_PAGE_SIZE));
+    let size = page_size(query);
     let all = catalog::all();
-    let offset = match query_param(query, "pageToken").filter(|t| !t.is_empty()) {
+    let offset = match parse_page_token(query)? {
         None => 0,
-        Some(token) => parse_page_token(&token)
+        Some(position) => usize::try_from(position)
+            .ok()
             .filter(|o| *o <= all.len())
             .ok_or_else(ApiError::invalid_page_token)?,
     };
     let end = (offset + size).min(all.len());
     Ok(ListModelsResponse {
         models: all[offset..end].iter().map(Model::from).collect(),
-        next_page_token: (end < all.len()).then(|| page_token(end)),
+        next_page_token: (end < all.len()).then(|| page_token(end as u64)),
     })
 }
 
@@ -363,6 +258,12 @@ async fn post_action(
         _ if !valid_version(&version) || action_name.is_none() => {
             let response = error_response(&ApiError::method_not_found(), false, started);
             (response, 404)
+        }
+        None if method == "batchGenerateContent" => {
+            let response =
+                batch_api::create(shared.clone(), &version, model, query.as_deref(), request).await;
+            let status = response.status().as_u16();
+            (response, status)
         }
         None => {
             let headers = request.headers().clone();
@@ -557,12 +458,25 @@ impl Call {
             }
             _ => {}
         }
+        let tier = generate.service_tier.unwrap_or_default();
+        let tier_wait = latency::tier_delay(&settings.flex, tier);
+        if tier == ServiceTier::Flex {
+            let number = self.shared.flex_requests.fetch_add(1, Ordering::Relaxed) + 1;
+            if faults::shed(&settings.flex, number, &mut rng) {
+                // Shed after waiting in the Flex queue.
+                if !sleep_unless_shutdown(tier_wait, &mut shutdown).await {
+                    return (dropped_connection(), 0);
+                }
+                return self.error(&ApiError::capacity_exhausted());
+            }
+        }
         let odd = match fault {
             Fault::Odd(odd) => Some(odd),
             _ => None,
         };
         let plan = reply::plan(generate, model, odd, &mut rng);
-        let thinking = latency::thinking_time(&settings.latency, plan.thoughts, &mut rng);
+        let thinking =
+            tier_wait + latency::thinking_time(&settings.latency, plan.thoughts, &mut rng);
         if !self.streaming() {
             let total = thinking + latency::writing_time(&settings.latency, plan.answer_tokens());
             if !sleep_unless_shutdown(total, &mut shutdown).await {
@@ -612,15 +526,6 @@ fn break_point(events: &[Event], rng: &mut SmallRng) -> usize {
     } else {
         rng.random_range(1..events.len())
     }
-}
-
-/// Mixes the seed with the request number (splitmix64), so neighbouring requests get unrelated
-/// generators.
-fn mix(seed: u64, number: u64) -> u64 {
-    let mut z = seed ^ number.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// A streaming body: paced chunks, possibly broken midway.
@@ -711,24 +616,5 @@ mod tests {
             ("gemini-2.5-flash", Some("generateContent"))
         );
         assert_eq!(split_action("gemini-2.5-flash"), ("gemini-2.5-flash", None));
-    }
-
-    #[test]
-    fn query_params_are_decoded() {
-        let q = Some("alt=sse&key=a%2Bb+c&pageSize=2&flag");
-        assert_eq!(query_param(q, "alt").as_deref(), Some("sse"));
-        assert_eq!(query_param(q, "key").as_deref(), Some("a+b c"));
-        assert_eq!(query_param(q, "flag").as_deref(), Some(""));
-        assert_eq!(query_param(q, "missing"), None);
-        assert_eq!(
-            query_param(Some("key=%zz%4"), "key").as_deref(),
-            Some("%zz%4")
-        );
-    }
-
-    #[test]
-    fn page_tokens_round_trip() {
-        assert_eq!(parse_page_token(&page_token(3)), Some(3));
-        assert_eq!(parse_page_token("bogus"), None);
     }
 }

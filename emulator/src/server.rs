@@ -39,8 +39,11 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tower_http::timeout::TimeoutBody;
 
+use crate::batch::Jobs;
+use crate::files::FileStore;
 use crate::limits::Limiter;
 use crate::settings::Settings;
+use crate::timestamps::WallClock;
 use crate::tls::Identity;
 
 pub use crate::state::{Arrival, MAX_ARRIVALS, Stats, TrackedState};
@@ -91,11 +94,16 @@ pub async fn start(settings: Settings) -> std::io::Result<Emulator> {
     let (stop, shutdown) = watch::channel(false);
     let shared = Arc::new(ServerState {
         limiter: Mutex::new(Limiter::new(settings.window, settings.day)),
+        jobs: Mutex::new(Jobs::new(settings.batch.clone(), settings.seed)),
+        files: Mutex::new(FileStore::new(settings.batch.clone(), settings.seed)),
         settings,
         started: Instant::now(),
         stats: Mutex::new(Stats::default()),
         generated: AtomicU64::new(0),
+        flex_requests: AtomicU64::new(0),
         shutdown: shutdown.clone(),
+        addr,
+        clock: WallClock::now(),
     });
     let app = crate::routes::router(shared.clone());
     let acceptor = identity.as_ref().map(|identity| identity.acceptor.clone());
@@ -400,10 +408,16 @@ impl Emulator {
             limiter.sweep(Instant::now());
             (limiter.buckets(), limiter.entries())
         };
+        let batch_jobs = lock(&self.shared.jobs).len();
+        let (files, upload_sessions, stored_bytes) = lock(&self.shared.files).usage();
         TrackedState {
             quota_buckets,
             quota_entries,
             arrivals: lock(&self.shared.stats).arrivals.len(),
+            batch_jobs,
+            files,
+            upload_sessions,
+            stored_bytes,
         }
     }
 

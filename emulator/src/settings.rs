@@ -84,6 +84,82 @@ impl Faults {
     }
 }
 
+/// Batch Mode and the Files API: how jobs move through their states, and what is kept.
+///
+/// A job's life is a function of the time since its creation (docs/wire.md#batch-mode): it is
+/// `PENDING` for the first fifth of `turnaround`, `RUNNING` for the rest (its requests
+/// completing evenly, so `batchStats` moves), then `SUCCEEDED` -- or `FAILED`, drawn with
+/// `fail_jobs` -- unless `expiry` comes first, which ends it `EXPIRED` with no results.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batch {
+    /// From create to done. The real target is 24 h and usually much less; the default is
+    /// seconds, so offline demos finish. Zero finishes a job by the first time it is read.
+    pub turnaround: Duration,
+    /// A job still not done this long after its creation ends `EXPIRED` (48 h on the real API).
+    pub expiry: Duration,
+    /// Probability (0.0 to 1.0) that a job ends `FAILED` instead of `SUCCEEDED`, drawn once per
+    /// job from the seed.
+    pub fail_jobs: f64,
+    /// The paid tier (1, 2 or 3) whose enqueued-token limits apply.
+    pub tier: u8,
+    /// Prompt tokens of unfinished jobs allowed per project and model: `None` = the tier's
+    /// published figure for the model, `Some(0)` = unlimited.
+    pub enqueued_tokens: Option<u64>,
+    /// Unfinished jobs allowed per project (100 on the real API).
+    pub max_active_jobs: usize,
+    /// Jobs kept in all; past it the oldest finished ones are forgotten.
+    pub max_kept_jobs: usize,
+    /// Largest file an upload may declare (2 GB on the real API).
+    pub max_file_bytes: u64,
+    /// Bytes of files kept at once, uploads in progress included (20 GB per project on the
+    /// real API). The emulator keeps files in memory: this bounds it.
+    pub max_stored_bytes: u64,
+    /// Files kept at once.
+    pub max_files: usize,
+    /// How long a file lives before it is deleted (48 h on the real API).
+    pub file_lifetime: Duration,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Batch {
+            turnaround: Duration::from_secs(10),
+            expiry: Duration::from_secs(48 * 60 * 60),
+            fail_jobs: 0.0,
+            tier: 1,
+            enqueued_tokens: None,
+            max_active_jobs: 100,
+            max_kept_jobs: 10_000,
+            max_file_bytes: 2 * 1024 * 1024 * 1024,
+            max_stored_bytes: 20 * 1024 * 1024 * 1024,
+            max_files: 10_000,
+            file_lifetime: Duration::from_secs(48 * 60 * 60),
+        }
+    }
+}
+
+/// The Flex tier of synchronous requests (`serviceTier: "flex"`): slower, and sometimes shed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Flex {
+    /// Extra time before a Flex request starts, on top of the latency model (the real target
+    /// is 1 to 15 minutes; the default is shorter so demos finish).
+    pub latency: Duration,
+    /// Probability (0.0 to 1.0) that a Flex request is shed: a 429 after the extra wait.
+    pub shed: f64,
+    /// Shed every Nth Flex request (0 = never): a deterministic pattern for tests.
+    pub shed_every: u32,
+}
+
+impl Flex {
+    /// Flex with the default extra latency (30 s) and no shedding.
+    pub fn faithful() -> Flex {
+        Flex {
+            latency: Duration::from_secs(30),
+            ..Flex::default()
+        }
+    }
+}
+
 /// An odd 429 the real API sends now and then, served on demand so that
 /// clients can be tested against it (`--quota-quirk`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,18 +235,29 @@ pub struct Settings {
     /// piece of a request body. Past it the connection is closed, so half-open connections
     /// cannot pile up.
     pub read_timeout: Duration,
+    /// Batch Mode and the Files API.
+    pub batch: Batch,
+    /// The Flex tier.
+    pub flex: Flex,
 }
 
 impl Settings {
-    /// No latency, no limits, no faults: for tests and benchmarks.
+    /// No latency, no limits, no faults: for tests and benchmarks. Batch jobs finish by the
+    /// first time they are read, and Flex requests wait no longer than others.
     pub fn instant() -> Settings {
+        let defaults = Settings::default();
         Settings {
             rpm: Some(0),
             tpm: Some(0),
             rpd: Some(0),
             latency: Latency::ZERO,
             faults: Faults::default(),
-            ..Settings::default()
+            batch: Batch {
+                turnaround: Duration::ZERO,
+                ..defaults.batch.clone()
+            },
+            flex: Flex::default(),
+            ..defaults
         }
     }
 }
@@ -194,6 +281,8 @@ impl Default for Settings {
             tls: false,
             max_streams: 100,
             read_timeout: Duration::from_secs(30),
+            batch: Batch::default(),
+            flex: Flex::faithful(),
         }
     }
 }
@@ -217,6 +306,8 @@ impl fmt::Debug for Settings {
             .field("tls", &self.tls)
             .field("max_streams", &self.max_streams)
             .field("read_timeout", &self.read_timeout)
+            .field("batch", &self.batch)
+            .field("flex", &self.flex)
             .finish()
     }
 }

@@ -4,6 +4,7 @@
 //! start and stop (`server`) both use it without using each other: the
 //! server builds the router, and the router needs only this.
 
+use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -11,8 +12,11 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::batch::{Jobs, RESULTS_MIME_TYPE};
+use crate::files::FileStore;
 use crate::limits::Limiter;
 use crate::settings::Settings;
+use crate::timestamps::WallClock;
 
 /// Arrivals beyond this many are not recorded (the counters go on), so a server left running
 /// under a benchmark cannot grow its stats without bound.
@@ -69,6 +73,14 @@ pub struct TrackedState {
     pub quota_entries: usize,
     /// Arrivals recorded.
     pub arrivals: usize,
+    /// Batch jobs kept.
+    pub batch_jobs: usize,
+    /// Files kept (uploaded and generated).
+    pub files: usize,
+    /// Upload sessions open.
+    pub upload_sessions: usize,
+    /// Bytes held by files and reserved by open uploads.
+    pub stored_bytes: u64,
 }
 
 /// State shared by every handler.
@@ -80,7 +92,17 @@ pub(crate) struct ServerState {
     pub(crate) stats: Mutex<Stats>,
     /// Numbers generate requests, to seed each one's random generator.
     pub(crate) generated: AtomicU64,
+    /// Numbers Flex requests, for `Flex::shed_every`.
+    pub(crate) flex_requests: AtomicU64,
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// The bound address, for the upload URLs the server hands out.
+    pub(crate) addr: SocketAddr,
+    /// Dates resources (batch jobs, files) on tokio's clock.
+    pub(crate) clock: WallClock,
+    /// Batch jobs. Locked before `files` when both are needed.
+    pub(crate) jobs: Mutex<Jobs>,
+    /// The Files API's store.
+    pub(crate) files: Mutex<FileStore>,
 }
 
 /// Locks a mutex even if a panicking thread poisoned it: the data are plain counters and logs
@@ -134,6 +156,27 @@ impl ServerState {
     pub(crate) fn streams_on_connection(&self, streams: usize) {
         let mut stats = lock(&self.stats);
         stats.max_streams_per_connection = stats.max_streams_per_connection.max(streams);
+    }
+
+    /// Hands the results files of newly succeeded batch jobs to the file store. Every batch and
+    /// file handler calls it first, so a job's results file exists as soon as the job reads
+    /// as succeeded.
+    pub(crate) fn publish_results(&self, now: Instant) {
+        let mut jobs = lock(&self.jobs);
+        let ready = jobs.take_results(now);
+        if ready.is_empty() {
+            return;
+        }
+        let mut files = lock(&self.files);
+        for results in ready {
+            files.insert_generated(
+                results.project,
+                results.id,
+                RESULTS_MIME_TYPE,
+                results.data,
+                results.created,
+            );
+        }
     }
 
     /// Milliseconds since start: a clock that fits an atomic.

@@ -91,6 +91,11 @@ pub struct UsageMetadata {
     /// Thinking tokens.
     #[serde(skip_serializing_if = "is_zero")]
     pub thoughts_token_count: u32,
+    /// The tier that served the request (`flex`, `standard`, `priority`), when the request
+    /// named one. The field is in the SDK's `UsageMetadata`; its values here are *assumed*
+    /// (docs/wire.md#flex-and-priority).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_tier: Option<&'static str>,
 }
 
 impl UsageMetadata {
@@ -102,6 +107,7 @@ impl UsageMetadata {
             total_token_count: prompt + candidates + thoughts,
             prompt_tokens_details: text_details(prompt),
             thoughts_token_count: thoughts,
+            service_tier: None,
         }
     }
 }

@@ -3,8 +3,9 @@
 //! Our Rust client and the emulator were written from the same notes (docs/wire.md), so testing one
 //! against the other can hide a shared mistake. Google's SDK is an independent judge: this test
 //! starts two emulators in-process and runs `conformance/sdk_conformance.py`, which makes the
-//! tutorial's calls (unary, async batch, stream, countTokens, models.list/get) and provokes the
-//! 400/404/429 errors, checking that the SDK parses every answer. It runs twice: over HTTPS
+//! tutorial's calls (unary, async batch, stream, countTokens, models.list/get), drives Batch
+//! Mode (inline and file jobs, list, cancel, delete), the Files API (upload, download) and the
+//! Flex tier, and provokes the 400/404/429 errors, checking that the SDK parses every answer. It runs twice: over HTTPS
 //! with HTTP/2, as the real API is served (the SDK trusting the emulator's CA through
 //! `SSL_CERT_FILE`, as a user of the standalone emulator does), and over plain HTTP.
 //!
@@ -18,13 +19,19 @@ use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use emulator::Settings;
+use emulator::{Batch, Flex, Settings};
 
 /// The key the main emulator insists on, so the script can also test a wrong one. Not a secret.
 const KEY: &str = "conformance-test-key";
 
 /// The limited emulator's requests per window: small, so the script reaches the 429 quickly.
 const LIMITED_RPM: u32 = 2;
+
+/// The main emulator sheds every this many Flex requests.
+const FLEX_SHED_EVERY: u32 = 2;
+
+/// The limited emulator's enqueued batch tokens per model: a job over it gets a 429.
+const LIMITED_ENQUEUED_TOKENS: u64 = 50;
 
 /// A backstop for a hung script or server; a healthy run takes a few seconds.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(180);
@@ -45,18 +52,33 @@ async fn conformance(tls: bool) {
         return;
     };
 
+    // Batch jobs finish in a fraction of a second, so the script's polls end quickly.
     let open = emulator::start(Settings {
         key: Some(KEY.to_string()),
         tls,
+        batch: Batch {
+            turnaround: Duration::from_millis(200),
+            ..Batch::default()
+        },
+        flex: Flex {
+            shed_every: FLEX_SHED_EVERY,
+            ..Flex::default()
+        },
         ..Settings::instant()
     })
     .await
     .expect("start the main emulator");
-    // A window far longer than the test, so the limit cannot reset half-way through it.
+    // A window far longer than the test, so the limit cannot reset half-way through it; batch
+    // jobs that stay unfinished (to be cancelled) and a small enqueued-token allowance.
     let limited = emulator::start(Settings {
         tls,
         rpm: Some(LIMITED_RPM),
         window: Duration::from_secs(3600),
+        batch: Batch {
+            turnaround: Duration::from_secs(3600),
+            enqueued_tokens: Some(LIMITED_ENQUEUED_TOKENS),
+            ..Batch::default()
+        },
         ..Settings::instant()
     })
     .await
@@ -69,6 +91,11 @@ async fn conformance(tls: bool) {
         .env("GOOGLE_API_KEY", KEY)
         .env("CONFORMANCE_LIMITED_BASE_URL", limited.base_url())
         .env("CONFORMANCE_LIMITED_RPM", LIMITED_RPM.to_string())
+        .env("CONFORMANCE_FLEX_SHED_EVERY", FLEX_SHED_EVERY.to_string())
+        .env(
+            "CONFORMANCE_LIMITED_ENQUEUED_TOKENS",
+            LIMITED_ENQUEUED_TOKENS.to_string(),
+        )
         .env("PYTHONUNBUFFERED", "1")
         .env("PYTHONDONTWRITEBYTECODE", "1");
     // Each emulator made its own CA; the SDK reads SSL_CERT_FILE (and then ignores certifi).
