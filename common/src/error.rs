@@ -655,13 +655,10 @@ pub(crate) fn snippet(body: &[u8]) -> String {
 }
 
 /// Formats a delay as seconds without noise: `26`, `45.8`.
+/// Seconds with one decimal, always: a run that prints "60.0s" for one
+/// request does not print "60s" for the next.
 fn fmt_secs(delay: Duration) -> String {
-    let secs = delay.as_secs_f64();
-    if delay.subsec_millis() == 0 {
-        format!("{}", delay.as_secs())
-    } else {
-        format!("{secs:.1}")
-    }
+    format!("{:.1}", delay.as_secs_f64())
 }
 
 #[cfg(test)]

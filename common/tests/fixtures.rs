@@ -302,7 +302,7 @@ fn error_details_are_parsed() {
     assert_eq!(quota.model.as_deref(), Some("gemini-2.5-flash"));
     assert_eq!(quota.value.as_deref(), Some("250000"));
     assert!(!quota.is_per_day() && quota.is_tokens());
-    assert!(tpm.to_string().contains("retry in 26s"), "{tpm}");
+    assert!(tpm.to_string().contains("retry in 26.0s"), "{tpm}");
 
     let rpd = api_error("reconstructed/429-quota-freetier-rpd-2026-03.json", 429);
     assert!(rpd.quota.as_ref().unwrap().is_per_day());
