@@ -14,13 +14,17 @@
 //! * [`runner`]: drives the prompts through step 4's limiter, learns the
 //!   real limits from the server's 429s ([`runner::learn`]) and remembers
 //!   them ([`memory`]), stops cleanly when the day's quota is spent.
+//! * [`pace`]: the interface the runner paces itself through, and step 4's
+//!   limiter behind it, with the counters a progress bar needs.
 //! * [`redis`]: the same limiter with its books in Redis (`--redis`), so
 //!   many processes on many machines draw from one quota.
 //! * [`options`]: the command line.
 
+pub mod gauge;
 pub mod journal;
 pub mod memory;
 pub mod options;
+pub mod pace;
 pub mod prompts;
 pub mod redis;
 pub mod runner;

@@ -25,6 +25,7 @@
 
 use std::{process::ExitCode, sync::Arc};
 
+use bulk::pace::{LocalLimiter, RateLimit};
 use bulk::{
     journal,
     options::LimitArgs,
@@ -34,10 +35,7 @@ use bulk::{
 };
 use clap::Parser;
 use common::{cli::BatchArgs, report::Summary, run, shutdown::Shutdown};
-use step4_ratelimit::{
-    limiter::{Limiter, RateLimit},
-    ramp,
-};
+use step4_ratelimit::ramp;
 
 /// Step 4: N Gemini requests paced by a rate limiter, so that none gets a 429.
 #[derive(Parser)]
@@ -194,6 +192,6 @@ async fn build_limiter(
             ));
             Ok(Arc::new(limiter))
         }
-        None => Ok(Arc::new(Limiter::new(limits))),
+        None => Ok(Arc::new(LocalLimiter::new(limits))),
     }
 }

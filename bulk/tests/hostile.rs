@@ -13,9 +13,9 @@ mod server;
 
 use std::time::Duration;
 
+use bulk::pace::{Limits, RateLimit};
 use bulk::redis::{RedisLimiter, Scope};
 use server::{KEY, Mode};
-use step4_ratelimit::limiter::{Limits, RateLimit};
 use testkit::redis::RedisServer;
 use testkit::{ScratchDir, StepCommand, StepOutput};
 use tokio::time::{Instant, timeout};

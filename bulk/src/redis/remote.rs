@@ -32,16 +32,15 @@ use futures_util::future::BoxFuture;
 use redis::AsyncConnectionConfig;
 
 use redis::aio::MultiplexedConnection;
-use step4_ratelimit::gauge::Gauge;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Duration, Instant};
 
 use super::scripts::{self, Reply, Verdict};
 use super::{Scope, SharedError, redact, url_secrets};
+use crate::gauge::Gauge;
+use crate::pace::{LimitError, Limits, Permit, RateLimit, Settle, Stats, Usage};
 use common::error::Redactor;
-use step4_ratelimit::limiter::{
-    LimitError, Limits, Permit, RateLimit, Settle, Stats, Usage, Which,
-};
+use common::quota::QuotaKind;
 
 /// How long `connect` may take, and how long any one command may take
 /// before the connection counts as lost. Generous for a server on the same
@@ -63,8 +62,8 @@ const MAX_JITTER: Duration = Duration::from_millis(5);
 ///
 /// ```no_run
 /// use std::sync::Arc;
-/// use step4_ratelimit::limiter::{Limits, RateLimit};
-/// use step4_ratelimit::redis::{RedisLimiter, Scope};
+/// use bulk::pace::{Limits, RateLimit};
+/// use bulk::redis::{RedisLimiter, Scope};
 ///
 /// # async fn demo(api_key: &str) -> anyhow::Result<()> {
 /// let scope = Scope::new(api_key, "gemini-2.5-flash");
@@ -105,7 +104,7 @@ struct Inner {
     learned: Mutex<[Option<u32>; 3]>,
     /// The limits other processes learned and published in Redis, read at
     /// connect time.
-    published: Vec<(Which, u32)>,
+    published: Vec<(QuotaKind, u32)>,
     /// Window + margin, and day + margin, in microseconds (the scripts' unit).
     hold_us: u64,
     /// Day + margin in microseconds.
@@ -383,11 +382,11 @@ impl RedisLimiter {
 const LEARNED_TTL_S: i64 = 7 * 24 * 3600;
 
 /// The hash field of a limit.
-fn field(which: Which) -> &'static str {
+fn field(which: QuotaKind) -> &'static str {
     match which {
-        Which::Rpm => "rpm",
-        Which::Tpm => "tpm",
-        Which::Rpd => "rpd",
+        QuotaKind::Rpm => "rpm",
+        QuotaKind::Tpm => "tpm",
+        QuotaKind::Rpd => "rpd",
     }
 }
 
@@ -396,10 +395,10 @@ fn field(which: Which) -> &'static str {
 async fn read_learned(
     conn: &mut MultiplexedConnection,
     key: &str,
-) -> redis::RedisResult<Vec<(Which, u32)>> {
+) -> redis::RedisResult<Vec<(QuotaKind, u32)>> {
     let map: std::collections::HashMap<String, String> =
         redis::cmd("HGETALL").arg(key).query_async(conn).await?;
-    let mut learned: Vec<(Which, u32)> = [Which::Rpm, Which::Tpm, Which::Rpd]
+    let mut learned: Vec<(QuotaKind, u32)> = [QuotaKind::Rpm, QuotaKind::Tpm, QuotaKind::Rpd]
         .into_iter()
         .filter_map(|which| Some((which, map.get(field(which))?.parse().ok()?)))
         .collect();
@@ -408,11 +407,11 @@ async fn read_learned(
 }
 
 impl RateLimit for RedisLimiter {
-    fn set_limit(&self, which: Which, limit: u32) -> bool {
+    fn set_limit(&self, which: QuotaKind, limit: u32) -> bool {
         let index = match which {
-            Which::Rpm => 0,
-            Which::Tpm => 1,
-            Which::Rpd => 2,
+            QuotaKind::Rpm => 0,
+            QuotaKind::Tpm => 1,
+            QuotaKind::Rpd => 2,
         };
         self.inner
             .learned
@@ -427,7 +426,7 @@ impl RateLimit for RedisLimiter {
         true
     }
 
-    fn published_limits(&self) -> Vec<(Which, u32)> {
+    fn published_limits(&self) -> Vec<(QuotaKind, u32)> {
         self.inner.published.clone()
     }
 
@@ -545,7 +544,7 @@ impl Inner {
 
     /// Publishes a learned limit for every process sharing the scope; it
     /// expires after a week, so a limit Google raised since is learned anew.
-    async fn write_learned(&self, which: Which, limit: u32) -> redis::RedisResult<()> {
+    async fn write_learned(&self, which: QuotaKind, limit: u32) -> redis::RedisResult<()> {
         let mut conn = self.conn.clone();
         redis::pipe()
             .hset(&self.keys.learned, field(which), limit)

@@ -53,7 +53,7 @@ use common::{
     cli::CommonArgs,
     outcome::{Answer, Attempt, AttemptStatus, Ended, Outcome},
     report::{Report, Summary},
-    run::{self, status_of},
+    run,
     shutdown::Shutdown,
     terminal, timeline,
     types::GenerateContentRequest,
@@ -63,12 +63,12 @@ use indicatif::ProgressStyle;
 use rand::{SeedableRng, rngs::SmallRng};
 use tokio::{sync::watch, time::Instant};
 
+use crate::{
+    gauge::Gauge,
+    pace::{LimitError, Limits, Permit, RateLimit, Stats},
+};
 pub use learn::{Learner, Source};
 pub use step4_ratelimit::retry::{Decision, RetryPolicy};
-use step4_ratelimit::{
-    gauge::Gauge,
-    limiter::{LimitError, Limits, Permit, RateLimit, Stats},
-};
 
 use crate::{
     journal::Journal,
@@ -390,17 +390,9 @@ impl Runner {
         request: &GenerateContentRequest,
     ) -> Option<(Attempt, Result<Answer, Error>)> {
         let _in_flight = Gauge::enter(&self.live.in_flight);
-        let sent = self.report.elapsed();
         let call = self.client.generate_content(&self.options.model, request);
-        let result = tokio::select! {
-            result = call => result.and_then(Answer::from_response),
-            () = self.options.shutdown.grace_over() => return None,
-        };
-        let attempt = Attempt {
-            sent,
-            answered: self.report.elapsed(),
-            status: status_of(&result),
-        };
+        let shutdown = &self.options.shutdown;
+        let (attempt, result) = run::timed_attempt(&self.report, shutdown, call).await?;
         if attempt.status == AttemptStatus::RateLimited {
             self.live.rate_limited.fetch_add(1, Ordering::Relaxed);
         }
@@ -1135,7 +1127,7 @@ mod tests {
             waiting: 0,
             admitted,
             total_wait,
-            usage: step4_ratelimit::limiter::Usage::default(),
+            usage: crate::pace::Usage::default(),
             paused_until: None,
             stopped: None,
             wakeups: 0,
@@ -1392,7 +1384,7 @@ mod tests {
             waiting: 1,
             admitted: 2,
             total_wait: Duration::ZERO,
-            usage: step4_ratelimit::limiter::Usage {
+            usage: crate::pace::Usage {
                 requests: 0,
                 tokens: 0,
                 day_requests: 2,
