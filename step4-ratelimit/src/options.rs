@@ -32,12 +32,13 @@ pub struct Options {
     pub rpd: Option<u32>,
 
     /// The window --rpm and --tpm are counted over: 60s on the real API. The
-    /// built-in emulator counts over the same window, so a short one (10s)
+    /// built-in emulator counts over the same window, so a short one (5s)
     /// turns a demo of minutes into seconds.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub window: Duration,
 
-    /// At most this many requests in flight at once (default: no cap).
+    /// At most this many requests in flight at once; a request waiting to
+    /// retry keeps its place (default: no cap).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub concurrency: Option<u32>,
 

@@ -179,6 +179,30 @@ async fn a_429_retry_delay_is_waited_out() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_built_in_emulator_counts_over_the_limiters_window() {
+    // No server given: the step starts its own emulator (the free tier's 10
+    // requests per window), on the window of --window.
+    let out = StepCommand::new(STEP)
+        .env("RUST_LOG", "debug")
+        .args(["-n", "12", "--window", "1s", "--no-limit", "--json"])
+        .run()
+        .await;
+    assert!(out.status.success(), "{}", out.all());
+    let summary = out.summary();
+    assert_eq!(count(&summary, "succeeded"), 12, "{summary}");
+    assert!(count(&summary, "rate_limited") >= 2, "{summary}");
+    // Each 429 says to retry within its window: a second, not a minute.
+    let delays: Vec<u64> = out
+        .stderr
+        .lines()
+        .filter_map(|line| line.split("retry_delay_ms=").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert!(delays.len() >= 2, "{}", out.stderr);
+    assert!(delays.iter().all(|&ms| ms <= 1_000), "{delays:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_spent_daily_quota_stops_the_run_cleanly() {
     let server = emulator(Settings {
         rpd: Some(3),
@@ -355,6 +379,11 @@ async fn ctrl_c_lets_requests_in_flight_finish_and_ends_those_queued() {
     let paced = ["--rpm", "2"];
     let (_, at_signal) = testkit::assert_ctrl_c_stops_the_batch(STEP, &paced, 5, 2).await;
     assert_eq!(at_signal, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_waits_a_bounded_time_for_requests_that_hang() {
+    testkit::assert_ctrl_c_cuts_off_after_the_grace_period(STEP, &["--rpm", "0"], 3).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
