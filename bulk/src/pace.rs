@@ -143,11 +143,6 @@ impl LocalLimiter {
         }
     }
 
-    /// Step 4's limiter underneath.
-    pub fn limiter(&self) -> &Limiter {
-        &self.limiter
-    }
-
     fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
         self.counts.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -221,15 +221,8 @@ impl Limiter {
         let answer = (&mut place.answer).await;
         place.done = true;
         let (id, at) = answer.unwrap_or_else(|_| Err(gone()))?;
-        let books = Arc::clone(core) as Arc<dyn Settle>;
-        Ok(Permit::new(
-            books,
-            id,
-            tokens,
-            at,
-            at.saturating_duration_since(since),
-            slot,
-        ))
+        let (books, waited) = (Arc::clone(core), at.saturating_duration_since(since));
+        Ok(Permit::new(books, id, tokens, at, waited, slot))
     }
 }
 
