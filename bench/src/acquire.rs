@@ -144,7 +144,7 @@ async fn queued(count: usize) -> anyhow::Result<f64> {
         })
         .collect();
     // Wait until every task has joined the queue.
-    while limiter.stats().waiting < count {
+    while limiter.queued() < count {
         if tokio::time::Instant::now() >= release {
             bail!("the queue was not full before the pause ended; raise the pause");
         }

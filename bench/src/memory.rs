@@ -417,7 +417,7 @@ pub async fn child_queue(count: usize) -> anyhow::Result<()> {
     let _first = limiter.acquire(0).await?;
     let all = futures_util::future::join_all((0..count).map(|_| limiter.acquire(0)));
     let report = async {
-        while limiter.stats().waiting < count {
+        while limiter.queued() < count {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         println!("queued {count}");

@@ -18,6 +18,8 @@
 //!   run resumes from, so no answer is lost or paid for twice.
 //! * [`state_file`]: the limits learned from the server and the day's
 //!   spend, kept between runs (`--limits-file`).
+//! * [`pace`]: the interface the runner paces itself through, and step 4's
+//!   limiter behind it, with the counters a progress bar needs.
 //! * [`redis`]: step 4's limiter with its books in Redis (`--redis`), so
 //!   many processes on many machines draw from one quota.
 //! * [`runner`]: drives the prompts through the limiter, learns the real
@@ -28,8 +30,10 @@
 //!
 //! The binary (`src/main.rs`) puts them together in a page.
 
+pub mod gauge;
 pub mod journal;
 pub mod options;
+pub mod pace;
 pub mod prompts;
 pub mod redis;
 pub mod runner;

@@ -24,6 +24,7 @@
 
 use std::{path::Path, process::ExitCode, sync::Arc};
 
+use bulk::pace::{LocalLimiter, RateLimit};
 use bulk::{
     journal::{self, Journal, Resume},
     options::{LimitArgs, RetryArgs, RunFiles, StateArgs},
@@ -33,7 +34,6 @@ use bulk::{
 };
 use clap::Parser;
 use common::{Session, cli::BatchArgs, report::Summary, run, shutdown::Shutdown};
-use step4_ratelimit::limiter::{Limiter, RateLimit};
 
 /// What `--help` shows under the options: the commands a user runs.
 const EXAMPLES: &str = "\
@@ -194,6 +194,6 @@ async fn build_limiter(args: &LimitArgs, model: &str) -> anyhow::Result<Arc<dyn 
             ));
             Ok(Arc::new(limiter))
         }
-        None => Ok(Arc::new(Limiter::new(limits))),
+        None => Ok(Arc::new(LocalLimiter::new(limits))),
     }
 }

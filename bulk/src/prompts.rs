@@ -26,6 +26,7 @@ use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
 };
+use step4_ratelimit::estimate_tokens;
 
 use serde_json::{Map, Value};
 
@@ -128,21 +129,6 @@ pub enum PromptsError {
         /// The line.
         line: usize,
     },
-}
-
-/// A request's input tokens, estimated before it is sent.
-///
-/// The limiter must charge tokens against TPM *before* the request goes,
-/// but only the response says the real count (`promptTokenCount`). Google's
-/// rule of thumb is about four characters per token for English; we charge
-/// one token per *three* characters, which errs high for most text. Erring
-/// high costs a little speed when TPM is what binds; erring low risks a 429.
-/// Either way the permit's `settle` puts the limiter's books right when the
-/// answer comes. (The alternative, a `countTokens` call per distinct prompt,
-/// is exact but costs a round trip before the first request can go.)
-pub fn estimate_tokens(prompt: &str) -> u32 {
-    let tokens = prompt.chars().count().div_ceil(3).max(1);
-    u32::try_from(tokens).unwrap_or(u32::MAX)
 }
 
 /// A short, stable fingerprint of a prompt (64-bit FNV-1a).

@@ -9,8 +9,8 @@
 
 use std::time::Duration;
 
+use bulk::pace::{Limits, RateLimit};
 use bulk::redis::{RedisLimiter, Scope};
-use step4_ratelimit::limiter::{Limits, RateLimit};
 use testkit::hostile::{self, KEY, Mode};
 use testkit::redis::RedisServer;
 use testkit::{ScratchDir, StepCommand, StepOutput};

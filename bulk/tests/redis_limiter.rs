@@ -17,9 +17,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bulk::pace::{LimitError, Limits, RateLimit};
 use bulk::redis::{RedisLimiter, Scope, SharedError};
 use redis::aio::MultiplexedConnection;
-use step4_ratelimit::limiter::{LimitError, Limits, RateLimit};
 use testkit::redis::RedisServer;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout};
@@ -537,13 +537,14 @@ async fn every_key_expires_on_its_own() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_learned_limit_is_kept_in_redis_for_every_process() {
-    use step4_ratelimit::limiter::{RateLimit, Which};
+    use bulk::pace::RateLimit;
+    use common::quota::QuotaKind;
 
     let redis = redis_or_skip!();
     let limits = limits(10, 0);
     let first = connect(&redis, &scope(), &limits).await;
     assert!(first.published_limits().is_empty());
-    assert!(RateLimit::set_limit(&first, Which::Rpm, 3));
+    assert!(RateLimit::set_limit(&first, QuotaKind::Rpm, 3));
     assert_eq!(first.stats().limits.rpm, Some(3), "in force at once");
 
     // The write is asynchronous: a process that connects a moment later
@@ -551,7 +552,7 @@ async fn a_learned_limit_is_kept_in_redis_for_every_process() {
     let deadline = Instant::now() + PATIENCE;
     loop {
         let later = connect(&redis, &scope(), &limits).await;
-        if later.published_limits() == [(Which::Rpm, 3)] {
+        if later.published_limits() == [(QuotaKind::Rpm, 3)] {
             break;
         }
         assert!(Instant::now() < deadline, "never published");

@@ -4,6 +4,10 @@
 //! [`Shutdown`] handle (a line each), builds its request, awaits
 //! `client.generate_content(...)` -- in a loop, or all together -- and hands
 //! each call to the [`Batch`], which times it and records its [`Outcome`].
+//! Steps 2 and 3 make one try per request ([`Batch::record`]); step 4 makes
+//! as many as its retries need, each a [`Tries::turn`] from its rate limiter
+//! and a [`Tries::attempt`]. Every attempt, in every step and in `bulk`, is
+//! timed by the one [`timed_attempt`].
 //! What the steps share lives here: [`session`] connects (to the real API
 //! with a key, to the built-in emulator without one) and checks the model
 //! before any request is spent; [`exit`] prints the summary and picks the
@@ -14,7 +18,13 @@
 //! in flight finish for a bounded time, and the run still ends with a
 //! (partial) summary and exit code 130 (143 after SIGTERM).
 
-use std::{future::Future, process::ExitCode};
+use std::{
+    fmt::Display,
+    future::Future,
+    process::ExitCode,
+    sync::{Mutex, PoisonError},
+    time::Duration,
+};
 
 use tracing_subscriber::EnvFilter;
 
@@ -26,7 +36,7 @@ use crate::{
     outcome::{Answer, Attempt, AttemptStatus, Ended, Outcome},
     report::{PrintOptions, Report, Summary},
     shutdown::Shutdown,
-    terminal,
+    terminal, timeline,
     types::GenerateContentResponse,
 };
 
@@ -45,11 +55,20 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 /// unknown model, an unreachable host -- into one clear line before the
 /// batch starts, instead of N copies of the same error.
 pub async fn session(args: &CommonArgs) -> Result<Session, Error> {
+    session_with(args, emulator::Settings::default()).await
+}
+
+/// [`session`], with the built-in emulator (when it is the one started) set
+/// up as `emulator` says: step 4 runs it on its limiter's window.
+pub async fn session_with(
+    args: &CommonArgs,
+    emulator: emulator::Settings,
+) -> Result<Session, Error> {
     crate::open_files::raise_limit();
     let session = connect(ConnectOptions {
         force_emulator: args.emulator,
         timeout: args.timeout,
-        emulator: emulator::Settings::default(),
+        emulator,
     })
     .await?;
     if let Some(mib) = args.max_response_mib {
@@ -139,22 +158,88 @@ pub fn log_filter(rust_log: Option<&str>) -> EnvFilter {
 
 /// A batch of requests, and the report of what became of each.
 ///
-/// Steps 2 and 3 both use it; only the way they await [`Batch::record`] differs.
+/// Steps 2 and 3 both use it; only the way they await [`Batch::record`]
+/// differs. Step 4 starts it [paced](Batch::start_paced) and records each
+/// request's [`Tries`].
 pub struct Batch {
     session: Session,
     report: Report,
     shutdown: Shutdown,
+    pacing: Option<Pacing>,
+    /// The turns given so far (a std mutex: a few additions per turn).
+    turns: Mutex<Turns>,
+}
+
+/// What a paced batch (step 4's) is told at its start.
+pub struct Pacing {
+    /// The window the limits are counted over: the timeline shades it, and
+    /// the built-in emulator, when it is the one started, counts over it too
+    /// (so that `--window 5s` makes a demo of minutes take seconds).
+    pub window: Duration,
+    /// Whether a limiter paces the requests (not with `--no-limit`).
+    pub limited: bool,
+    /// The summary's notes on the pacing, from the turns the requests took.
+    pub notes: Box<PacingNotes>,
+}
+
+/// What makes a paced run's notes (step 4's are its `pace::notes`).
+pub type PacingNotes = dyn Fn(&Turns) -> Vec<String> + Send + Sync;
+
+/// The turns the requests of a batch waited for (step 4: its limiter's
+/// permits), added up for the summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Turns {
+    /// Turns given: one per attempt.
+    pub count: u64,
+    /// The time spent waiting for them, summed.
+    pub waited: Duration,
+    /// When the first turn was given, since the run started.
+    pub first: Option<Duration>,
+    /// When the last turn was given, since the run started.
+    pub last: Option<Duration>,
 }
 
 impl Batch {
     /// Connects, checks the model, and starts the run's clock.
     pub async fn start(args: &BatchArgs, shutdown: &Shutdown) -> Result<Batch, Error> {
         let session = session(&args.common).await?;
-        Ok(Batch {
+        Ok(Batch::new(session, args, shutdown, None))
+    }
+
+    /// [`Batch::start`] for a paced run: the built-in emulator counts over
+    /// the pacing's window, the timeline shades it, and the summary ends with
+    /// the pacing's notes.
+    pub async fn start_paced(
+        args: &BatchArgs,
+        shutdown: &Shutdown,
+        pacing: Pacing,
+    ) -> Result<Batch, Error> {
+        let emulator = emulator::Settings {
+            window: pacing.window,
+            ..emulator::Settings::default()
+        };
+        let session = session_with(&args.common, emulator).await?;
+        Ok(Batch::new(session, args, shutdown, Some(pacing)))
+    }
+
+    fn new(
+        session: Session,
+        args: &BatchArgs,
+        shutdown: &Shutdown,
+        pacing: Option<Pacing>,
+    ) -> Batch {
+        let options = timeline::Options {
+            title: None,
+            window: pacing.as_ref().map(|pacing| pacing.window),
+        };
+        Batch {
             session,
-            report: Report::new(args.requests as usize, &args.common),
+            report: Report::new(args.requests as usize, &args.common)
+                .with_timeline_options(options),
             shutdown: shutdown.clone(),
-        })
+            pacing,
+            turns: Mutex::new(Turns::default()),
+        }
     }
 
     /// The client every request of the batch shares (one connection pool).
@@ -182,43 +267,167 @@ impl Batch {
         index: usize,
         call: impl Future<Output = Result<GenerateContentResponse, Error>>,
     ) -> Result<(), Error> {
-        if self.shutdown.is_requested() {
-            self.report
-                .record(Outcome::not_done(index, self.shutdown.not_sent()));
-            return Ok(());
+        let mut tries = self.tries(index);
+        match tries.attempt(call).await {
+            Some(Ok(answer)) => tries.answered(answer),
+            _ => tries.end(),
         }
-        let sent = self.report.elapsed();
-        let result = tokio::select! {
-            result = call => result.and_then(Answer::from_response),
-            () = self.shutdown.grace_over() => {
-                self.report.record(Outcome::not_done(index, self.shutdown.cut_off()));
-                return Ok(());
-            }
-        };
-        let attempt = Attempt {
-            sent,
-            answered: self.report.elapsed(),
-            status: status_of(&result),
-        };
-        // Steps 2 and 3 never retry: this is always attempt 1.
-        log_attempt(index, 1, &attempt, &result);
-        let ended = match result {
-            Ok(answer) => Ended::Answered(answer),
-            Err(error) if stops_the_run(&error) => return Err(error),
-            Err(error) => Ended::Failed(error),
-        };
-        self.report.record(Outcome {
+    }
+
+    /// Request `index`, to be tried as many times as the caller decides.
+    pub fn tries(&self, index: usize) -> Tries<'_> {
+        Tries {
+            batch: self,
             index,
-            attempts: vec![attempt],
-            ended,
-        });
-        Ok(())
+            attempts: Vec::new(),
+            error: None,
+            not_done: None,
+        }
     }
 
     /// Ends the run and adds it up.
     pub fn finish(self) -> Summary {
-        self.report.finish("not sent")
+        let turns = *self.turns.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut summary = self.report.finish("not sent");
+        if let Some(pacing) = &self.pacing {
+            summary.paced = pacing.limited;
+            summary.notes.splice(0..0, (pacing.notes)(&turns));
+        }
+        summary
     }
+}
+
+/// One request of a [`Batch`], try by try: each attempt is timed and kept,
+/// and how the request ended is recorded once, by [`Tries::answered`] or
+/// [`Tries::end`] (both return an error only when it stops the run).
+pub struct Tries<'a> {
+    batch: &'a Batch,
+    index: usize,
+    attempts: Vec<Attempt>,
+    /// The last attempt's error: the request's, unless a retry answers.
+    error: Option<Error>,
+    /// Why the request stopped without an answer: Ctrl-C, or a turn refused.
+    not_done: Option<String>,
+}
+
+impl Tries<'_> {
+    /// Waits for the request's turn (`wait`: step 4's `limiter.acquire`),
+    /// unless the run is stopped first. `None` means the request goes no
+    /// further: the run was stopped, or the turn refused (the error's text
+    /// says why, in the request's line).
+    pub async fn turn<T, E: Display>(
+        &mut self,
+        wait: impl Future<Output = Result<T, E>>,
+    ) -> Option<T> {
+        let (batch, asked) = (self.batch, tokio::time::Instant::now());
+        let result = tokio::select! {
+            biased;
+            _ = batch.shutdown.requested() => {
+                self.not_done = Some(batch.shutdown.not_sent());
+                return None;
+            }
+            result = wait => result,
+        };
+        match result {
+            Ok(turn) => {
+                let mut turns = batch.turns.lock().unwrap_or_else(PoisonError::into_inner);
+                let now = batch.report.elapsed();
+                turns.count += 1;
+                turns.waited = turns.waited.saturating_add(asked.elapsed());
+                turns.first.get_or_insert(now);
+                turns.last = Some(now);
+                Some(turn)
+            }
+            Err(refused) => {
+                self.not_done = Some(format!("not sent: {refused}"));
+                None
+            }
+        }
+    }
+
+    /// Sends one attempt of the request: timed, logged and kept. `None` if
+    /// the run was stopped before it left, or Ctrl-C's grace period cut it
+    /// off in flight.
+    pub async fn attempt(
+        &mut self,
+        call: impl Future<Output = Result<GenerateContentResponse, Error>>,
+    ) -> Option<Result<Answer, Error>> {
+        let shutdown = &self.batch.shutdown;
+        if shutdown.is_requested() {
+            self.not_done = Some(shutdown.not_sent());
+            return None;
+        }
+        let Some((attempt, result)) = timed_attempt(&self.batch.report, shutdown, call).await
+        else {
+            (self.error, self.not_done) = (None, Some(shutdown.cut_off()));
+            return None;
+        };
+        self.attempts.push(attempt);
+        log_attempt(self.index, self.attempts.len(), &attempt, &result);
+        self.error = result.as_ref().err().cloned();
+        Some(result)
+    }
+
+    /// How many attempts were retries: all but the first.
+    pub fn retries(&self) -> u32 {
+        u32::try_from(self.attempts.len().saturating_sub(1)).unwrap_or(u32::MAX)
+    }
+
+    /// Sleeps `delay` before a retry, or less if the run is stopped meanwhile.
+    pub async fn sleep(&self, delay: Duration) {
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = self.batch.shutdown.requested() => {}
+        }
+    }
+
+    /// The request ended with `answer`.
+    pub fn answered(self, answer: Answer) -> Result<(), Error> {
+        self.record(Ended::Answered(answer))
+    }
+
+    /// The request ended without an answer: failed with its last attempt's
+    /// error, or not done (never sent, or cut off). An error that would fail
+    /// every request (a revoked key, say) is returned instead, to stop the
+    /// run with one line.
+    pub fn end(mut self) -> Result<(), Error> {
+        let ended = match self.error.take() {
+            Some(error) if stops_the_run(&error) => return Err(error),
+            Some(error) => Ended::Failed(error),
+            None => Ended::NotDone(self.not_done.take().unwrap_or_else(|| "not sent".into())),
+        };
+        self.record(ended)
+    }
+
+    fn record(self, ended: Ended) -> Result<(), Error> {
+        self.batch.report.record(Outcome {
+            index: self.index,
+            attempts: self.attempts,
+            ended,
+        });
+        Ok(())
+    }
+}
+
+/// One attempt on the wire, timed on the run's clock (the report's): the
+/// one way every step, and `bulk`, times an attempt. `None` if Ctrl-C's
+/// grace period ran out first (the call is dropped, which cancels it).
+pub async fn timed_attempt(
+    report: &Report,
+    shutdown: &Shutdown,
+    call: impl Future<Output = Result<GenerateContentResponse, Error>>,
+) -> Option<(Attempt, Result<Answer, Error>)> {
+    let sent = report.elapsed();
+    let result = tokio::select! {
+        result = call => result.and_then(Answer::from_response),
+        () = shutdown.grace_over() => return None,
+    };
+    let attempt = Attempt {
+        sent,
+        answered: report.elapsed(),
+        status: status_of(&result),
+    };
+    Some((attempt, result))
 }
 
 /// Whether an error, met in the middle of a run, means every later request

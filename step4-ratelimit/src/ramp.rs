@@ -17,6 +17,7 @@ use std::{future::Future, process::ExitCode};
 
 use common::{
     Client, Error,
+    cli::CommonArgs,
     report::round3,
     run::{self, stops_the_run},
     shutdown::Shutdown,
@@ -30,6 +31,20 @@ use tokio::time::Instant;
 
 /// The first batch size.
 pub const FIRST: u32 = 10;
+
+/// The largest batch step 4's `--ramp` sends: 10, 20, 40, 80, 160, 320.
+pub const MAX: u32 = 320;
+
+/// `--ramp`, from the command line to the exit code: connect, send batches
+/// of doubling size until the server says 429, and say what it said.
+pub async fn run(args: &CommonArgs, shutdown: &Shutdown) -> ExitCode {
+    let work = async {
+        let session = run::session(args).await?;
+        let (client, json) = (&session.client, args.json);
+        find_breaking_point(client, &args.model, &args.prompt, MAX, json, shutdown).await
+    };
+    exit(work, shutdown).await
+}
 
 /// One batch of the ramp: how many went at once and what became of them.
 #[derive(Debug, Clone, Serialize)]
@@ -209,19 +224,23 @@ impl Ramp {
                     "interrupted by Ctrl-C before the server answered 429".into()
                 }
                 Some(step) => format!(
-                    "no 429 up to {} requests at once (--ramp-max {}): the limit is higher, or not per minute",
-                    step.requests, self.max
+                    "no 429 up to {} requests at once: the limit is higher, or not per minute",
+                    step.requests
                 ),
                 None => "interrupted by Ctrl-C before the first batch".into(),
             };
         };
         let sent_before: usize = self.steps.iter().rev().skip(1).map(|s| s.requests).sum();
-        let mut text = format!("breaking point: {n} requests at once");
+        let mut text = format!(
+            "breaking point: {n} requests at once, the first batch that met a 429 (a batch size, not the limit)"
+        );
         if sent_before > 0 {
-            text += &format!(" (after {sent_before} sent just before, in the same window)");
+            text += &format!(
+                "; the {sent_before} sent just before still counted in the server's window"
+            );
         }
         if let Some(error) = &self.refusal {
-            text += &format!("\nthe server said: {}", said(error));
+            text += &format!("\nthe limit, as the server names it: {}", said(error));
         }
         text
     }
@@ -354,8 +373,9 @@ mod tests {
         assert_eq!(ramp.breaking_point(), Some(20));
         assert_eq!(
             ramp.conclusion(),
-            "breaking point: 20 requests at once (after 10 sent just before, in the same window)\n\
-             the server said: quota GenerateRequestsPerMinutePerProjectPerModel-FreeTier, limit 10 requests per minute, retry in 38.5 s"
+            "breaking point: 20 requests at once, the first batch that met a 429 (a batch size, not the limit); \
+             the 10 sent just before still counted in the server's window\n\
+             the limit, as the server names it: quota GenerateRequestsPerMinutePerProjectPerModel-FreeTier, limit 10 requests per minute, retry in 38.5 s"
         );
         let json = ramp.to_json();
         assert_eq!(json["breaking_point"], 20);

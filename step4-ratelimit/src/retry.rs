@@ -27,10 +27,11 @@
 //! work with the fewest calls. Google's SDK adds up to 1 s of jitter to the
 //! full exponential delay instead; our `base` and `cap` are its defaults.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{Error, run::stops_the_run};
-use rand::Rng;
+use rand::{Rng, SeedableRng, rngs::SmallRng};
 
 /// How a runner retries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,13 +107,25 @@ impl RetryPolicy {
     pub fn backoff(&self, retry: u32, rng: &mut impl Rng) -> Duration {
         self.backoff_cap(retry).mul_f64(rng.random::<f64>())
     }
+
+    /// [`RetryPolicy::backoff`] with randomness of its own: a generator
+    /// seeded from the clock and a counter, so that no two calls, in one
+    /// process or in many, draw alike (which is the point of jitter).
+    pub fn full_jitter(&self, retry: u32) -> Duration {
+        static CALLS: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos() as u64);
+        let call = CALLS.fetch_add(1, Ordering::Relaxed);
+        let seed = nanos ^ u64::from(std::process::id()).rotate_left(32) ^ call.rotate_left(48);
+        self.backoff(retry, &mut SmallRng::seed_from_u64(seed))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use common::error::{ApiError, QuotaViolation};
-    use rand::{SeedableRng, rngs::SmallRng};
 
     fn api(status: u16, delay: Option<u64>, quota_id: Option<&str>) -> Error {
         Error::from(ApiError {

@@ -7,6 +7,9 @@
 //! status. There are no assertions about speed (shared machines are noisy);
 //! the only time checks are lower bounds ("nothing arrived before the
 //! server's window had room"), which a slow machine cannot break.
+//!
+//! What `bulk` adds on top (prompts files, the journal, learned limits,
+//! Redis) is tested in `bulk/tests`.
 
 use std::time::Duration;
 
@@ -84,6 +87,12 @@ async fn three_windows_worth_through_the_limiter_get_no_429() {
     assert!(
         picture.contains(r#"class="window""#),
         "the windows are shaded"
+    );
+    // The notes (on stderr with --json): what the limiter kept to, the pace.
+    assert!(
+        out.stderr.contains("limiter: 4 requests") && out.stderr.contains("pace: "),
+        "{}",
+        out.all()
     );
 }
 
@@ -170,6 +179,30 @@ async fn a_429_retry_delay_is_waited_out() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_built_in_emulator_counts_over_the_limiters_window() {
+    // No server given: the step starts its own emulator (the free tier's 10
+    // requests per window), on the window of --window.
+    let out = StepCommand::new(STEP)
+        .env("RUST_LOG", "debug")
+        .args(["-n", "12", "--window", "1s", "--no-limit", "--json"])
+        .run()
+        .await;
+    assert!(out.status.success(), "{}", out.all());
+    let summary = out.summary();
+    assert_eq!(count(&summary, "succeeded"), 12, "{summary}");
+    assert!(count(&summary, "rate_limited") >= 2, "{summary}");
+    // Each 429 says to retry within its window: a second, not a minute.
+    let delays: Vec<u64> = out
+        .stderr
+        .lines()
+        .filter_map(|line| line.split("retry_delay_ms=").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert!(delays.len() >= 2, "{}", out.stderr);
+    assert!(delays.iter().all(|&ms| ms <= 1_000), "{delays:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_spent_daily_quota_stops_the_run_cleanly() {
     let server = emulator(Settings {
         rpd: Some(3),
@@ -183,13 +216,24 @@ async fn a_spent_daily_quota_stops_the_run_cleanly() {
     assert_eq!(count(&summary, "failed"), 1, "the one the server refused");
     assert_eq!(count(&summary, "not_done"), 2, "the rest were never sent");
     assert_eq!(out.code(), Some(1));
-    let daily: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| l.contains("daily quota"))
+    let lines = request_lines(&out);
+    let refused: Vec<&str> = lines.iter().filter_map(|l| l["error"].as_str()).collect();
+    assert_eq!(refused.len(), 1, "{}", out.all());
+    assert!(
+        refused[0].contains("daily quota") && refused[0].contains("resets"),
+        "{}",
+        refused[0]
+    );
+    let not_done: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l["not_done"].as_str())
         .collect();
-    assert_eq!(daily.len(), 1, "one line about it: {}", out.stderr);
-    assert!(daily[0].contains("resets"), "{}", daily[0]);
+    assert!(
+        not_done
+            .iter()
+            .all(|r| r.contains("the daily quota is spent")),
+        "{not_done:?}"
+    );
     assert_eq!(
         server.stats().generates().len(),
         4,
@@ -215,16 +259,9 @@ async fn a_spent_daily_quota_with_requests_in_flight_still_adds_up() {
     assert_eq!(succeeded, 3, "{}", out.all());
     assert_eq!(succeeded + failed + not_done, 8, "{summary}");
     assert!(not_done > 0, "{summary}");
-    let daily = out
-        .stderr
-        .lines()
-        .filter(|l| l.contains("daily quota"))
-        .count();
-    assert_eq!(
-        daily, 1,
-        "one line, however many got the 429: {}",
-        out.stderr
-    );
+    // Each failure is a daily 429, none retried into the spent day.
+    assert_eq!(count(&summary, "retries"), 0, "{summary}");
+    assert_eq!(count(&summary, "rate_limited"), failed, "{summary}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -261,133 +298,25 @@ async fn injected_503s_are_retried_to_success() {
         ..Settings::instant()
     })
     .await;
-    // A short backoff keeps the test quick; enough retries that 0.3^9 makes
-    // a request that never succeeds practically impossible.
+    // Enough retries that 0.3^9 makes a request that never succeeds
+    // practically impossible; the backoff is the real one (1 s doubling,
+    // full jitter), so this takes a few seconds.
     let out = step(
         &server,
-        &[
-            "-n",
-            "20",
-            "--rpm",
-            "0",
-            "--backoff",
-            "20ms",
-            "--max-retries",
-            "8",
-            "--json",
-        ],
+        &["-n", "10", "--rpm", "0", "--max-retries", "8", "--json"],
     )
     .await;
 
     assert!(out.status.success(), "{}", out.all());
     let summary = out.summary();
-    assert_eq!(count(&summary, "succeeded"), 20, "{summary}");
+    assert_eq!(count(&summary, "succeeded"), 10, "{summary}");
     assert!(count(&summary, "retries") > 0, "{summary}");
-    assert!(server.stats().generates().iter().any(|a| a.status == 503));
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn prompts_files_and_output_keep_input_order() {
-    let server = emulator(Settings::instant()).await;
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let prompts = [
-        "Why do some birds migrate?",
-        "What is 2 + 2?",
-        "Name three rivers in Africa.",
-    ];
-    let lines = dir.path().join("prompts.txt");
-    std::fs::write(
-        &lines,
-        format!("{}\n\n{}\n   \n{}\n", prompts[0], prompts[1], prompts[2]),
-    )
-    .expect("written");
-    let jsonl = dir.path().join("prompts.jsonl");
-    let json_text: String = prompts
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            format!(
-                "{}\n",
-                serde_json::json!({ "prompt": p, "id": format!("q{i}") })
-            )
-        })
-        .collect();
-    std::fs::write(&jsonl, json_text).expect("written");
-
-    for (file, name) in [(&lines, "lines.jsonl"), (&jsonl, "json.jsonl")] {
-        let output = dir.path().join(name);
-        let out = step(
-            &server,
-            &[
-                "--rpm",
-                "0",
-                "--prompts",
-                file.to_str().expect("UTF-8"),
-                "--output",
-                output.to_str().expect("UTF-8"),
-                "--json",
-            ],
-        )
-        .await;
-        assert!(out.status.success(), "{}", out.all());
-        assert_eq!(count(&out.summary(), "requests"), 3);
-        let written = std::fs::read_to_string(&output).expect("the output was written");
-        let mut rows: Vec<Value> = written
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("a JSON line"))
-            .collect();
-        assert_eq!(rows.len(), 3, "one line per prompt: {written}");
-        // The journal is in completion order; its lines say where each belongs.
-        rows.sort_by_key(|row| row["line"].as_u64());
-        for (i, row) in rows.iter().enumerate() {
-            let id = if file == &lines {
-                Value::from([1, 3, 5][i])
-            } else {
-                Value::from(format!("q{i}"))
-            };
-            assert_eq!(row["id"], id, "{written}");
-            assert_eq!(row["ok"], true);
-            assert_eq!(row["attempts"], 1);
-            assert!(row["latency_ms"].is_u64());
-            // Each answer is to its own prompt: the emulator counts tokens
-            // the same way for the prompt it received.
-            assert_eq!(
-                row["usage"]["prompt_tokens"],
-                emulator::tokens::count(prompts[i]),
-                "row {i} answers prompt {i}"
-            );
-        }
-        assert_eq!(request_lines(&out).len(), 3);
-    }
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_missing_prompts_file_is_one_error_line() {
-    let server = emulator(Settings::instant()).await;
-    let out = step(&server, &["--prompts", "/nonexistent/prompts.txt"]).await;
-
-    assert_eq!(out.code(), Some(1));
-    assert_eq!(out.stdout, "", "nothing on stdout");
-    let lines: Vec<&str> = out.stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "{}", out.stderr);
-    assert!(lines[0].starts_with("error: cannot read the prompts file /nonexistent/prompts.txt"));
-    assert_eq!(
-        lines[0].matches("No such file").count(),
-        1,
-        "the cause, said once: {}",
-        lines[0]
-    );
-    assert!(server.stats().arrivals.is_empty(), "nothing was sent");
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn an_unknown_model_needs_limits() {
-    let server = emulator(Settings::instant()).await;
-    let out = step(&server, &["--model", "gemini-9-ultra"]).await;
-
-    assert_eq!(out.code(), Some(1));
-    assert!(out.stderr.contains("--rpm"), "{}", out.stderr);
-    assert!(server.stats().arrivals.is_empty(), "nothing was sent");
+    assert_eq!(count(&summary, "rate_limited"), 0, "{summary}");
+    // Every attempt is in the summary: the retries are the 503s.
+    let arrivals = server.stats().generates();
+    let refused = arrivals.iter().filter(|a| a.status == 503).count() as u64;
+    assert!(refused > 0);
+    assert_eq!(count(&summary, "retries"), refused, "{summary}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -428,8 +357,11 @@ async fn the_ramp_finds_the_breaking_point() {
     })
     .await;
     let out = step(&server, &["--ramp"]).await;
+    // What 20 is, and what the limit is.
     assert!(
-        out.stdout.contains("breaking point: 20 requests at once"),
+        out.stdout.contains(
+            "breaking point: 20 requests at once, the first batch that met a 429 (a batch size, not the limit)"
+        ),
         "{}",
         out.all()
     );
@@ -440,56 +372,45 @@ async fn the_ramp_finds_the_breaking_point() {
     );
 }
 
-#[cfg(unix)]
 #[tokio::test(flavor = "multi_thread")]
-async fn ctrl_c_ends_waiting_requests_as_not_done() {
-    // 2 per minute: two requests go, the other four wait in the limiter for
-    // a minute, and Ctrl-C should end them at once.
-    let server = emulator(Settings {
-        rpm: Some(2),
-        ..Settings::instant()
-    })
-    .await;
-    let mut command = StepCommand::new(STEP)
-        .against(&server)
-        .args(["-n", "6", "--rpm", "2", "--json"])
-        .into_command();
-    command
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let child = command.spawn().expect("the step starts");
-    let pid = child.id().to_string();
+async fn ctrl_c_lets_requests_in_flight_finish_and_ends_those_queued() {
+    // Two requests per minute: two go, three wait in the limiter, and Ctrl-C
+    // ends those at once, as "not sent".
+    let paced = ["--rpm", "2"];
+    let (_, at_signal) = testkit::assert_ctrl_c_stops_the_batch(STEP, &paced, 5, 2).await;
+    assert_eq!(at_signal, 2);
+}
 
-    // Wait until both admitted requests were answered, then press Ctrl-C.
-    for _ in 0..200 {
-        if server.stats().arrivals.len() >= 2 && server.stats().in_flight == 0 {
-            break;
-        }
-        tokio::time::sleep(50 * MS).await;
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_waits_a_bounded_time_for_requests_that_hang() {
+    testkit::assert_ctrl_c_cuts_off_after_the_grace_period(STEP, &["--rpm", "0"], 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_retries_every_fault_is_one_failure_and_all_add_up() {
+    // Step 3's promises, kept: every request sent once, every one accounted.
+    testkit::assert_fault_matrix(STEP, &["--rpm", "0", "--max-retries", "0"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_is_one_clear_line() {
+    testkit::assert_bad_input_is_one_line(STEP, true, &[]).await;
+    let server = emulator(Settings::instant()).await;
+    for args in [
+        &["--window", "0s"][..],
+        &["--window", "soon"],
+        &["--concurrency", "0"],
+        &["--rpm", "-1"],
+        &["--no-limit", "--rpm", "5"],
+        &["--ramp", "--no-limit"],
+        &["--max-retries", "many"],
+    ] {
+        step(&server, args).await.assert_usage_error();
     }
-    tokio::time::sleep(300 * MS).await;
-    let kill = std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .expect("kill runs");
-    assert!(kill.success());
-    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .expect("joined")
-        .expect("the step ends");
-    let out = StepOutput {
-        status: output.status,
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    };
+    assert!(server.stats().arrivals.is_empty(), "nothing was sent");
+}
 
-    assert_eq!(out.code(), Some(130), "{}", out.all());
-    let summary = out.summary();
-    assert_eq!(count(&summary, "succeeded"), 2, "{summary}");
-    assert_eq!(count(&summary, "not_done"), 4, "{summary}");
-    assert_eq!(
-        server.stats().generates().len(),
-        2,
-        "nothing sent after Ctrl-C"
-    );
+#[tokio::test(flavor = "multi_thread")]
+async fn one_debug_line_per_attempt() {
+    testkit::assert_one_debug_line_per_attempt(STEP, &["--rpm", "0"]).await;
 }

@@ -10,7 +10,7 @@
 //! or machines draw from it. The books must live somewhere they all see.
 //!
 //! [`RedisLimiter`] keeps them in Redis and implements the same
-//! [`RateLimit`](step4_ratelimit::limiter::RateLimit) trait, so the runner takes an
+//! [`RateLimit`](crate::pace::RateLimit) trait, so the runner takes an
 //! `Arc<dyn RateLimit>` and does not know which one it got. It follows the
 //! same rule as the local limiter, word for word: *an admitted request
 //! occupies one slot of each limit from admission until admission + window +
@@ -85,13 +85,13 @@
 //!
 //! # Pause and stop
 //!
-//! * [`pause_until`](step4_ratelimit::limiter::RateLimit::pause_until) (the server
+//! * [`pause_until`](crate::pace::RateLimit::pause_until) (the server
 //!   answered 429 with `retryDelay`) pauses this process at once and sets a
 //!   `…:pause` key with a `PX` expiry; `admit.lua` refuses everyone while it
 //!   exists and returns its `PTTL` as the wait. One process's 429 stops all
 //!   of them from making it worse. A longer pause extends it, a shorter one
 //!   never cuts it short.
-//! * [`stop`](step4_ratelimit::limiter::RateLimit::stop) (going on is pointless: the
+//! * [`stop`](crate::pace::RateLimit::stop) (going on is pointless: the
 //!   daily quota is spent, the key is refused) fails this process's waiters
 //!   at once, and sets a `…:stop` key holding the reason, for one window +
 //!   margin. Processes sharing the scope see it on their next ask, well

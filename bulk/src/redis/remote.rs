@@ -32,17 +32,16 @@ use futures_util::future::BoxFuture;
 use redis::AsyncConnectionConfig;
 
 use redis::aio::MultiplexedConnection;
-use step4_ratelimit::gauge::Gauge;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Duration, Instant};
 
 use super::error::SharedError;
 use super::scope::Scope;
 use super::scripts::{self, Reply, Verdict};
+use crate::gauge::Gauge;
+use crate::pace::{LimitError, Limits, Permit, RateLimit, Settle, Stats, Usage};
+use common::quota::QuotaKind;
 use common::redact::{Redactor, parse_url, redact_url, url_secrets};
-use step4_ratelimit::limiter::{
-    LimitError, Limits, Permit, RateLimit, Settle, Stats, Usage, Which,
-};
 
 /// How long `connect` may take, and how long any one command may take
 /// before the connection counts as lost. Generous for a server on the same
@@ -64,7 +63,7 @@ const MAX_JITTER: Duration = Duration::from_millis(5);
 ///
 /// ```no_run
 /// use std::sync::Arc;
-/// use step4_ratelimit::limiter::{Limits, RateLimit};
+/// use bulk::pace::{Limits, RateLimit};
 /// use bulk::redis::{RedisLimiter, Scope};
 ///
 /// # async fn demo(api_key: &str) -> anyhow::Result<()> {
@@ -106,7 +105,7 @@ struct Inner {
     learned: Mutex<[Option<u32>; 3]>,
     /// The limits other processes learned and published in Redis, read at
     /// connect time.
-    published: Vec<(Which, u32)>,
+    published: Vec<(QuotaKind, u32)>,
     /// Window + margin, and day + margin, in microseconds (the scripts' unit).
     hold_us: u64,
     /// Day + margin in microseconds.
@@ -388,11 +387,11 @@ impl RedisLimiter {
 const LEARNED_TTL_S: i64 = 7 * 24 * 3600;
 
 /// The hash field of a limit.
-fn field(which: Which) -> &'static str {
+fn field(which: QuotaKind) -> &'static str {
     match which {
-        Which::Rpm => "rpm",
-        Which::Tpm => "tpm",
-        Which::Rpd => "rpd",
+        QuotaKind::Rpm => "rpm",
+        QuotaKind::Tpm => "tpm",
+        QuotaKind::Rpd => "rpd",
     }
 }
 
@@ -401,10 +400,10 @@ fn field(which: Which) -> &'static str {
 async fn read_learned(
     conn: &mut MultiplexedConnection,
     key: &str,
-) -> redis::RedisResult<Vec<(Which, u32)>> {
+) -> redis::RedisResult<Vec<(QuotaKind, u32)>> {
     let map: std::collections::HashMap<String, String> =
         redis::cmd("HGETALL").arg(key).query_async(conn).await?;
-    let mut learned: Vec<(Which, u32)> = [Which::Rpm, Which::Tpm, Which::Rpd]
+    let mut learned: Vec<(QuotaKind, u32)> = [QuotaKind::Rpm, QuotaKind::Tpm, QuotaKind::Rpd]
         .into_iter()
         .filter_map(|which| Some((which, map.get(field(which))?.parse().ok()?)))
         .collect();
@@ -413,11 +412,11 @@ async fn read_learned(
 }
 
 impl RateLimit for RedisLimiter {
-    fn set_limit(&self, which: Which, limit: u32) -> bool {
+    fn set_limit(&self, which: QuotaKind, limit: u32) -> bool {
         let index = match which {
-            Which::Rpm => 0,
-            Which::Tpm => 1,
-            Which::Rpd => 2,
+            QuotaKind::Rpm => 0,
+            QuotaKind::Tpm => 1,
+            QuotaKind::Rpd => 2,
         };
         self.inner
             .learned
@@ -432,7 +431,7 @@ impl RateLimit for RedisLimiter {
         true
     }
 
-    fn published_limits(&self) -> Vec<(Which, u32)> {
+    fn published_limits(&self) -> Vec<(QuotaKind, u32)> {
         self.inner.published.clone()
     }
 
@@ -550,7 +549,7 @@ impl Inner {
 
     /// Publishes a learned limit for every process sharing the scope; it
     /// expires after a week, so a limit Google raised since is learned anew.
-    async fn write_learned(&self, which: Which, limit: u32) -> redis::RedisResult<()> {
+    async fn write_learned(&self, which: QuotaKind, limit: u32) -> redis::RedisResult<()> {
         let mut conn = self.conn.clone();
         redis::pipe()
             .hset(&self.keys.learned, field(which), limit)

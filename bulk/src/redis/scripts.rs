@@ -44,7 +44,7 @@ pub(super) enum Verdict {
 }
 
 /// A decoded reply: the verdict, plus what the script saw in use (after its
-/// own admission, if any), for [`Stats`](step4_ratelimit::limiter::Stats).
+/// own admission, if any), for [`Stats`](crate::pace::Stats).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Reply {
     /// What the script decided.

@@ -29,8 +29,7 @@ use std::{
 use common::{Error, quota::QuotaKind};
 
 use super::daily;
-use step4_ratelimit::limiter::{Limits, RateLimit, Which};
-
+use crate::pace::{Limits, RateLimit};
 use crate::state_file::{self, Entry, Learned, StateFile};
 
 /// Where a limit in force came from, for the summary.
@@ -58,45 +57,45 @@ impl std::fmt::Display for Source {
     }
 }
 
-fn index(which: Which) -> usize {
+fn index(which: QuotaKind) -> usize {
     match which {
-        Which::Rpm => 0,
-        Which::Tpm => 1,
-        Which::Rpd => 2,
+        QuotaKind::Rpm => 0,
+        QuotaKind::Tpm => 1,
+        QuotaKind::Rpd => 2,
     }
 }
 
-fn name(which: Which) -> &'static str {
+fn name(which: QuotaKind) -> &'static str {
     match which {
-        Which::Rpm => "rpm",
-        Which::Tpm => "tpm",
-        Which::Rpd => "rpd",
+        QuotaKind::Rpm => "rpm",
+        QuotaKind::Tpm => "tpm",
+        QuotaKind::Rpd => "rpd",
     }
 }
 
-fn from_name(name: &str) -> Option<Which> {
+fn from_name(name: &str) -> Option<QuotaKind> {
     match name {
-        "rpm" => Some(Which::Rpm),
-        "tpm" => Some(Which::Tpm),
-        "rpd" => Some(Which::Rpd),
+        "rpm" => Some(QuotaKind::Rpm),
+        "tpm" => Some(QuotaKind::Tpm),
+        "rpd" => Some(QuotaKind::Rpd),
         _ => None,
     }
 }
 
-fn current(limits: &Limits, which: Which) -> u32 {
+fn current(limits: &Limits, which: QuotaKind) -> u32 {
     match which {
-        Which::Rpm => limits.rpm,
-        Which::Tpm => limits.tpm,
-        Which::Rpd => limits.rpd,
+        QuotaKind::Rpm => limits.rpm,
+        QuotaKind::Tpm => limits.tpm,
+        QuotaKind::Rpd => limits.rpd,
     }
     .unwrap_or(0)
 }
 
 /// What a limit's unit is called, for messages.
-fn unit(which: Which) -> &'static str {
+fn unit(which: QuotaKind) -> &'static str {
     match which {
-        Which::Rpm | Which::Rpd => "requests",
-        Which::Tpm => "input tokens",
+        QuotaKind::Rpm | QuotaKind::Rpd => "requests",
+        QuotaKind::Tpm => "input tokens",
     }
 }
 
@@ -162,7 +161,7 @@ impl Learner {
     /// line to print, if there is anything to say, and the remembered stop,
     /// if the day is still spent (how long until it lifts).
     pub fn prime(&self, limiter: &dyn RateLimit) -> (Option<String>, Option<Duration>) {
-        let mut said: Vec<(Which, String)> = Vec::new();
+        let mut said: Vec<(QuotaKind, String)> = Vec::new();
         let from_file = self
             .remembered
             .learned
@@ -172,7 +171,7 @@ impl Learner {
         // A limit of 0 would read as "no limit" and switch pacing off: a
         // hand-edited file or a bad Redis hash must never do that (a real
         // quotaValue "0" is a fatal error, never remembered).
-        let lessons: Vec<(Which, u32)> = from_file
+        let lessons: Vec<(QuotaKind, u32)> = from_file
             .chain(limiter.published_limits())
             .filter(|&(_, value)| value > 0)
             .collect();
@@ -217,12 +216,7 @@ impl Learner {
     pub fn learn(&self, error: &Error, limiter: &dyn RateLimit) -> Option<String> {
         let quota = error.api()?.quota.as_ref()?;
         let lesson = quota.lesson().filter(|l| l.limit > 0)?;
-        // Until the limiter counts in `QuotaKind` itself.
-        let which = match lesson.kind {
-            QuotaKind::Rpm => Which::Rpm,
-            QuotaKind::Tpm => Which::Tpm,
-            QuotaKind::Rpd => Which::Rpd,
-        };
+        let which = lesson.kind;
         lock(&self.lessons).retain(|l| l.limit != name(which));
         lock(&self.lessons).push(Learned {
             limit: name(which).to_string(),
@@ -255,7 +249,7 @@ impl Learner {
         &self,
         limiter: &dyn RateLimit,
         limits: &Limits,
-        which: Which,
+        which: QuotaKind,
         value: u32,
         source: Source,
     ) -> Option<u32> {
@@ -342,9 +336,9 @@ impl Learner {
 }
 
 /// `minute` or `day`, as the server counts it.
-fn per(which: Which) -> &'static str {
+fn per(which: QuotaKind) -> &'static str {
     match which {
-        Which::Rpd => "day",
+        QuotaKind::Rpd => "day",
         _ => "minute",
     }
 }

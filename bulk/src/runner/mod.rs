@@ -69,7 +69,7 @@ use common::{
     cli::CommonArgs,
     outcome::{Answer, Attempt, AttemptStatus, Ended, Outcome},
     report::{Report, Summary},
-    run::{self, status_of},
+    run,
     shutdown::{Shutdown, StopReason},
     terminal, timeline,
     types::GenerateContentRequest,
@@ -77,12 +77,13 @@ use common::{
 use futures_util::future::join_all;
 use indicatif::ProgressStyle;
 use rand::{SeedableRng, rngs::SmallRng};
-use step4_ratelimit::{
-    gauge::Gauge,
-    limiter::{LimitError, Limits, Permit, RateLimit, Stats},
-    retry::{Decision, RetryPolicy},
-};
+use step4_ratelimit::retry::{Decision, RetryPolicy};
 use tokio::time::Instant;
+
+use crate::{
+    gauge::Gauge,
+    pace::{LimitError, Limits, Permit, RateLimit, Stats},
+};
 
 use crate::{
     journal::{self, Journal},
@@ -422,17 +423,9 @@ impl Runner {
         request: &GenerateContentRequest,
     ) -> Option<(Attempt, Result<Answer, Error>)> {
         let _in_flight = Gauge::enter(&self.live.in_flight);
-        let sent = self.report.elapsed();
         let call = self.client.generate_content(&self.options.model, request);
-        let result = tokio::select! {
-            result = call => result.and_then(Answer::from_response),
-            () = self.options.shutdown.grace_over() => return None,
-        };
-        let attempt = Attempt {
-            sent,
-            answered: self.report.elapsed(),
-            status: status_of(&result),
-        };
+        let shutdown = &self.options.shutdown;
+        let (attempt, result) = run::timed_attempt(&self.report, shutdown, call).await?;
         if attempt.status == AttemptStatus::RateLimited {
             self.live.rate_limited.fetch_add(1, Ordering::Relaxed);
         }

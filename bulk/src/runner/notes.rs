@@ -9,8 +9,8 @@
 
 use std::time::Duration;
 
+use crate::pace::{Limits, Stats};
 use common::report::Summary;
-use step4_ratelimit::limiter::{Limits, Stats};
 use tokio::time::Instant;
 
 use super::{
@@ -311,7 +311,7 @@ mod tests {
             waiting: 0,
             admitted,
             total_wait,
-            usage: step4_ratelimit::limiter::Usage::default(),
+            usage: crate::pace::Usage::default(),
             paused_until: None,
             stopped: None,
             wakeups: 0,

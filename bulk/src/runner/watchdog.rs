@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use step4_ratelimit::limiter::Stats;
+use crate::pace::Stats;
 use tokio::time::Instant;
 
 use super::{daily, units::seconds};
@@ -85,7 +85,7 @@ fn waiting_line(stats: &Stats, waiting: usize, now: Instant) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use step4_ratelimit::limiter::{Limits, Usage};
+    use crate::pace::{Limits, Usage};
 
     #[test]
     fn a_long_wait_gets_a_line_that_says_what_for_and_until_when() {

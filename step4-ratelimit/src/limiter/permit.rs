@@ -1,11 +1,7 @@
-//! [`Permit`]: proof that a request was admitted, and the way to report what
-//! it really cost.
-//!
-//! We charge a request's input tokens when we admit it, but we only know the
-//! exact count when the response arrives (`usageMetadata.promptTokenCount`).
-//! The permit carries the estimate from `acquire` to that moment, so
-//! `permit.settle(actual)` can correct the books: give tokens back if we
-//! guessed high, charge the difference if we guessed low.
+//! [`Permit`]: proof that a request was admitted, and how to report what it
+//! really cost. Tokens are charged at admission, estimated; only the response
+//! says the real count (`usageMetadata.promptTokenCount`), and
+//! `permit.settle(actual)` puts the books right with it.
 
 use std::fmt;
 use std::sync::Arc;
@@ -13,38 +9,30 @@ use std::sync::Arc;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Duration, Instant};
 
-/// Where a permit reports its real token count: the limiter that issued it.
-///
-/// This is the part of [`RateLimit`](super::RateLimit) that lives on the
-/// permit. A limiter shared through Redis implements it by sending the
-/// correction to Redis (from a spawned task if it must not block).
+/// Where a permit reports back: the books of the limiter that issued it (a
+/// trait, so that this file depends on nothing else in the limiter, and
+/// books kept elsewhere, like `bulk`'s in Redis, can issue permits too).
 pub trait Settle: Send + Sync {
     /// Admission `id` was charged `charged` input tokens and really used
-    /// `actual`. Must be cheap and must not block.
+    /// `actual`. Must be cheap, and must not block.
     fn settle(&self, id: u64, charged: u32, actual: u32);
 
-    /// Admission `id` was refused by the server (a 429), which therefore did
-    /// not count it: give its slots back. The default keeps them, the safe
-    /// choice for a limiter that cannot undo a charge.
+    /// The server refused admission `id` (a 429), so it did not count: give
+    /// its slots back. The default keeps them, the safe choice for books
+    /// that cannot undo a charge.
     fn refund(&self, id: u64) {
         let _ = id;
     }
 }
 
-/// An admitted request.
-///
-/// Hold it while the request is in flight: if the limiter caps requests in
-/// flight, dropping the permit frees that slot. When the response arrives,
-/// call [`Permit::settle`] with the prompt token count the server reported.
-/// A permit dropped without settling keeps its estimate charged, the safe
-/// choice when a request failed and we cannot tell what the server counted.
-///
-/// The window slot itself is *not* returned on drop: the server counted the
-/// request when it arrived, and it keeps counting until the window has passed,
-/// whatever happens to the response.
+/// An admitted request. Hold it while the request is in flight (with a cap
+/// on requests in flight, dropping it frees that slot). Its window slots are
+/// not given back on drop: the server counts the request until its window
+/// has passed, whatever became of the answer; and unsettled, its estimate
+/// stays charged, the safe choice when we cannot tell what was counted.
 #[must_use = "the permit is how the request's real token count is reported"]
 pub struct Permit {
-    /// The admission's id, unique within its limiter.
+    /// The admission's id: ids grow in admission order.
     id: u64,
     /// Input tokens charged at admission (the caller's estimate).
     tokens: u32,
@@ -52,18 +40,16 @@ pub struct Permit {
     admitted_at: Instant,
     /// How long `acquire` waited.
     waited: Duration,
-    /// Who to tell the real token count.
-    ledger: Arc<dyn Settle>,
-    /// The in-flight slot, if the limiter caps requests in flight. Only read by `Debug`:
-    /// it is held so that dropping the permit releases it.
-    slot: Option<OwnedSemaphorePermit>,
+    /// Whom to tell the real token count.
+    books: Arc<dyn Settle>,
+    /// The in-flight slot, if requests in flight are capped: held, not read.
+    _slot: Option<OwnedSemaphorePermit>,
 }
 
 impl Permit {
-    /// A permit for admission `id`. Used by [`RateLimit`](super::RateLimit)
-    /// implementations; callers get permits from `acquire`.
+    /// A permit for admission `id` (limiters make them; callers `acquire`).
     pub fn new(
-        ledger: Arc<dyn Settle>,
+        books: Arc<dyn Settle>,
         id: u64,
         tokens: u32,
         admitted_at: Instant,
@@ -75,13 +61,12 @@ impl Permit {
             tokens,
             admitted_at,
             waited,
-            ledger,
-            slot,
+            books,
+            _slot: slot,
         }
     }
 
-    /// The admission's id. Ids grow in admission order, so they also tell the
-    /// order requests were admitted in.
+    /// The admission's id; ids also tell the order of admission.
     pub fn id(&self) -> u64 {
         self.id
     }
@@ -91,8 +76,7 @@ impl Permit {
         self.tokens
     }
 
-    /// When the limiter let the request go: the instant its slots started
-    /// counting.
+    /// When the limiter let the request go: when its slots began to count.
     pub fn admitted_at(&self) -> Instant {
         self.admitted_at
     }
@@ -102,37 +86,25 @@ impl Permit {
         self.waited
     }
 
-    /// Reports the real input token count and gives the permit up.
-    ///
-    /// If `actual_tokens` is below the estimate, the difference is returned
-    /// to the tokens-per-window budget at once (a waiter may go now); if it is
-    /// above, the difference is charged, for the rest of this admission's
-    /// window.
+    /// Reports the real input token count and gives the permit up: tokens
+    /// charged too many go back at once (a waiter may go now); too few are
+    /// charged for the rest of this admission's window.
     pub fn settle(self, actual_tokens: u32) {
         if actual_tokens != self.tokens {
-            self.ledger.settle(self.id, self.tokens, actual_tokens);
+            self.books.settle(self.id, self.tokens, actual_tokens);
         }
     }
-}
 
-impl Permit {
-    /// The server refused the request (429) and so did not count it: give
-    /// its slots back to the limiter. The server's `retryDelay` already says
-    /// when to try again; holding the slot as well would make the retry wait
-    /// a second window.
+    /// The server refused the request (429), so it did not count: give its
+    /// slots back (its `retryDelay` says when to try again).
     pub fn refund(self) {
-        self.ledger.refund(self.id);
+        self.books.refund(self.id);
     }
 }
 
 impl fmt::Debug for Permit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Permit")
-            .field("id", &self.id)
-            .field("tokens", &self.tokens)
-            .field("admitted_at", &self.admitted_at)
-            .field("waited", &self.waited)
-            .field("holds_slot", &self.slot.is_some())
-            .finish()
+        let (id, at) = (self.id, self.admitted_at);
+        write!(f, "Permit {{ id: {id}, admitted_at: {at:?}, .. }}")
     }
 }

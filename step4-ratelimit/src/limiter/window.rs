@@ -1,13 +1,8 @@
-//! [`Window`]: the log of what one limit has admitted and when each admission
-//! stops counting.
-//!
-//! The same structure serves all three limits. For requests per minute and per
-//! day every entry weighs 1; for tokens per minute an entry weighs its input
-//! tokens. Entries are appended in admission order, and since each one stays
-//! for the same length of time, they also *expire* in that order: the oldest
-//! is always at the front. That is what keeps every operation cheap: expiring
-//! is popping from the front, and "when will there be room?" is a walk from
-//! the front that stops as soon as enough has been freed.
+//! [`Window`]: what one limit admitted, and when each admission stops
+//! counting. An entry weighs 1 (a request) or its input tokens (TPM). All are
+//! held for the same time, so they expire in the order they came: expiring
+//! is popping from the front, and "when is there room?" a walk from the front
+//! that stops as soon as enough frees.
 
 use std::collections::VecDeque;
 
@@ -17,7 +12,7 @@ use tokio::time::{Duration, Instant};
 #[derive(Debug)]
 struct Entry {
     /// The admission's id, so that a permit can find its entry to settle it.
-    /// Ids grow with admission order, so the log is sorted by id.
+    /// Ids grow in admission order, so the log is sorted by id.
     id: u64,
     /// When this entry stops counting: admission + window + margin.
     until: Instant,
@@ -61,23 +56,15 @@ impl Window {
 
     /// Forgets the entries that stopped counting at or before `now`.
     pub fn expire(&mut self, now: Instant) {
-        while let Some(entry) = self.log.front() {
-            if entry.until > now {
-                break;
-            }
+        while let Some(entry) = self.log.front().filter(|entry| entry.until <= now) {
             self.used = self.used.saturating_sub(entry.units);
             self.log.pop_front();
         }
     }
 
-    /// The earliest instant, not before `now`, at which `units` more fit.
-    ///
-    /// Assumes [`Window::expire`] was called with the same `now`. If it fits
-    /// already, that is `now`. Otherwise we need `excess` units to expire, and
-    /// since entries expire oldest first, we walk from the front adding up what
-    /// each one frees; the entry that brings the total to `excess` gives the
-    /// answer. (A request bigger than the limit never fits; the caller rejects
-    /// it before asking.)
+    /// The earliest instant, not before `now`, at which `units` more fit
+    /// (after [`Window::expire`] with the same `now`): `now` if they fit,
+    /// else when the entry that frees the last of the excess expires.
     pub fn ready_at(&self, units: u64, now: Instant) -> Instant {
         let wanted = self.used.saturating_add(units);
         if wanted <= self.limit {
@@ -90,41 +77,35 @@ impl Window {
             }
             excess -= entry.units;
         }
-        // Only reachable if `units > limit`: after everything has expired is
-        // the best answer there is.
         self.log.back().map_or(now, |entry| entry.until)
     }
 
-    /// Counts an admission of `units` made at `now`.
-    pub fn record(&mut self, id: u64, units: u64, now: Instant) {
+    /// Counts admission `id`, of `units`, made at `at` (admissions come in
+    /// order, so the log stays in expiry order).
+    pub fn record(&mut self, id: u64, units: u64, at: Instant) {
         self.log.push_back(Entry {
             id,
-            until: later(now, self.hold),
+            until: later(at, self.hold),
             units,
         });
         self.used = self.used.saturating_add(units);
     }
 
-    /// Changes what admission `id` weighs, if it still counts. Returns true
-    /// if that freed room (the new weight is smaller).
-    ///
-    /// A binary search, because the log is sorted by id. The entry keeps its
-    /// place and its expiry: only its weight changes.
+    /// Changes what admission `id` weighs, if it still counts (a binary
+    /// search: the log is sorted by id); true if that freed room.
     pub fn reweigh(&mut self, id: u64, units: u64) -> bool {
         let Ok(index) = self.log.binary_search_by_key(&id, |entry| entry.id) else {
-            // Already expired: it no longer counts, whatever it weighed.
-            return false;
+            return false; // Already expired: it no longer counts anyway.
         };
-        let entry = &mut self.log[index];
-        let old = std::mem::replace(&mut entry.units, units);
+        let old = std::mem::replace(&mut self.log[index].units, units);
         self.used = self.used.saturating_sub(old).saturating_add(units);
         units < old
     }
 }
 
-/// `now + duration`, or a far-away instant if that would overflow (a window
-/// of `Duration::MAX` means "never expires", not a panic).
-pub fn later(now: Instant, duration: Duration) -> Instant {
+/// `now + duration`, or thirty years on if that would overflow (a window of
+/// `Duration::MAX` means "never expires", not a panic).
+fn later(now: Instant, duration: Duration) -> Instant {
     now.checked_add(duration)
         .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 24 * 60 * 60))
 }
@@ -165,5 +146,13 @@ mod tests {
         assert_eq!(window.used(), 80);
         assert!(!window.reweigh(8, 0), "no such entry");
         assert_eq!(window.used(), 80);
+    }
+
+    #[test]
+    fn a_window_of_forever_does_not_overflow() {
+        let t0 = Instant::now();
+        let mut window = Window::new(1, Duration::MAX);
+        window.record(1, 1, t0);
+        assert!(window.ready_at(1, t0) > t0 + 365 * 24 * 3600 * SEC);
     }
 }

@@ -1,25 +1,23 @@
-//! [`Limits`]: what a limiter enforces, and the reasoning behind the defaults.
+//! [`Limits`]: what the limiter enforces, and over which windows.
+//!
+//! The command line ([`crate::options`]) fills it from the model's free tier
+//! or `--rpm`, `--tpm` and `--rpd`; the [`limiter`](crate::limiter) keeps to
+//! it.
 
-use tokio::time::Duration;
+use std::time::Duration;
 
 /// The limits to enforce together, and the windows they are counted over.
 ///
-/// Each limit is optional, and `None` is the one way to say "no limit": a
-/// limiter reads a `Some(0)` put in a field by hand as `None`, and the
-/// builders store the 0 of the command line and of the emulator's quotas as
-/// `None`. All of them apply at once; a request goes only when every limited
-/// dimension has room for it.
+/// Each limit is optional, and `None` is the one way to say "no limit": the
+/// builders store the command line's 0 as `None`, and the limiter reads a
+/// `Some(0)` set by hand as `None` too ([`Limits::normalised`]).
 ///
 /// ```
 /// use std::time::Duration;
 /// use step4_ratelimit::limiter::Limits;
 ///
 /// // gemini-2.5-flash on the free tier: 10 RPM, 250k TPM, 250 RPD.
-/// let limits = Limits::default()
-///     .with_rpm(10)
-///     .with_tpm(250_000)
-///     .with_rpd(250)
-///     .with_max_in_flight(8);
+/// let limits = Limits::default().with_rpm(10).with_tpm(250_000).with_rpd(250);
 /// assert_eq!(limits.rpm, Some(10));
 /// assert_eq!(Limits::default().with_tpm(0).tpm, None);
 /// assert_eq!(limits.window, Duration::from_secs(60));
@@ -27,22 +25,20 @@ use tokio::time::Duration;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Requests per `window` (RPM for a 60 s window); `None`: no limit.
+    /// Requests per `window` (RPM for a 60 s window).
     pub rpm: Option<u32>,
-    /// Input tokens per `window` (TPM for a 60 s window); `None`: no limit.
+    /// Input tokens per `window` (TPM for a 60 s window).
     pub tpm: Option<u32>,
-    /// Requests per `day` (RPD); `None`: no limit.
+    /// Requests per `day` (RPD).
     pub rpd: Option<u32>,
-    /// The window RPM and TPM are counted over. 60 s for the real API; tests
-    /// use shorter ones.
+    /// The window RPM and TPM are counted over: 60 s on the real API.
     pub window: Duration,
-    /// The window RPD is counted over. 24 h for the real API.
+    /// The window RPD is counted over: 24 h on the real API.
     pub day: Duration,
-    /// How long past its window a slot stays in use, to cover the trip from
-    /// us to the server. `None` picks [`Limits::margin_or_default`].
+    /// How long past its window a slot stays taken, to cover the trip from us
+    /// to the server; `None` picks [`Limits::margin_or_default`].
     pub margin: Option<Duration>,
-    /// At most this many requests in flight at once (held permits); `None`:
-    /// no cap.
+    /// At most this many requests in flight (permits held); `None`: no cap.
     pub max_in_flight: Option<usize>,
 }
 
@@ -70,19 +66,19 @@ impl Limits {
     /// the 40 to 85 ms measured between admission and arrival.
     pub const MIN_MARGIN: Duration = Duration::from_millis(250);
 
-    /// The same limits with `rpm` requests per window (RPM); 0 is no limit.
+    /// The same limits with `rpm` requests per window; 0 is no limit.
     pub fn with_rpm(mut self, rpm: u32) -> Limits {
         self.rpm = limit(rpm);
         self
     }
 
-    /// The same limits with `tpm` input tokens per window (TPM); 0 is no limit.
+    /// The same limits with `tpm` input tokens per window; 0 is no limit.
     pub fn with_tpm(mut self, tpm: u32) -> Limits {
         self.tpm = limit(tpm);
         self
     }
 
-    /// The same limits with `rpd` requests per day (RPD); 0 is no limit.
+    /// The same limits with `rpd` requests per day; 0 is no limit.
     pub fn with_rpd(mut self, rpd: u32) -> Limits {
         self.rpd = limit(rpd);
         self
@@ -100,8 +96,8 @@ impl Limits {
         self
     }
 
-    /// The same limits with an explicit margin (zero is allowed: it trusts
-    /// that requests arrive the instant they are admitted).
+    /// The same limits with an explicit margin (zero trusts that requests
+    /// arrive the instant they are admitted).
     pub fn with_margin(mut self, margin: Duration) -> Limits {
         self.margin = Some(margin);
         self
@@ -113,23 +109,22 @@ impl Limits {
         self
     }
 
-    /// The margin in force: the configured one, or 2% of the window but at
-    /// least [`Limits::MIN_MARGIN`].
+    /// The margin in force: the one given, or 2% of the window but at least
+    /// [`Limits::MIN_MARGIN`].
     ///
     /// Why 2%: the margin must cover the gap between our stamp and the
-    /// server's, which is tens of milliseconds, more when a burst opens many
-    /// TLS connections at once. For a one-minute window 2% is 1.2 s, over ten
-    /// times the worst gap measured, and costs 2% of throughput (each slot is
-    /// busy 61.2 s instead of 60 s). For short windows the floor keeps it
-    /// safe at the price of a larger share.
+    /// server's, tens of milliseconds, more when a burst opens many TLS
+    /// connections at once. For a minute, 2% is 1.2 s, over ten times the
+    /// worst gap measured, and costs 2% of throughput (each slot is busy
+    /// 61.2 s instead of 60 s). For short windows the floor keeps it safe at
+    /// the price of a larger share.
     pub fn margin_or_default(&self) -> Duration {
         self.margin
             .unwrap_or_else(|| (self.window / 50).max(Limits::MIN_MARGIN))
     }
 
-    /// The same limits with every `Some(0)` read as `None`, so that the
-    /// code behind a limiter has one case to handle. The limiters call it on
-    /// the limits they are given.
+    /// The same limits with every `Some(0)` read as `None`, so that the code
+    /// behind a limiter has one case to handle.
     pub fn normalised(self) -> Limits {
         Limits {
             rpm: self.rpm.and_then(limit),
@@ -142,6 +137,6 @@ impl Limits {
 }
 
 /// `n` as a limit: 0, the outside world's "no limit", is `None`.
-fn limit<N: PartialEq + Default>(n: N) -> Option<N> {
+pub(crate) fn limit<N: PartialEq + Default>(n: N) -> Option<N> {
     (n != N::default()).then_some(n)
 }
