@@ -26,8 +26,9 @@
 //! reader never sees half a file. Since the file is replaced, the lock cannot
 //! be on the file itself: it is on `.lock` beside the file a name leads to
 //! (every link followed, see [`crate::paths::canonical`]), so that two names
-//! of one limits file share one lock, and a symbolic link stays a link. The
-//! wait for the lock is bounded, and a second Ctrl-C ends it (see
+//! of one limits file share one lock, and a symbolic link stays a link (a
+//! hard link does not survive the first rename: each name is then a file of
+//! its own). The wait for the lock is bounded, and a second Ctrl-C ends it (see
 //! [`crate::locks`]): saving what a run learned never hangs it.
 //!
 //! The file says what it is: `"format": "gemini-tutorial limits, version
@@ -64,6 +65,11 @@ pub const FORMAT: &str = "gemini-tutorial limits, version 1";
 
 /// The start of [`FORMAT`] every version shares.
 const FORMAT_NAME: &str = "gemini-tutorial limits";
+
+/// The largest file read as a limits file: far more than a day's books of
+/// many projects and models, and a bound on what a wrong `--limits-file`
+/// (a data file, say) costs to look at.
+const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// How long a change waits for another process's lock before it gives up
 /// (the work under the lock takes milliseconds).
@@ -184,20 +190,30 @@ pub fn lock_path_of(path: &Path) -> PathBuf {
 /// Refuses a file that is not a limits file (`what` says who named it): it
 /// would be replaced at the end of the run. No file, or an empty one, is fine.
 pub fn refuse_foreign(what: &str, path: &Path) -> Result<(), StateFileError> {
-    let text = match fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        // A directory, or unreadable: said when it is used.
-        Err(_) => return Ok(()),
+    // Missing, a directory, or unreadable: said when it is used.
+    let Ok(text) = read_bounded(path) else {
+        return Ok(());
     };
-    match recognise(&text) {
-        Ok(_) => Ok(()),
-        Err(why) => Err(StateFileError::NotOurs {
+    match text.map(|text| recognise(&text)) {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(why)) | Err(why) => Err(StateFileError::NotOurs {
             what: what.into(),
             path: path.to_path_buf(),
             why,
         }),
     }
+}
+
+/// The file's bytes, or why it is too large to be a limits file.
+fn read_bounded(path: &Path) -> std::io::Result<Result<Vec<u8>, String>> {
+    let len = fs::metadata(path)?.len();
+    if len > MAX_FILE_BYTES {
+        return Ok(Err(format!(
+            "it holds {} MB, more than any limits file",
+            len / (1024 * 1024)
+        )));
+    }
+    fs::read(path).map(Ok)
 }
 
 /// Reads `bytes` as a limits file: ours (or empty), ours but damaged, or
@@ -322,12 +338,12 @@ impl StateFile {
     /// damaged one of ours (said in one line: it is only a cache). A file
     /// that is not a limits file is an error: it is never replaced.
     fn read(&self) -> Result<Book, StateFileError> {
-        let bytes = match fs::read(&self.path) {
+        let bytes = match read_bounded(&self.path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Book::default()),
             Err(e) => return Err(self.io("read")(e)),
         };
-        match recognise(&bytes) {
+        match bytes.and_then(|bytes| recognise(&bytes)) {
             Ok(Contents::Ours(book)) => Ok(book),
             Ok(Contents::Damaged(error)) => {
                 common::terminal::diagnostic(format_args!(

@@ -535,3 +535,36 @@ async fn a_prompt_too_big_for_a_learned_tpm_says_where_the_limit_comes_from() {
     );
     assert_eq!(generate_calls(&server), sent, "nothing sent");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_limits_file_locked_by_someone_else_never_hangs_the_run() {
+    let server = emulator(Settings::instant()).await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let limits = dir.path().join("limits.json");
+    // Another process's lock, as this run sees it: held for the whole run.
+    let lock_path = bulk::state_file::lock_path_of(&limits);
+    let held = std::sync::Arc::new(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .expect("opened"),
+    );
+    let _held = bulk::locks::try_lock(&held)
+        .expect("lockable")
+        .expect("free");
+    let out =
+        run(bulk(&server, &["-n", "1", "--rpm", "0", "--json"])
+            .env("GEMINI_LIMITS_FILE", s(&limits)))
+        .await;
+    assert_eq!(out.code(), Some(0), "the answer is kept\n{}", out.dump());
+    assert!(
+        out.stderr
+            .contains("what this run learned is not remembered: cannot lock the limits file")
+            && out.stderr.contains("still locked by another process"),
+        "{}",
+        out.dump()
+    );
+    assert_eq!(generate_calls(&server), 1);
+}

@@ -493,3 +493,8 @@ async fn ctrl_c_ends_waiting_requests_as_not_done() {
         "nothing sent after Ctrl-C"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_timeline_draws_over_nothing_else() {
+    testkit::assert_timeline_draws_over_nothing_else(STEP, &[]).await;
+}
