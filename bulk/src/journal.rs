@@ -15,12 +15,16 @@
 //!   id with an answer is skipped, and only failed and never-sent prompts go.
 //!   Starting over takes `--restart`, and even then the old file is renamed,
 //!   not erased.
-//! * **One run at a time.** A run holds a lock on `FILE.lock` beside the
-//!   journal until it ends: a second run with the same `--output` is refused
-//!   with one line, instead of both sending the same prompts.
+//! * **One run at a time.** A run holds a lock on the journal file itself
+//!   (see [`crate::locks`]) until it ends: a second run on the same file,
+//!   through this name or any other (a link, `a/../answers.jsonl`), is
+//!   refused with one line, instead of both sending the same prompts.
 //! * **Matched to its prompts.** Each row carries the prompt's id, line and
-//!   a fingerprint of its text: a journal with no id in common with the
-//!   prompts file, or another prompt under one of its ids, is an error
+//!   a fingerprint of its text. An edited prompts file leaves every answer
+//!   that still answers a prompt standing, and a prompt that failed and was
+//!   edited is simply sent again; an answered prompt that was edited is
+//!   sent again only with `--resend-changed` (see [`crate::reconcile`]). A
+//!   journal with nothing in common with the prompts file is an error
 //!   instead of a silent mix.
 //!
 //! Rows carry `id`, `line`, `prompt_hash`, `ok` and `status`, then what the
@@ -28,9 +32,12 @@
 //! attempts, latency, or the error), and the input line's other fields under
 //! `input`. An ordered copy is one command:
 //! `jq -c -s 'sort_by(.line)[]' answers.jsonl > ordered.jsonl`.
+//! An answer that followed its prompt to a new id (a line removed above it
+//! in a plain-text file, say) is filed again under the new id, with
+//! `moved_from` naming the old one: the last answered row of an id is its
+//! answer.
 
 use std::{
-    collections::HashMap,
     fs::{File, OpenOptions},
     io::{BufRead, BufReader, Read, Seek, SeekFrom, Write},
     path::{Path, PathBuf},
@@ -42,24 +49,28 @@ use common::{
     outcome::{Ended, Outcome},
     redact::redact_url,
     report::Summary,
+    terminal,
 };
 use serde_json::{Map, Value};
 
-use crate::prompts::Prompts;
+use crate::{
+    locks::{self, Held},
+    prompts::Prompts,
+    reconcile::{self, Matcher, Reconciled, Row},
+};
+
+/// How a run treats an existing journal (`--restart`, `--resend-changed`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Policy {
+    /// Start over: the old journal is moved aside, never erased.
+    pub restart: bool,
+    /// Send again the prompts that changed since they were answered.
+    pub resend_changed: bool,
+}
 
 /// Why the journal cannot be used; nothing has been sent when one of these happens.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
-    /// `--output` names a file the run reads or writes for another purpose.
-    #[error("--output {} is the same file as the {what} {}: write the answers to a file of their own", output.display(), other.display())]
-    SameFile {
-        /// The output.
-        output: PathBuf,
-        /// What the other file is (`prompts file`, `--timeline`, ...).
-        what: &'static str,
-        /// The other file, as given.
-        other: PathBuf,
-    },
     /// The existing journal could not be read.
     #[error("cannot read the output file {} to resume from it", path.display())]
     Read {
@@ -77,12 +88,18 @@ pub enum JournalError {
         source: std::io::Error,
     },
     /// Another run is writing to the same journal now.
-    #[error("another run is writing to {} now (it holds {}): wait for it to end, or give another --output", path.display(), lock.display())]
+    #[error("another run is writing to {} now (through this name or another): wait for it to end, or give another --output", path.display())]
     Busy {
+        /// The journal, as named in this run.
+        path: PathBuf,
+    },
+    /// The journal cannot be locked at all (a file system without locks).
+    #[error("cannot lock the output file {} to keep other runs out of it: {source}; give an --output on a local disk", path.display())]
+    Lock {
         /// The journal.
         path: PathBuf,
-        /// Its lock file.
-        lock: PathBuf,
+        /// What the system said.
+        source: std::io::Error,
     },
     /// The existing file is not this prompts file's journal.
     #[error("{} does not belong to these prompts ({reason}): give another --output, or --restart to start over (the old file is kept aside)", path.display())]
@@ -91,6 +108,17 @@ pub enum JournalError {
         path: PathBuf,
         /// Why not.
         reason: String,
+    },
+    /// Prompts answered earlier were edited since: sending them again would
+    /// pay again, which is never done without being asked.
+    #[error("{} holds answers to {count} prompt(s) that have changed since ({which}): add --resend-changed to send only those again (every other answer stands, and the earlier answers stay in the file), or put them back as they were; nothing was sent", path.display())]
+    Changed {
+        /// The journal.
+        path: PathBuf,
+        /// How many prompts changed.
+        count: usize,
+        /// Which, as a message lists them.
+        which: String,
     },
     /// `--restart` could not move the old journal aside.
     #[error("cannot keep the old output file {} aside as {}", path.display(), to.display())]
@@ -126,15 +154,20 @@ pub struct Resume {
     pub torn: usize,
     /// Where `--restart` put the old journal.
     pub kept_aside: Option<PathBuf>,
+    /// What edits to the prompts file changed, one line each.
+    pub notes: Vec<String>,
 }
 
 /// The open journal: one row per outcome, appended as each is known.
 #[derive(Debug)]
 pub struct Journal {
     path: PathBuf,
-    file: Mutex<File>,
+    /// Opened for appending (and reading back); the lock is on this handle.
+    file: Arc<File>,
+    /// One row at a time: a row is one `write_all`, which may be several writes.
+    writing: Mutex<()>,
     /// Held for the run: another run on the same file is refused.
-    _run_lock: Option<fd_lock::RwLock<File>>,
+    _run_lock: Option<Held>,
 }
 
 impl Resume {
@@ -144,22 +177,19 @@ impl Resume {
     }
 }
 
-/// The run's journal at `output`: checked against the run's other files
-/// (`others`: what each one is, and where; the prompts file is added here),
-/// read back (or moved aside first when `restart`), open for appending.
+/// The run's journal at `output`, read back (or moved aside first with
+/// `--restart`), open for appending, and what edits of the prompts file
+/// changed said on stderr. The run's files were checked against each other
+/// before (see [`crate::paths`]).
 pub fn open(
     output: &Path,
-    restart: bool,
-    others: &[(&'static str, &Path)],
+    policy: Policy,
     prompts: &Prompts,
 ) -> Result<(Arc<Journal>, Resume), JournalError> {
-    let prompts_file = prompts.path().map(|p| ("prompts file", p));
-    let others: Vec<(&'static str, &Path)> = prompts_file
-        .into_iter()
-        .chain(others.iter().copied())
-        .collect();
-    refuse_inputs(output, &others)?;
-    let (journal, resume) = Journal::open(output, prompts, restart)?;
+    let (journal, resume) = Journal::open(output, prompts, policy)?;
+    for note in &resume.notes {
+        terminal::diagnostic(note);
+    }
     Ok((Arc::new(journal), resume))
 }
 
@@ -211,65 +241,30 @@ pub fn account(journal: &Journal, resume: &Resume, summary: &mut Summary) {
     }
 }
 
-/// Refuses an `--output` that is one of the run's other files.
-pub fn refuse_inputs(output: &Path, others: &[(&'static str, &Path)]) -> Result<(), JournalError> {
-    for &(what, other) in others {
-        if same_file(output, other) {
-            return Err(JournalError::SameFile {
-                output: output.to_path_buf(),
-                what,
-                other: other.to_path_buf(),
-            });
-        }
-    }
-    Ok(())
-}
-
-/// Whether two paths name one file: the same canonical path (symbolic links
-/// followed, `./` and `..` resolved), or the same inode (hard links).
-fn same_file(a: &Path, b: &Path) -> bool {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        if let (Ok(a), Ok(b)) = (std::fs::metadata(a), std::fs::metadata(b)) {
-            return a.dev() == b.dev() && a.ino() == b.ino();
-        }
-    }
-    canonical(a) == canonical(b)
-}
-
-/// The canonical form of a path whose file may not exist yet.
-fn canonical(path: &Path) -> PathBuf {
-    if let Ok(path) = path.canonicalize() {
-        return path;
-    }
-    let parent = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    match (parent.canonicalize(), path.file_name()) {
-        (Ok(parent), Some(name)) => parent.join(name),
-        _ => path.to_path_buf(),
-    }
-}
-
 impl Journal {
-    /// Opens the journal at `path` for `prompts`: reads what an earlier run
-    /// wrote (unless `restart`, which moves it aside first), then opens it
-    /// for appending.
+    /// Opens the journal at `path` for `prompts`: locks it, reads what an
+    /// earlier run wrote (unless `--restart`, which moves it aside first),
+    /// files again the answers that followed their prompt to a new id, and
+    /// leaves it open for appending.
     pub fn open(
         path: &Path,
         prompts: &Prompts,
-        restart: bool,
+        policy: Policy,
     ) -> Result<(Journal, Resume), JournalError> {
-        let run_lock = lock_for_the_run(path)?;
         let mut resume = Resume {
             done: vec![false; prompts.len()],
             ..Resume::default()
         };
-        // Only a regular file is read back: /dev/null or a pipe is written only.
-        let existing = std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() > 0);
-        if existing && restart {
+        // Only a regular file is locked and read back: /dev/null or a pipe
+        // is written only, and holds no answers to protect.
+        let special = std::fs::metadata(path).is_ok_and(|m| !m.is_file());
+        let (mut file, mut run_lock) = open_locked(path, special)?;
+        let open_error = |source| JournalError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let existing = !special && file.metadata().map_err(open_error)?.len() > 0;
+        if existing && policy.restart {
             let to = aside(path);
             std::fs::rename(path, &to).map_err(|source| JournalError::KeepAside {
                 path: path.to_path_buf(),
@@ -277,26 +272,33 @@ impl Journal {
                 source,
             })?;
             resume.kept_aside = Some(to);
+            // The old file keeps its lock until its handle closes here.
+            (file, run_lock) = open_locked(path, special)?;
         } else if existing {
-            read_back(path, prompts, &mut resume)?;
-        }
-        let open_error = |source| JournalError::Open {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(open_error)?;
-        if existing && !restart && !ends_with_newline(path).map_err(open_error)? {
-            // A torn last line stays (nothing is erased), on a line of its own.
-            file.write_all(b"\n").map_err(open_error)?;
+            let (matched, torn) = read_back(&file, path, prompts)?;
+            if !matched.changed.is_empty() && !policy.resend_changed {
+                return Err(JournalError::Changed {
+                    path: path.to_path_buf(),
+                    count: matched.changed.len(),
+                    which: reconcile::described(prompts, &matched.changed),
+                });
+            }
+            if !ends_with_newline(&file).map_err(open_error)? {
+                // A torn last line stays (nothing is erased), on a line of its own.
+                (&*file).write_all(b"\n").map_err(open_error)?;
+            }
+            refile(&file, prompts, &matched).map_err(open_error)?;
+            let shown = path.display().to_string();
+            resume.notes = matched.notes(prompts, &shown, policy.resend_changed);
+            resume.answered = matched.answered();
+            resume.done = matched.done;
+            resume.torn = torn;
         }
         Ok((
             Journal {
                 path: path.to_path_buf(),
-                file: Mutex::new(file),
+                file,
+                writing: Mutex::new(()),
                 _run_lock: run_lock,
             },
             resume,
@@ -327,15 +329,40 @@ impl Journal {
         }
         let mut line = serde_json::to_vec(&row(prompts, index, outcome, input)).unwrap_or_default();
         line.push(b'\n');
-        let written = self
-            .file
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .write_all(&line);
-        written.map_err(|error| WriteError {
+        let _one_at_a_time = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        (&*self.file).write_all(&line).map_err(|error| WriteError {
             path: self.path.clone(),
             error,
         })
+    }
+}
+
+/// Opens the journal at `path` for appending (and, a regular file, for
+/// reading back), and locks it: the lock is on the file, whatever name led
+/// to it.
+fn open_locked(path: &Path, special: bool) -> Result<(Arc<File>, Option<Held>), JournalError> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(!special)
+        .open(path)
+        .map_err(|source| JournalError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let file = Arc::new(file);
+    if special {
+        return Ok((file, None));
+    }
+    match locks::try_lock(&file) {
+        Ok(Some(held)) => Ok((file, Some(held))),
+        Ok(None) => Err(JournalError::Busy {
+            path: path.to_path_buf(),
+        }),
+        Err(source) => Err(JournalError::Lock {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -380,8 +407,8 @@ fn aside(path: &Path) -> PathBuf {
         .unwrap_or_else(|| path.with_extension("old"))
 }
 
-fn ends_with_newline(path: &Path) -> std::io::Result<bool> {
-    let mut file = File::open(path)?;
+fn ends_with_newline(file: &File) -> std::io::Result<bool> {
+    let mut file = file;
     if file.seek(SeekFrom::End(0))? == 0 {
         return Ok(true);
     }
@@ -391,116 +418,105 @@ fn ends_with_newline(path: &Path) -> std::io::Result<bool> {
     Ok(last[0] == b'\n')
 }
 
-/// Reads an earlier run's rows and marks the prompts they answered.
-fn read_back(path: &Path, prompts: &Prompts, resume: &mut Resume) -> Result<(), JournalError> {
+/// Reads an earlier run's rows (through the locked handle: the very file
+/// this run will append to) and matches them to the prompts. Returns what
+/// stands, and how many lines were torn.
+fn read_back(
+    file: &File,
+    path: &Path,
+    prompts: &Prompts,
+) -> Result<(Reconciled, usize), JournalError> {
     let read_error = |source| JournalError::Read {
         path: path.to_path_buf(),
         source,
     };
-    let foreign = |reason: String| JournalError::Foreign {
+    let foreign = |reason: &str| JournalError::Foreign {
         path: path.to_path_buf(),
-        reason,
+        reason: reason.to_string(),
     };
-    let index_of: HashMap<String, usize> =
-        (0..prompts.len()).map(|i| (prompts.key(i), i)).collect();
-    let (mut rows, mut known) = (0usize, 0usize);
+    let mut matcher = Matcher::new(prompts);
+    let (mut rows, mut torn) = (0usize, 0usize);
     // Whether the last line read was cut short (no newline): a death mid-write.
     let mut unterminated = false;
-    let mut reader = BufReader::new(File::open(path).map_err(read_error)?);
+    let mut reader = file;
+    reader.seek(SeekFrom::Start(0)).map_err(read_error)?;
+    let mut reader = BufReader::new(reader);
     let mut bytes = Vec::new();
+    let mut offset = 0u64;
     loop {
         bytes.clear();
-        if reader.read_until(b'\n', &mut bytes).map_err(read_error)? == 0 {
+        let read = reader.read_until(b'\n', &mut bytes).map_err(read_error)?;
+        if read == 0 {
             break;
         }
+        let start = offset;
+        offset += read as u64;
         unterminated = !bytes.ends_with(b"\n");
-        let Some((key, hash, ok)) = parse_row(&bytes) else {
+        let Some(row) = parse_row(&bytes, start) else {
             if !bytes.trim_ascii().is_empty() {
-                resume.torn += 1;
+                torn += 1;
             }
             continue;
         };
         rows += 1;
-        let Some(&index) = index_of.get(&key) else {
-            continue;
-        };
-        known += 1;
-        if hash != format!("{:016x}", prompts.hash(index)) {
-            return Err(foreign(format!(
-                "its id {key} answered another prompt than line {} holds now",
-                prompts.line(index)
-            )));
-        }
-        if ok && !resume.done[index] {
-            resume.done[index] = true;
-            resume.answered += 1;
-        }
+        matcher.row(row);
     }
-    if rows == 0 && resume.torn == 1 && unterminated {
+    let matched = matcher.finish();
+    if rows == 0 && torn == 1 && unterminated {
         // The first row of an earlier run, cut short: nothing was kept.
-        return Ok(());
+        return Ok((matched, torn));
     }
     if rows == 0 {
+        return Err(foreign("no line of it is an answer row of this program"));
+    }
+    if matched.known == 0 {
         return Err(foreign(
-            "no line of it is an answer row of this program".into(),
+            "none of its ids is in the prompts, and none of its answers answers one of them",
         ));
     }
-    if known == 0 {
-        return Err(foreign("none of its ids is in the prompts".into()));
+    Ok((matched, torn))
+}
+
+/// Files again, under its new id, each answer that followed its prompt:
+/// a copy of its row with the new `id` and `line`, and `moved_from`.
+fn refile(file: &File, prompts: &Prompts, matched: &Reconciled) -> std::io::Result<()> {
+    for moved in &matched.moved {
+        let mut reader = file;
+        reader.seek(SeekFrom::Start(moved.offset))?;
+        let mut bytes = Vec::new();
+        BufReader::new(reader).read_until(b'\n', &mut bytes)?;
+        let Ok(mut row) = serde_json::from_slice::<Map<String, Value>>(&bytes) else {
+            continue;
+        };
+        let from: Map<String, Value> = ["id", "line"]
+            .into_iter()
+            .filter_map(|key| Some((key.to_string(), row.get(key)?.clone())))
+            .collect();
+        row.insert("id".into(), prompts.id(moved.index));
+        row.insert("line".into(), prompts.line(moved.index).into());
+        row.insert("moved_from".into(), Value::Object(from));
+        let mut line = serde_json::to_vec(&row).unwrap_or_default();
+        line.push(b'\n');
+        (&*file).write_all(&line)?;
     }
     Ok(())
 }
 
-/// Takes the lock that says "a run is writing this journal": an advisory
-/// lock on `FILE.lock`, held as long as the returned handle lives (the
-/// journal keeps it for the run). The system releases it when the file is
-/// closed, however the process ends (`kill -9` included), so a stale lock
-/// cannot block the next run. The lock file itself stays: it is empty, and
-/// removing it could let two runs lock two different files.
-///
-/// `None` for a journal that is not a regular file (`/dev/null`, a pipe):
-/// it holds no answers to protect.
-fn lock_for_the_run(path: &Path) -> Result<Option<fd_lock::RwLock<File>>, JournalError> {
-    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
-        return Ok(None);
-    }
-    let mut name = path.as_os_str().to_owned();
-    name.push(".lock");
-    let lock_path = PathBuf::from(name);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|source| JournalError::Open {
-            path: lock_path.clone(),
-            source,
-        })?;
-    let mut lock = fd_lock::RwLock::new(file);
-    match lock.try_write() {
-        // Not unlocked when the guard goes: closing the file (when the
-        // journal is dropped, or the process ends) releases the lock.
-        Ok(guard) => std::mem::forget(guard),
-        Err(_) => {
-            return Err(JournalError::Busy {
-                path: path.to_path_buf(),
-                lock: lock_path,
-            });
-        }
-    }
-    Ok(Some(lock))
-}
-
-/// A row's id (compact JSON), prompt fingerprint and whether it holds an
-/// answer; `None` for a line that is not a whole row.
-fn parse_row(bytes: &[u8]) -> Option<(String, String, bool)> {
+/// A row as the matcher reads it; `None` for a line that is not a whole row.
+fn parse_row(bytes: &[u8], offset: u64) -> Option<Row> {
     let row: Map<String, Value> = serde_json::from_slice(bytes).ok()?;
     let id = row
         .get("id")
         .filter(|id| id.is_string() || id.is_number())?;
     let hash = row.get("prompt_hash")?.as_str()?;
     let ok = row.get("ok")?.as_bool()?;
-    Some((id.to_string(), hash.to_string(), ok))
+    Some(Row {
+        key: id.to_string(),
+        hash: u64::from_str_radix(hash, 16).ok(),
+        ok,
+        line: row.get("line").and_then(Value::as_u64),
+        offset,
+    })
 }
 
 /// This process's command line, quoted for a POSIX shell: the exact command
@@ -552,6 +568,11 @@ mod tests {
         Prompts::read(&path).expect("indexes")
     }
 
+    const RESTART: Policy = Policy {
+        restart: true,
+        resend_changed: false,
+    };
+
     fn failed(index: usize) -> Outcome {
         Outcome {
             index,
@@ -565,7 +586,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("a temp dir");
         let p = prompts(dir.path(), "{\"prompt\":\"a\",\"id\":\"x\",\"k\":1}\nb\n");
         let out = dir.path().join("out.jsonl");
-        let (journal, resume) = Journal::open(&out, &p, false).expect("opens");
+        let (journal, resume) = Journal::open(&out, &p, Policy::default()).expect("opens");
         assert_eq!(resume.answered, 0);
         journal.append(&p, 0, &failed(0), None).expect("written");
         journal
@@ -579,7 +600,7 @@ mod tests {
         text.push_str(&ok);
         text.push_str("{\"id\":2,\"li");
         std::fs::write(&out, &text).expect("written");
-        let (journal, resume) = Journal::open(&out, &p, false).expect("resumes");
+        let (journal, resume) = Journal::open(&out, &p, Policy::default()).expect("resumes");
         assert_eq!((resume.answered, resume.torn), (1, 1));
         assert_eq!(resume.done, [true, false]);
         journal.append(&p, 1, &failed(1), None).expect("written");
@@ -598,19 +619,34 @@ mod tests {
             "{\"id\":\"x\",\"prompt_hash\":\"0000000000000000\",\"ok\":true}\n",
         )
         .expect("written");
-        let error = Journal::open(&out, &p, false).expect_err("another prompt");
-        assert!(error.to_string().contains("--restart"), "{error}");
+        let error = Journal::open(&out, &p, Policy::default()).expect_err("another prompt");
+        assert!(
+            matches!(&error, JournalError::Changed { count: 1, .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("--resend-changed"), "{error}");
+        let resend = Policy {
+            resend_changed: true,
+            ..Policy::default()
+        };
+        let (_, resume) = Journal::open(&out, &p, resend).expect("sends it again");
+        assert_eq!(resume.todo(), [0]);
         std::fs::write(&out, "{\"id\":\"y\",\"prompt_hash\":\"0\",\"ok\":true}\n")
             .expect("written");
-        let error = Journal::open(&out, &p, false).expect_err("no id in common");
+        let error = Journal::open(&out, &p, Policy::default()).expect_err("no id in common");
         assert!(error.to_string().contains("none of its ids"), "{error}");
+        assert!(error.to_string().contains("--restart"), "{error}");
         std::fs::write(&out, "Why?\n").expect("written");
-        assert!(Journal::open(&out, &p, false).is_err(), "not a journal");
+        assert!(
+            Journal::open(&out, &p, Policy::default()).is_err(),
+            "not a journal"
+        );
         std::fs::write(&out, "{\"id\":\"x\",\"li").expect("written");
-        let (_, resume) = Journal::open(&out, &p, false).expect("a first row cut short");
+        let (_, resume) =
+            Journal::open(&out, &p, Policy::default()).expect("a first row cut short");
         assert_eq!((resume.answered, resume.torn), (0, 1));
         std::fs::write(&out, "Why?\n").expect("written");
-        let (_, resume) = Journal::open(&out, &p, true).expect("restarts");
+        let (_, resume) = Journal::open(&out, &p, RESTART).expect("restarts");
         let kept = resume.kept_aside.expect("kept aside");
         assert_eq!(std::fs::read_to_string(kept).expect("kept"), "Why?\n");
     }
@@ -620,8 +656,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("a temp dir");
         let p = prompts(dir.path(), "a\nb\n");
         let out = dir.path().join("out.jsonl");
-        let first = Journal::open(&out, &p, false).expect("opens");
-        let second = Journal::open(&out, &p, false).map(|_| ());
+        let first = Journal::open(&out, &p, Policy::default()).expect("opens");
+        let second = Journal::open(&out, &p, Policy::default()).map(|_| ());
         assert!(
             matches!(&second, Err(JournalError::Busy { .. })),
             "{second:?}"
@@ -629,22 +665,77 @@ mod tests {
         let line = second.expect_err("busy").to_string();
         assert!(line.contains("another run is writing to"), "{line}");
         drop(first);
-        Journal::open(&out, &p, false).expect("free again once the first run ends");
+        Journal::open(&out, &p, Policy::default()).expect("free again once the first run ends");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_journal_is_one_run_s_through_any_name() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let p = prompts(dir.path(), "a\nb\n");
+        let out = dir.path().join("out.jsonl");
+        let first = Journal::open(&out, &p, Policy::default()).expect("opens");
+        let symlink = dir.path().join("link.jsonl");
+        std::os::unix::fs::symlink(&out, &symlink).expect("a symlink");
+        let hard = dir.path().join("hard.jsonl");
+        std::fs::hard_link(&out, &hard).expect("a hard link");
+        std::fs::create_dir(dir.path().join("a")).expect("a dir");
+        let dots = dir.path().join("a/../out.jsonl");
+        for alias in [&symlink, &hard, &dots] {
+            let second = Journal::open(alias, &p, Policy::default()).map(|_| ());
+            assert!(
+                matches!(&second, Err(JournalError::Busy { .. })),
+                "{}: {second:?}",
+                alias.display()
+            );
+        }
+        drop(first);
+        Journal::open(&hard, &p, Policy::default()).expect("free once the first run ends");
     }
 
     #[test]
-    fn the_output_may_not_be_an_input() {
+    fn an_answer_that_followed_its_line_is_filed_again_under_it() {
         let dir = tempfile::tempdir().expect("a temp dir");
-        let prompts = dir.path().join("p.txt");
-        std::fs::write(&prompts, "a\n").expect("written");
-        let via_dots = dir.path().join(".").join("p.txt");
-        assert!(refuse_inputs(&via_dots, &[("prompts file", &prompts)]).is_err());
-        let svg = dir.path().join("t.svg");
+        let p = prompts(dir.path(), "a\nb\nc\n");
+        let out = dir.path().join("out.jsonl");
+        let (journal, _) = Journal::open(&out, &p, Policy::default()).expect("opens");
+        for index in 0..3 {
+            let row = row(&p, index, &failed(index), None).to_string();
+            let answered = row.replace("\"ok\":false", "\"ok\":true");
+            (&*journal.file)
+                .write_all(format!("{answered}\n").as_bytes())
+                .expect("written");
+        }
+        drop(journal);
+        // Line 1 removed: b is line 1 now, c line 2.
+        let p = prompts(dir.path(), "b\nc\n");
+        let (_, resume) = Journal::open(&out, &p, Policy::default()).expect("resumes");
+        assert_eq!(resume.todo(), Vec::<usize>::new(), "{:?}", resume.notes);
+        let notes = resume.notes.join("\n");
         assert!(
-            refuse_inputs(&svg, &[("--timeline file", &svg)]).is_err(),
-            "not yet existing"
+            notes.contains("line 2 is now line 1, line 3 is now line 2"),
+            "{notes}"
         );
-        assert!(refuse_inputs(&dir.path().join("o.jsonl"), &[("prompts file", &prompts)]).is_ok());
+        let text = std::fs::read_to_string(&out).expect("read");
+        let refiled: Vec<Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|row| row.get("moved_from").is_some())
+            .collect();
+        assert_eq!(refiled.len(), 2, "{text}");
+        assert_eq!(
+            (refiled[0]["id"].as_u64(), refiled[0]["line"].as_u64()),
+            (Some(1), Some(1))
+        );
+        assert_eq!(refiled[0]["moved_from"]["line"], 2);
+        // The next run finds them by id: nothing moves again.
+        let (_, resume) = Journal::open(&out, &p, Policy::default()).expect("resumes");
+        assert!(resume.todo().is_empty());
+        assert!(
+            !resume.notes.join(" ").contains("is now"),
+            "{:?}",
+            resume.notes
+        );
     }
 
     #[test]

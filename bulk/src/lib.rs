@@ -12,8 +12,13 @@
 //!
 //! The modules, each with one job; each one only uses those listed before it:
 //!
+//! * [`paths`]: the files a run names, told apart by identity (a link or
+//!   `a/../b` is the same file), so that no file overwrites another.
+//! * [`locks`]: locks taken on the file itself, never waited on without end.
 //! * [`prompts`]: the prompts file (plain text, or JSONL with ids), indexed
 //!   rather than held, and the token estimate each prompt is charged.
+//! * [`reconcile`]: which earlier answers still answer the prompts, once
+//!   the prompts file was edited.
 //! * [`journal`]: `--output`, an append-only file of answers that a stopped
 //!   run resumes from, so no answer is lost or paid for twice.
 //! * [`state_file`]: the limits learned from the server and the day's
@@ -32,9 +37,12 @@
 
 pub mod gauge;
 pub mod journal;
+pub mod locks;
 pub mod options;
 pub mod pace;
+pub mod paths;
 pub mod prompts;
+pub mod reconcile;
 pub mod redis;
 pub mod runner;
 pub mod state_file;

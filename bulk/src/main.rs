@@ -28,9 +28,11 @@ use bulk::pace::{LocalLimiter, RateLimit};
 use bulk::{
     journal::{self, Journal, Resume},
     options::{LimitArgs, RetryArgs, RunFiles, StateArgs},
+    paths::{self, Named},
     prompts::Prompts,
     redis::{RedisLimiter, Scope},
     runner::{self, RunOptions, Runner, learn::Learner},
+    state_file,
 };
 use clap::Parser;
 use common::{Session, cli::BatchArgs, report::Summary, run, shutdown::Shutdown};
@@ -93,6 +95,9 @@ async fn send_all(args: &Args, shutdown: &Shutdown) -> anyhow::Result<Summary> {
         args.batch.requests,
         args.files.prompts.as_deref(),
     )?;
+    // No file the run writes may be another of its files, or anything but
+    // one of ours: checked before a file is opened for writing.
+    check_files(args)?;
     // An existing --output is read first: the answers it holds are paid
     // for, and only the other prompts are sent.
     let journal = open_journal(args, &prompts)?;
@@ -129,7 +134,7 @@ async fn send_all(args: &Args, shutdown: &Shutdown) -> anyhow::Result<Summary> {
             shutdown: shutdown.clone(),
         },
     )
-    .with_learner(Arc::new(learner(args, &session)?));
+    .with_learner(Arc::new(learner(args, &session, shutdown)?));
     if let Some((answers, _)) = &journal {
         runner = runner.with_journal(answers.clone());
     }
@@ -140,36 +145,65 @@ async fn send_all(args: &Args, shutdown: &Shutdown) -> anyhow::Result<Summary> {
     Ok(summary)
 }
 
-/// The `--output` journal, if the run keeps one; never one of the run's
-/// other files.
+/// Every file the run names, checked before any is written: none it writes
+/// is another of them through whatever name (a link, `a/../b`), the limits
+/// file (from the flag, the environment or the default) is a limits file,
+/// and the timeline a picture of ours. One line, and nothing sent, if not.
+fn check_files(args: &Args) -> anyhow::Result<()> {
+    let timeline = args.batch.common.timeline.as_deref();
+    // No state directory on this system: said when the file is needed.
+    let limits = args.state.file().ok().flatten();
+    let mut files: Vec<Named> = Vec::new();
+    let mut name = |what: &str, path: Option<&Path>, writes: bool| {
+        if let Some(path) = path {
+            files.push(if writes {
+                Named::written(what, path)
+            } else {
+                Named::read(what, path)
+            });
+        }
+    };
+    name("--prompts", args.files.prompts.as_deref(), false);
+    name("--output", args.files.output.as_deref(), true);
+    name("--timeline", timeline, true);
+    if let Some((what, path)) = &limits {
+        name(what, Some(path), true);
+        let lock = state_file::lock_path_of(path);
+        name(&format!("the lock file of {what}"), Some(&lock), true);
+    }
+    paths::refuse_overlaps(&files)?;
+    if let Some((what, path)) = &limits {
+        state_file::refuse_foreign(what, path)?;
+    }
+    if let Some(path) = timeline {
+        common::timeline::refuse_foreign(path)?;
+    }
+    Ok(())
+}
+
+/// The `--output` journal, if the run keeps one (checked by [`check_files`]).
 fn open_journal(args: &Args, prompts: &Prompts) -> anyhow::Result<Option<(Arc<Journal>, Resume)>> {
     let Some(output) = args.files.output.as_deref() else {
         return Ok(None);
     };
-    let timeline = args.batch.common.timeline.as_deref();
-    let limits_file = args.state.limits_file.as_deref();
-    let others: Vec<(&'static str, &Path)> = timeline
-        .map(|path| ("--timeline file", path))
-        .into_iter()
-        .chain(limits_file.map(|path| ("--limits-file", path)))
-        .collect();
-    let opened = journal::open(output, args.files.restart, &others, prompts)?;
+    let opened = journal::open(output, args.files.policy(), prompts)?;
     Ok(Some(opened))
 }
 
 /// The learner: it learns the real limits from the server's 429s, and
 /// remembers them with the day's spend (not for the built-in emulator,
-/// whose quota ends with the run).
-fn learner(args: &Args, session: &Session) -> anyhow::Result<Learner> {
+/// whose quota ends with the run). A second Ctrl-C ends a wait for the
+/// limits file's lock.
+fn learner(args: &Args, session: &Session, shutdown: &Shutdown) -> anyhow::Result<Learner> {
     let model = &args.batch.common.model;
     let project = Scope::from_env(model).project().to_string();
     // Keyed by the URL without its password, if it has one: the state file
     // is a plain file, and a secret is never written out.
     let base_url = common::redact::redact_url(session.client.base_url().as_str());
     let remember = !session.is_offline();
-    let learner = args
-        .state
-        .learner(&args.limit, model, &project, &base_url, remember)?;
+    let learner =
+        args.state
+            .learner(&args.limit, model, &project, &base_url, remember, shutdown)?;
     Ok(learner)
 }
 

@@ -6,7 +6,7 @@
 //! group under its own heading in `--help`:
 //!
 //! * [`RunFiles`]: what to send (`--prompts`) and where the answers go
-//!   (`--output`, resumed by default, `--restart`);
+//!   (`--output`, resumed by default, `--restart`, `--resend-changed`);
 //! * [`LimitArgs`]: the limits to keep under (`--tier`, `--rpm`, ...), or
 //!   none (`--no-limit`), and where they are counted (`--redis`);
 //! * [`StateArgs`]: where the limits learned from the server are kept
@@ -25,16 +25,21 @@
 //! policy) from the modules that do the work; none of those modules knows
 //! about the command line.
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use clap::{Args, ValueEnum};
 use common::{
     cli::parse_duration,
     quota::{Quota, Tier, for_tier},
+    shutdown::Shutdown,
 };
 use step4_ratelimit::{limiter::Limits, retry::RetryPolicy};
 
 use crate::{
+    journal,
     runner::learn::Learner,
     state_file::{self, StateFile, StateFileError},
 };
@@ -59,6 +64,23 @@ pub struct RunFiles {
     /// to FILE.jsonl.1 (or .2, ...), never erased.
     #[arg(long, requires = "output")]
     pub restart: bool,
+
+    /// Send again the prompts edited since --output got their answer (and
+    /// only those: every other answer stands, and the earlier answers stay
+    /// in the file). Without it, such a run stops before sending anything,
+    /// and names them.
+    #[arg(long, requires = "output", conflicts_with = "restart")]
+    pub resend_changed: bool,
+}
+
+impl RunFiles {
+    /// How the run treats an existing `--output` journal.
+    pub fn policy(&self) -> journal::Policy {
+        journal::Policy {
+            restart: self.restart,
+            resend_changed: self.resend_changed,
+        }
+    }
 }
 
 /// `--tier`: which table of limits to start from.
@@ -234,7 +256,8 @@ impl StateArgs {
     ///
     /// `remember` is false with the built-in emulator, whose quota ends
     /// with the run; then nothing is read or written. `--forget-limits`
-    /// forgets the entry first.
+    /// forgets the entry first. A forced stop of `shutdown` (a second
+    /// Ctrl-C) ends any wait for the file's lock.
     pub fn learner(
         &self,
         limits: &LimitArgs,
@@ -242,10 +265,11 @@ impl StateArgs {
         project: &str,
         base_url: &str,
         remember: bool,
+        shutdown: &Shutdown,
     ) -> Result<Learner, StateFileError> {
         let state = self
             .path(remember)?
-            .map(|path| StateFile::new(path, project, base_url, model));
+            .map(|path| StateFile::new(path, project, base_url, model).stopped_by(shutdown));
         if let (true, Some(state)) = (self.forget_limits, &state) {
             state.forget()?;
             common::terminal::diagnostic(format_args!(
@@ -269,15 +293,36 @@ impl StateArgs {
 
     /// The state file, unless the run keeps none (`off`, or not `remember`).
     fn path(&self, remember: bool) -> Result<Option<PathBuf>, StateFileError> {
+        if !remember {
+            return Ok(None);
+        }
+        Ok(self.file()?.map(|(_, path)| path))
+    }
+
+    /// The state file a run that remembers uses, and who named it
+    /// (`--limits-file`, `GEMINI_LIMITS_FILE`, or the default); `None` with
+    /// `off`. The run's other files are checked against it before anything
+    /// is sent, whether or not the run remembers.
+    pub fn file(&self) -> Result<Option<(String, PathBuf)>, StateFileError> {
+        let from_env = || {
+            std::env::var_os(state_file::FILE_VAR)
+                .filter(|path| !path.is_empty())
+                .map(|path| (state_file::FILE_VAR.to_string(), PathBuf::from(path)))
+        };
         let given = self
             .limits_file
             .clone()
-            .or_else(|| std::env::var_os(state_file::FILE_VAR).map(PathBuf::from))
-            .filter(|path| !path.as_os_str().is_empty());
-        if !remember || given.as_deref().is_some_and(|p| p == "off") {
-            return Ok(None);
+            .filter(|path| !path.as_os_str().is_empty())
+            .map(|path| ("--limits-file".to_string(), path))
+            .or_else(from_env);
+        match given {
+            Some((_, path)) if path == Path::new("off") => Ok(None),
+            Some(given) => Ok(Some(given)),
+            None => Ok(Some((
+                "the default limits file".into(),
+                StateFile::locate(None)?,
+            ))),
         }
-        StateFile::locate(given.as_deref()).map(Some)
     }
 }
 
@@ -424,5 +469,9 @@ mod tests {
         // Defaults do not count as given.
         assert!(parse(&["--prompts", "p.txt"]).is_ok());
         assert!(parse(&["--output", "a.jsonl", "--restart"]).is_ok());
+        assert!(parse(&["--resend-changed"]).is_err(), "needs --output");
+        assert!(parse(&["--output", "a.jsonl", "--restart", "--resend-changed"]).is_err());
+        let cli = parse(&["--output", "a.jsonl", "--resend-changed"]).expect("parses");
+        assert!(cli.files.policy().resend_changed && !cli.files.policy().restart);
     }
 }

@@ -71,6 +71,8 @@ struct Entry {
     hash: u64,
     /// The id as compact JSON text (`"a-7"`, `7`): the key of the journal.
     key: Box<str>,
+    /// Whether the line gave its id (else the id is its line number).
+    named: bool,
 }
 
 /// One prompt read back from the file, about to be sent.
@@ -248,6 +250,23 @@ impl Prompts {
         }
     }
 
+    /// Prompt `index` as a message names it: `line 7` when its id is its
+    /// line number, `id "a-7" (line 7)` when the line gave one, `request 7`
+    /// with `-n`.
+    pub fn describe(&self, index: usize) -> String {
+        match self {
+            Prompts::Repeat { .. } => format!("request {}", index + 1),
+            Prompts::File(file) => {
+                let entry = &file.entries[index];
+                if entry.named {
+                    format!("id {} (line {})", entry.key, entry.line)
+                } else {
+                    format!("line {}", entry.line)
+                }
+            }
+        }
+    }
+
     /// The [`fingerprint`] of prompt `index`.
     pub fn hash(&self, index: usize) -> u64 {
         match self {
@@ -330,6 +349,7 @@ impl PromptFile {
                 tokens: estimate_tokens(&parsed.prompt),
                 hash: fingerprint(&parsed.prompt),
                 key,
+                named: parsed.id.is_some(),
             });
         }
         if entries.is_empty() {
@@ -437,6 +457,10 @@ mod tests {
         assert_eq!(p.load(1).expect("loads").input["tag"], "x");
         assert_eq!(p.hash(1), fingerprint("Two\nlines"));
         assert_eq!(p.tokens(0), estimate_tokens("Why?"));
+        assert_eq!(
+            (p.describe(0), p.describe(1)),
+            ("line 1".into(), "id 7 (line 3)".into())
+        );
     }
 
     #[test]

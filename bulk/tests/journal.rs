@@ -279,11 +279,11 @@ async fn bad_journals_and_inputs_are_one_line_and_send_nothing() {
         ),
         (
             &["--prompts", p, "--output", p],
-            "same file as the prompts file",
+            "is the same file as --prompts",
         ),
         (
             &["--prompts", p, "--output", "t.svg", "--timeline", "./t.svg"],
-            "same file as the --timeline file",
+            "is the same file as --timeline",
         ),
     ];
     for (args, says) in cases {

@@ -42,6 +42,7 @@ use crate::config::{ApiKey, PLACEHOLDER_KEY};
 use crate::error::{ApiError, Error, Result, condense};
 use crate::pool::{LaneGuard, Pool};
 use crate::redact::{MISREAD, PERCENT_ENCODE, Redactor, misread_userinfo, redact_url, url_secrets};
+use crate::route::Route;
 use crate::sse::SseDecoder;
 use crate::trust::{TlsRoots, client_tls, untrusted_hint};
 use crate::types::{
@@ -148,6 +149,8 @@ struct Inner {
     config: ClientConfig,
     /// Takes the key out of whatever the server sends back.
     redactor: Redactor,
+    /// The server, and the proxy in between: whom a failure is blamed on.
+    route: Route,
     /// The largest `outputTokenLimit` of a model this client has looked up (0: none yet).
     output_tokens: AtomicU32,
     /// A response cap set by the user (0: derived from the model).
@@ -188,12 +191,14 @@ impl Client {
             concat!("gemini-tutorial-common/", env!("CARGO_PKG_VERSION")),
         )?;
         let redactor = secrets_of(&config, proxy_secrets);
+        let route = Route::new(&config.base_url);
         let inner = Inner {
             pool,
             root,
             key,
             config,
             redactor,
+            route,
             output_tokens: AtomicU32::new(0),
             max_response: AtomicUsize::new(0),
         };
@@ -434,7 +439,7 @@ impl Client {
             match read_capped(response, limit).await {
                 Ok(Capped::Whole(bytes)) => Ok(bytes),
                 Ok(Capped::Over(_)) => Err(Error::TooLarge { what, limit }),
-                Err(e) => Err(transport_error(e, self.base_url(), timeout)),
+                Err(e) => Err(transport_error(e, &self.inner.route, timeout)),
             }
         };
         let result = tokio::time::timeout(timeout, exchange)
@@ -470,7 +475,7 @@ impl Client {
             Ok(response) => response,
             Err(e) => {
                 tracing::debug!(%method, model, status = "transport error", latency_ms, "gemini request");
-                return Err(transport_error(e, self.base_url(), timeout));
+                return Err(transport_error(e, &self.inner.route, timeout));
             }
         };
         self.inner.pool.saw_version(response.version());
@@ -619,21 +624,22 @@ fn parse_payload<T: DeserializeOwned>(
     T::deserialize(value).map_err(decode_error)
 }
 
-/// Classifies a reqwest error into the variant that tells the user what to do.
-fn transport_error(e: reqwest::Error, base: &Url, timeout: Duration) -> Error {
+/// Classifies a reqwest error into the variant that tells the user what to
+/// do: the proxy's or the base URL's fault when the route can tell (see
+/// [`Route::explain`]), else by what failed.
+fn transport_error(e: reqwest::Error, route: &Route, timeout: Duration) -> Error {
     if e.is_timeout() {
         return Error::Timeout(timeout);
     }
     if let Some(detail) = out_of_files(&e) {
         return Error::OutOfFiles(detail);
     }
-    let host = match (base.host_str(), base.port()) {
-        (Some(host), Some(port)) => format!("{host}:{port}"),
-        (Some(host), None) => host.to_string(),
-        _ => base.to_string(),
-    };
+    let host = route.host().to_string();
     let is_connect = e.is_connect();
     let mut detail = error_chain(&e.without_url());
+    if let Some(error) = route.explain(&detail, is_connect) {
+        return error;
+    }
     let lower = detail.to_ascii_lowercase();
     if ["certificate", "tls", "handshake"]
         .iter()

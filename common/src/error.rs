@@ -96,6 +96,23 @@ pub enum Error {
         detail: String,
     },
 
+    /// The connection to the proxy the environment names failed (refused,
+    /// unknown host, or the proxy refused the tunnel): the proxy's fault,
+    /// not the server's or the base URL's.
+    #[error(
+        "cannot reach {host} through the proxy {proxy} ({var}): {detail}; check that the proxy is up and its address right, or unset {var} (NO_PROXY lists the hosts that go direct)"
+    )]
+    Proxy {
+        /// The variable that named the proxy (`HTTPS_PROXY`, ...).
+        var: String,
+        /// The proxy's URL, without its password.
+        proxy: String,
+        /// The server the request was for.
+        host: String,
+        /// What the transport said, on one line.
+        detail: String,
+    },
+
     /// No answer within the configured per-request timeout.
     #[error("no answer within {}s; the server is slow or unreachable: retry, or raise --timeout", .0.as_secs_f64())]
     Timeout(Duration),
@@ -252,6 +269,7 @@ impl Error {
             | Error::Config(_)
             | Error::UnknownModel { .. }
             | Error::Connect { .. }
+            | Error::Proxy { .. }
             | Error::Tls { .. } => true,
             _ => false,
         }

@@ -56,6 +56,7 @@ pub mod proxy;
 pub mod quota;
 pub mod redact;
 pub mod report;
+mod route;
 pub mod run;
 pub mod shutdown;
 pub mod sse;

@@ -320,6 +320,16 @@ impl Redactor {
                 self.scrub(host);
                 self.scrub(detail);
             }
+            Error::Proxy {
+                proxy,
+                host,
+                detail,
+                ..
+            } => {
+                self.scrub(proxy);
+                self.scrub(host);
+                self.scrub(detail);
+            }
             Error::Decode {
                 detail, snippet, ..
             } => {

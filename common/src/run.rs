@@ -53,7 +53,9 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 /// Checking the model first (one `models.get`, which costs no generation
 /// quota) turns the errors that would fail every request -- a bad key, an
 /// unknown model, an unreachable host -- into one clear line before the
-/// batch starts, instead of N copies of the same error.
+/// batch starts, instead of N copies of the same error. A `--timeline`
+/// path that holds something else than a picture of ours is refused first:
+/// the run would write over it.
 pub async fn session(args: &CommonArgs) -> Result<Session, Error> {
     session_with(args, emulator::Settings::default()).await
 }
@@ -64,6 +66,9 @@ pub async fn session_with(
     args: &CommonArgs,
     emulator: emulator::Settings,
 ) -> Result<Session, Error> {
+    if let Some(path) = &args.timeline {
+        crate::timeline::refuse_foreign(path).map_err(|e| Error::Config(e.to_string()))?;
+    }
     crate::open_files::raise_limit();
     let session = connect(ConnectOptions {
         force_emulator: args.emulator,

@@ -206,6 +206,17 @@ impl Shutdown {
         self.state.borrow().reason.is_some()
     }
 
+    /// Whether the process should quit without waiting for the run, as
+    /// [`Shutdown::forced`] completes: a second signal, or the backstop after
+    /// the grace period. For a wait that blocks its thread and cannot await
+    /// (a file lock): it checks this between tries, so Ctrl-C ends it too.
+    pub fn is_forced(&self) -> bool {
+        self.state
+            .borrow()
+            .signal
+            .is_some_and(|stop| stop.forced || stop.at.elapsed() >= GRACE + BACKSTOP)
+    }
+
     /// Why the run stopped (the first reason), if it did.
     pub fn reason(&self) -> Option<StopReason> {
         self.state.borrow().reason.clone()
@@ -378,8 +389,10 @@ mod tests {
         shutdown.request(Signal::Interrupt);
         shutdown.grace_over().await;
         assert_eq!(started.elapsed(), GRACE);
+        assert!(!shutdown.is_forced(), "still within the backstop");
         assert!(!shutdown.forced().await, "the backstop, not a signal");
         assert_eq!(started.elapsed(), GRACE + BACKSTOP);
+        assert!(shutdown.is_forced(), "a blocking wait sees it too");
     }
 
     #[tokio::test(start_paused = true)]
@@ -391,7 +404,9 @@ mod tests {
             async move { shutdown.forced().await }
         });
         tokio::task::yield_now().await;
+        assert!(!shutdown.is_forced());
         shutdown.force();
+        assert!(shutdown.is_forced());
         assert!(
             waiter.await.expect("the waiter ran"),
             "forced by the signal"

@@ -5,8 +5,19 @@
 //! side (all in flight at once), and step 4's come in blocks, one per rate
 //! limit window, with no red. SVG is plain text, so we write it by hand: a
 //! few dozen lines beat a plotting dependency, and the output is easy to test.
+//!
+//! `--timeline FILE` replaces FILE, so it had better be a picture this
+//! program drew: a slip of the hand (`--timeline questions.txt`) must not turn
+//! someone's prompts into an SVG. The picture says it is ours
+//! (`data-drawn-by`), and [`refuse_foreign`] refuses, before the run sends
+//! anything and again before it writes, a file that holds anything else.
 
-use std::{fmt::Write as _, path::Path, time::Duration};
+use std::{
+    fmt::Write as _,
+    io::Read,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use crate::outcome::{AttemptStatus, Outcome};
 
@@ -25,6 +36,54 @@ const RIGHT: f64 = 20.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 40.0;
 const MAX_PLOT_HEIGHT: f64 = 600.0;
+
+/// The attribute that says a picture is ours, on its `<svg>` element.
+const DRAWN_BY: &str = r#"data-drawn-by="gemini-tutorial timeline""#;
+
+/// How every picture of ours starts, this version's and the one before it
+/// (which had no [`DRAWN_BY`]: it is known by its exact first line).
+const SVG_START: &str = r#"<svg xmlns="http://www.w3.org/2000/svg" "#;
+const EARLIER_START: &str = r#"<svg xmlns="http://www.w3.org/2000/svg" width="900" height=""#;
+const EARLIER_END: &str = r#"font-family="sans-serif" font-size="12">"#;
+
+/// A `--timeline` path that holds something this program did not draw.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "--timeline {} holds something else than a timeline this program drew: it is left as it is; give --timeline a new file name (or delete that file)",
+    path.display()
+)]
+pub struct NotATimeline {
+    /// The path given.
+    pub path: PathBuf,
+}
+
+/// Refuses a `--timeline` path that holds something else than a picture of
+/// ours: writing it would destroy it. A path with nothing there, an empty
+/// file and something that is not a regular file (`/dev/null`) are fine.
+pub fn refuse_foreign(path: &Path) -> Result<(), NotATimeline> {
+    let not_ours = || NotATimeline {
+        path: path.to_path_buf(),
+    };
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return Ok(());
+    }
+    // The first line says it; a picture's first line is under 300 bytes.
+    let mut start = Vec::new();
+    let read = std::fs::File::open(path).and_then(|file| file.take(1024).read_to_end(&mut start));
+    if read.is_err() {
+        // Unreadable: the write will say why, and it replaces nothing.
+        return Ok(());
+    }
+    let first = String::from_utf8_lossy(&start);
+    let first = first.lines().next().unwrap_or_default();
+    let ours = first.starts_with(SVG_START) && first.contains(DRAWN_BY);
+    let earlier = first.starts_with(EARLIER_START) && first.ends_with(EARLIER_END);
+    if start.trim_ascii().is_empty() || ours || earlier {
+        Ok(())
+    } else {
+        Err(not_ours())
+    }
+}
 
 /// Renders the outcomes as an SVG document.
 pub fn render(outcomes: &[Outcome], options: &Options) -> String {
@@ -49,7 +108,7 @@ pub fn render(outcomes: &[Outcome], options: &Options) -> String {
     let mut svg = String::new();
     let _ = writeln!(
         svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height:.0}" viewBox="0 0 {WIDTH} {height:.0}" font-family="sans-serif" font-size="12">"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" {DRAWN_BY} width="{WIDTH}" height="{height:.0}" viewBox="0 0 {WIDTH} {height:.0}" font-family="sans-serif" font-size="12">"#
     );
     let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
     if let Some(title) = &options.title {
@@ -152,8 +211,10 @@ fn bar(
     }
 }
 
-/// Writes the picture to `path`.
+/// Writes the picture to `path`, unless something else than a picture of
+/// ours is there (see [`refuse_foreign`]).
 pub fn write(path: &Path, outcomes: &[Outcome], options: &Options) -> std::io::Result<()> {
+    refuse_foreign(path).map_err(std::io::Error::other)?;
     std::fs::write(path, render(outcomes, options))
 }
 
@@ -266,6 +327,37 @@ mod tests {
                 .collect(),
             ended: Ended::NotDone("test".into()),
         }
+    }
+
+    #[test]
+    fn only_a_picture_of_ours_is_written_over() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let outcomes = vec![outcome(0, &[(0, 1000, AttemptStatus::Ok)])];
+        let path = dir.path().join("q.txt");
+        std::fs::write(&path, "Why is the sky blue?\n").expect("written");
+        let error = write(&path, &outcomes, &Options::default()).expect_err("not ours");
+        assert!(error.to_string().contains("left as it is"), "{error}");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            "Why is the sky blue?\n"
+        );
+        let other_svg = dir.path().join("logo.svg");
+        std::fs::write(
+            &other_svg,
+            "<svg xmlns=\"http://www.w3.org/2000/svg\"><circle r=\"4\"/></svg>",
+        )
+        .expect("written");
+        assert!(refuse_foreign(&other_svg).is_err(), "someone else's SVG");
+        // Ours, this version's or the one before, and an empty file: replaced.
+        let ours = dir.path().join("run.svg");
+        write(&ours, &outcomes, &Options::default()).expect("a new file");
+        write(&ours, &outcomes, &Options::default()).expect("ours again");
+        let earlier = render(&outcomes, &Options::default()).replace(&format!(" {DRAWN_BY}"), "");
+        std::fs::write(&ours, earlier).expect("written");
+        assert_eq!(refuse_foreign(&ours), Ok(()));
+        std::fs::write(&ours, "").expect("written");
+        assert_eq!(refuse_foreign(&ours), Ok(()));
+        assert_eq!(refuse_foreign(&dir.path().join("none.svg")), Ok(()));
     }
 
     #[test]

@@ -9,6 +9,10 @@
 //! - the CA certificates named by `SSL_CERT_FILE` / `SSL_CERT_DIR` when either is set, else the
 //!   operating system's store (read by `rustls-native-certs`, which follows the same rule).
 //!
+//! A variable the user set is read on its own, at start: one that names nothing readable, or a
+//! file or directory with no certificate in it, is one line that names that variable (not the
+//! other), before any request.
+//!
 //! The built-in emulator is different: the client trusts exactly the CA it made at start, and
 //! nothing else ([`TlsRoots::Only`]), because no other server can be on the other end.
 //!
@@ -17,6 +21,7 @@
 //! connections do not need a hundred copies. It is rustls with the `ring` provider, the same
 //! crypto reqwest uses; there is no OpenSSL in the build.
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use rustls::RootCertStore;
@@ -27,6 +32,9 @@ use crate::error::{Error, Result};
 
 /// The variable a user sets to trust another CA; named in every certificate error.
 pub const CERT_FILE_VAR: &str = "SSL_CERT_FILE";
+
+/// The variable naming directories of CA certificates (`:`-separated).
+pub const CERT_DIR_VAR: &str = "SSL_CERT_DIR";
 
 /// Where the trusted roots come from.
 #[derive(Clone, Debug, Default)]
@@ -67,27 +75,96 @@ fn load_system_roots() -> std::result::Result<Arc<RootCertStore>, String> {
     let mut store = RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
-    let native = rustls_native_certs::load_native_certs();
-    let named_by_user = ["SSL_CERT_FILE", "SSL_CERT_DIR"]
-        .iter()
-        .find(|var| std::env::var_os(var).is_some_and(|v| !v.is_empty()));
-    if let (Some(var), Some(error)) = (named_by_user, native.errors.first()) {
-        // The user asked for these certificates: not finding them is an error, not a shrug.
+    let file = std::env::var_os(CERT_FILE_VAR).filter(|v| !v.is_empty());
+    let dirs: Vec<PathBuf> = std::env::var_os(CERT_DIR_VAR)
+        .map(|dirs| {
+            std::env::split_paths(&dirs)
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    if file.is_none() && dirs.is_empty() {
+        let native = rustls_native_certs::load_native_certs();
+        for error in &native.errors {
+            tracing::debug!(%error, "skipping part of the system's certificate store");
+        }
+        let (added, ignored) = store.add_parsable_certificates(native.certs);
+        tracing::debug!(
+            added,
+            ignored,
+            "trusted CA certificates loaded from the system store"
+        );
+        return Ok(Arc::new(store));
+    }
+    // The user named these certificates: each variable is read on its own,
+    // so that a fault is blamed on the one that has it, and finding nothing
+    // is an error, not a shrug.
+    let mut added = 0;
+    if let Some(file) = &file {
+        let certs = user_certs(CERT_FILE_VAR, Path::new(file), None)?;
+        added += certs_into(&mut store, CERT_FILE_VAR, Path::new(file), certs)?;
+    }
+    for dir in &dirs {
+        let certs = user_certs(CERT_DIR_VAR, dir, Some(dir))?;
+        // A directory may be empty (OpenSSL allows it); all of them may not,
+        // when no file is named.
+        if !certs.is_empty() {
+            added += certs_into(&mut store, CERT_DIR_VAR, dir, certs)?;
+        }
+    }
+    if added == 0 {
+        let shown = std::env::join_paths(&dirs).unwrap_or_default();
         return Err(format!(
-            "cannot read the CA certificates that {var} names: {error}; fix or unset {var}"
+            "{CERT_DIR_VAR}={} holds no CA certificate (no file in it has a -----BEGIN CERTIFICATE----- block): name a directory of PEM files, or unset {CERT_DIR_VAR}",
+            shown.to_string_lossy()
         ));
     }
-    for error in &native.errors {
-        tracing::debug!(%error, "skipping part of the system's certificate store");
-    }
-    let (added, ignored) = store.add_parsable_certificates(native.certs);
     tracing::debug!(
         added,
-        ignored,
-        from = named_by_user.copied().unwrap_or("the system store"),
-        "trusted CA certificates loaded"
+        "trusted CA certificates loaded from {CERT_FILE_VAR}/{CERT_DIR_VAR}"
     );
     Ok(Arc::new(store))
+}
+
+/// The certificates of the file `var` names (or, with `dir`, of the files
+/// in that directory), or the one line that says why they cannot be read.
+fn user_certs(
+    var: &str,
+    path: &Path,
+    dir: Option<&Path>,
+) -> std::result::Result<Vec<CertificateDer<'static>>, String> {
+    let file = if dir.is_some() { None } else { Some(path) };
+    let loaded = rustls_native_certs::load_certs_from_paths(file, dir);
+    if let Some(error) = loaded.errors.first() {
+        return Err(format!(
+            "cannot read the CA certificates that {var}={} names: {error}; fix or unset {var}",
+            path.display()
+        ));
+    }
+    Ok(loaded.certs)
+}
+
+/// Adds the certificates read from `path` (named by `var`) to `store`:
+/// how many it took. A file with none it could use is an error.
+fn certs_into(
+    store: &mut RootCertStore,
+    var: &str,
+    path: &Path,
+    certs: Vec<CertificateDer<'static>>,
+) -> std::result::Result<usize, String> {
+    let (added, ignored) = store.add_parsable_certificates(certs);
+    if added == 0 {
+        let why = if ignored == 0 {
+            "no -----BEGIN CERTIFICATE----- block"
+        } else {
+            "only certificates that cannot be parsed"
+        };
+        return Err(format!(
+            "{var}={} holds no CA certificate ({why}): name a PEM file of CA certificates, or unset {var}",
+            path.display()
+        ));
+    }
+    Ok(added)
 }
 
 /// A root store of exactly the certificates in `pem`.
@@ -106,10 +183,34 @@ fn pem_roots(pem: &str) -> Result<RootCertStore> {
 }
 
 /// The hint added to a certificate error: the one thing a user can do about it.
+///
+/// When `SSL_CERT_FILE` or `SSL_CERT_DIR` is set, they were read and do not
+/// hold the CA: saying "set SSL_CERT_FILE" would send the user round in a
+/// circle, so the hint names what is set.
 pub(crate) fn untrusted_hint() -> String {
+    let named: Vec<String> = [CERT_FILE_VAR, CERT_DIR_VAR]
+        .iter()
+        .filter_map(|var| {
+            let value = std::env::var_os(var).filter(|v| !v.is_empty())?;
+            Some(format!("{var}={}", value.to_string_lossy()))
+        })
+        .collect();
+    if named.is_empty() {
+        return format!(
+            "the server's certificate is not signed by a CA this client trusts; to trust a private CA \
+             (a local emulator, a company proxy), set {CERT_FILE_VAR}=/path/to/ca.pem"
+        );
+    }
+    let or_file = if named[0].starts_with(CERT_FILE_VAR) {
+        ""
+    } else {
+        " (or name it with SSL_CERT_FILE=/path/to/ca.pem)"
+    };
     format!(
-        "the server's certificate is not signed by a CA this client trusts; to trust a private CA \
-         (a local emulator, a company proxy), set {CERT_FILE_VAR}=/path/to/ca.pem"
+        "the server's certificate is not signed by a CA this client trusts: neither the built-in \
+         roots nor {} hold the CA that signed it; add that CA (a local emulator's, a company \
+         proxy's) there{or_file}",
+        named.join(" and ")
     )
 }
 

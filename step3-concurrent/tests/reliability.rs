@@ -72,3 +72,8 @@ async fn logs_are_silent_by_default_and_one_line_per_attempt_at_debug() {
     testkit::assert_silent_by_default(STEP, &["-n", "3"]).await;
     testkit::assert_one_debug_line_per_attempt(STEP, &[]).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_timeline_draws_over_nothing_else() {
+    testkit::assert_timeline_draws_over_nothing_else(STEP, &[]).await;
+}

@@ -414,3 +414,8 @@ async fn bad_input_is_one_clear_line() {
 async fn one_debug_line_per_attempt() {
     testkit::assert_one_debug_line_per_attempt(STEP, &["--rpm", "0"]).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_timeline_draws_over_nothing_else() {
+    testkit::assert_timeline_draws_over_nothing_else(STEP, &[]).await;
+}

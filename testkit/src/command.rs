@@ -66,6 +66,13 @@ impl StepCommand {
         self
     }
 
+    /// Removes an environment variable the step would inherit (a proxy or
+    /// `SSL_CERT_FILE` of the machine running the tests, say).
+    pub fn env_remove(mut self, key: &str) -> StepCommand {
+        self.command.env_remove(key);
+        self
+    }
+
     /// Runs the step in `dir` (to give it a `.env` file, say).
     pub fn in_dir(mut self, dir: &Path) -> StepCommand {
         self.command.current_dir(dir);

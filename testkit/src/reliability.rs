@@ -531,6 +531,50 @@ pub async fn assert_bad_input_is_one_line(binary: &str, batch: bool, extra_args:
     );
 }
 
+/// `--timeline` never draws over a file it did not draw: notes, or someone
+/// else's SVG, are one error line before anything is sent, and left as they
+/// were; a picture of the step's own is drawn again.
+pub async fn assert_timeline_draws_over_nothing_else(binary: &str, extra_args: &[&str]) {
+    let server = emulator::start(Settings::instant())
+        .await
+        .expect("emulator starts");
+    let dir = ScratchDir::new("timeline");
+    let run = |path: &std::path::Path| {
+        StepCommand::new(binary)
+            .against(&server)
+            .args(extra_args)
+            .args(["-n", "1", "--timeline"])
+            .args([path])
+            .run()
+    };
+    let notes = dir.path().join("notes.txt");
+    let logo = dir.path().join("logo.svg");
+    let kept = [
+        (&notes, "my notes\n"),
+        (
+            &logo,
+            "<svg xmlns=\"http://www.w3.org/2000/svg\"><circle r=\"4\"/></svg>\n",
+        ),
+    ];
+    for (path, text) in kept {
+        std::fs::write(path, text).expect("written");
+        let out = run(path).await;
+        out.assert_one_error_line("holds something else than a timeline", 0);
+        assert_eq!(
+            std::fs::read_to_string(path).expect("read"),
+            text,
+            "left as it was"
+        );
+    }
+    assert_eq!(generate_calls(&server), 0, "nothing sent");
+    let svg = dir.path().join("run.svg");
+    for _ in 0..2 {
+        let out = run(&svg).await;
+        assert_eq!(out.code(), Some(0), "{}", out.dump());
+    }
+    assert_eq!(generate_calls(&server), 2);
+}
+
 /// A `.env` file that cannot be used is one line naming it (and never its
 /// content: it holds the key); a *directory* called `.env` is skipped.
 pub async fn assert_bad_dotenv_is_one_line(binary: &str, extra_args: &[&str]) {

@@ -156,6 +156,33 @@ impl Learner {
         *lock(&self.sources)
     }
 
+    /// What to do about a prompt too large for the TPM limit in force: it
+    /// depends on where that limit came from. A limit the server named wins
+    /// over `--tpm` (a ceiling, never a floor), so "raise --tpm" cannot help
+    /// then; the line says where the limit is kept and how to forget it.
+    pub fn too_large_hint(&self) -> String {
+        let kept_in = || match &self.state {
+            Some(state) => format!("remembered in {}", state.path().display()),
+            None => "shared through Redis by every process on this quota".into(),
+        };
+        match self.sources()[index(QuotaKind::Tpm)] {
+            Source::Configured => "raise --tpm, or shorten the prompt".into(),
+            Source::Table(_) => format!(
+                "the limit is the {}'s figure: raise --tpm if your project's limit is higher, or shorten the prompt",
+                self.sources()[index(QuotaKind::Tpm)]
+            ),
+            Source::Learned => format!(
+                "the server named this limit for {} in this run, and --tpm cannot raise it: shorten the prompt",
+                self.model
+            ),
+            Source::Remembered => format!(
+                "the server named this limit for {} in an earlier run ({}), and --tpm cannot raise it: shorten the prompt, or, if the project's limit has gone up since, forget it with --forget-limits",
+                self.model,
+                kept_in()
+            ),
+        }
+    }
+
     /// Starts `limiter` from what an earlier run remembered: the limits it
     /// learned, and the requests it sent that still count. Returns the
     /// line to print, if there is anything to say, and the remembered stop,

@@ -403,9 +403,8 @@ impl Runner {
                 return Err(Ended::NotDone(format!("not sent: {reason}")));
             }
             Err(too_large @ LimitError::TooLarge { .. }) => {
-                return Err(Ended::Failed(Error::Config(format!(
-                    "{too_large}: raise --tpm or shorten the prompt"
-                ))));
+                let hint = self.too_large_hint();
+                return Err(Ended::Failed(Error::Config(format!("{too_large}: {hint}"))));
             }
         };
         // Ctrl-C may have come while we queued.
@@ -414,6 +413,15 @@ impl Runner {
         }
         self.live.admitted(permit.admitted_at(), permit.id());
         Ok(permit)
+    }
+
+    /// What to do about a prompt too large for the TPM limit: where the
+    /// limit came from says (see [`Learner::too_large_hint`]).
+    fn too_large_hint(&self) -> String {
+        match &self.learner {
+            Some(learner) => learner.too_large_hint(),
+            None => "raise --tpm, or shorten the prompt".into(),
+        }
     }
 
     /// One attempt on the wire, timed. `None` if Ctrl-C's grace period ran
