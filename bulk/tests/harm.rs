@@ -514,7 +514,7 @@ async fn a_prompt_too_big_for_a_learned_tpm_says_where_the_limit_comes_from() {
     assert_eq!(first.code(), Some(1), "{}", first.dump());
     let error = first.errors().pop().unwrap_or_default();
     assert!(
-        error.contains("can never fit a limit of 100")
+        error.contains("can never fit 100 tokens per window")
             && error.contains("named this limit")
             && error.contains("--tpm cannot raise it"),
         "{}",
