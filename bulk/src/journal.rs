@@ -387,7 +387,7 @@ pub fn row(
     };
     row.insert("status".into(), status.into());
     if let Value::Object(fields) = outcome.json_line() {
-        row.extend(fields.into_iter().filter(|(key, _)| key != "index"));
+        row.extend(fields.into_iter().filter(|(key, _)| key != "request"));
     }
     if let Some(input) = input.filter(|input| !input.is_empty()) {
         row.insert("input".into(), Value::Object(input.clone()));

@@ -239,7 +239,7 @@ impl Outcome {
         let attempts = self.attempts.len();
         match &self.ended {
             Ended::Answered(answer) => json!({
-                "index": self.index, "ok": true, "latency_ms": latency_ms, "attempts": attempts,
+                "request": self.index + 1, "ok": true, "latency_ms": latency_ms, "attempts": attempts,
                 "model_version": answer.model_version,
                 "finish_reason": answer.finish_reason,
                 "usage": {
@@ -251,11 +251,11 @@ impl Outcome {
                 "text": answer.text,
             }),
             Ended::Failed(error) => json!({
-                "index": self.index, "ok": false, "latency_ms": latency_ms, "attempts": attempts,
+                "request": self.index + 1, "ok": false, "latency_ms": latency_ms, "attempts": attempts,
                 "error": error.to_string(),
             }),
             Ended::NotDone(reason) => json!({
-                "index": self.index, "ok": false, "attempts": attempts, "not_done": reason,
+                "request": self.index + 1, "ok": false, "attempts": attempts, "not_done": reason,
             }),
         }
     }

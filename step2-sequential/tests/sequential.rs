@@ -48,7 +48,7 @@ async fn sends_one_request_at_a_time() {
         .collect();
     assert_eq!(lines.len(), 6);
     for (i, line) in lines[..5].iter().enumerate() {
-        assert_eq!(line["index"], i);
+        assert_eq!(line["request"], i + 1);
         assert_eq!(line["ok"], true);
         assert!(!line["text"].as_str().unwrap_or_default().is_empty());
     }

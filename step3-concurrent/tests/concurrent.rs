@@ -41,9 +41,13 @@ async fn sends_every_request_at_once_and_reports_in_order() {
         .stdout
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| v["index"].as_u64())
+        .filter_map(|v| v["request"].as_u64())
         .collect();
-    assert_eq!(indices, (0..20).collect::<Vec<_>>(), "results in order");
+    assert_eq!(
+        indices,
+        (1..=20).collect::<Vec<_>>(),
+        "results in order, numbered from 1 like the terminal's #n"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -45,7 +45,7 @@ fn request_lines(out: &StepOutput) -> Vec<Value> {
     out.stdout
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v.get("index").is_some())
+        .filter(|v| v.get("request").is_some())
         .collect()
 }
 

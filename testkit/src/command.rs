@@ -232,12 +232,12 @@ impl StepOutput {
         )
     }
 
-    /// The per-request `--json` lines (those with an `index`), in the order printed.
+    /// The per-request `--json` lines (those with a `request` number), in the order printed.
     pub fn results(&self) -> Vec<Value> {
         self.stdout
             .lines()
             .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .filter(|value| value.get("index").is_some())
+            .filter(|value| value.get("request").is_some())
             .collect()
     }
 
@@ -283,10 +283,13 @@ impl StepOutput {
         assert_eq!(succeeded + failed + not_done, requests, "{}", self.dump());
 
         let results = self.results();
-        let indices: Vec<u64> = results.iter().filter_map(|r| r["index"].as_u64()).collect();
+        let indices: Vec<u64> = results
+            .iter()
+            .filter_map(|r| r["request"].as_u64())
+            .collect();
         assert_eq!(
             indices,
-            (0..requests as u64).collect::<Vec<_>>(),
+            (1..=requests as u64).collect::<Vec<_>>(),
             "one line per request, in order\n{}",
             self.dump()
         );
