@@ -8,6 +8,7 @@
 //! the run's [`Pace`].
 
 use std::time::Duration;
+use step4_ratelimit::pace::describe;
 
 use crate::pace::{Limits, Stats};
 use common::report::Summary;
@@ -161,36 +162,6 @@ fn waited(stats: &Stats, summary: &Summary) -> Option<String> {
             n => format!("{n} retries"),
         }
     ))
-}
-
-/// What the limiter enforced, in one line.
-fn describe(limits: &Limits) -> String {
-    let window = seconds(limits.window);
-    let mut parts = Vec::new();
-    match (limits.rpm, limits.tpm) {
-        (Some(rpm), Some(tpm)) => {
-            parts.push(format!(
-                "{rpm} requests and {tpm} input tokens per {window}"
-            ));
-        }
-        (Some(rpm), None) => parts.push(format!("{rpm} requests per {window}")),
-        (None, Some(tpm)) => parts.push(format!("{tpm} input tokens per {window}")),
-        (None, None) => {}
-    }
-    if let Some(rpd) = limits.rpd {
-        parts.push(format!("{rpd} requests per day"));
-    }
-    if let Some(k) = limits.max_in_flight.filter(|&k| k > 0) {
-        parts.push(format!("at most {k} in flight"));
-    }
-    if parts.is_empty() {
-        return "limiter: no limits (all set to 0)".into();
-    }
-    format!(
-        "limiter: {} (each slot held {} past its window, for the trip to the server)",
-        parts.join(", "),
-        seconds(limits.margin_or_default())
-    )
 }
 
 /// Where each limit in force came from, in one line.
@@ -518,22 +489,5 @@ mod tests {
                 .expect("a note")
                 .contains("before the limiter learned")
         );
-    }
-
-    #[test]
-    fn limits_are_described_in_words() {
-        let limits = Limits::default()
-            .with_rpm(10)
-            .with_tpm(250_000)
-            .with_rpd(250)
-            .with_max_in_flight(4);
-        assert_eq!(
-            describe(&limits),
-            "limiter: 10 requests and 250000 input tokens per 60 s, 250 requests per day, at most 4 in flight (each slot held 1.2 s past its window, for the trip to the server)"
-        );
-        let short = Limits::default()
-            .with_rpm(5)
-            .with_window(Duration::from_millis(500));
-        assert!(describe(&short).starts_with("limiter: 5 requests per 500 ms"));
     }
 }
