@@ -10,9 +10,9 @@
 
 use std::time::Duration;
 
-use emulator::{Emulator, Faults, Latency, Settings};
+use emulator::{Emulator, Faults, Settings};
 use serde_json::Value;
-use testkit::{StepCommand, StepOutput};
+use testkit::{StepCommand, StepOutput, pacing, pacing::count};
 
 const BULK: &str = env!("CARGO_BIN_EXE_bulk");
 const MS: Duration = Duration::from_millis(1);
@@ -31,12 +31,6 @@ async fn bulk(server: &Emulator, args: &[&str]) -> StepOutput {
         .await
 }
 
-fn count(summary: &Value, field: &str) -> u64 {
-    summary[field]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no {field} in {summary}"))
-}
-
 /// The per-request JSON lines on stdout (every line but the summary).
 fn request_lines(out: &StepOutput) -> Vec<Value> {
     out.stdout
@@ -48,125 +42,17 @@ fn request_lines(out: &StepOutput) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_windows_worth_through_the_limiter_get_no_429() {
-    let server = emulator(Settings {
-        rpm: Some(4),
-        window: Duration::from_secs(1),
-        ..Settings::instant()
-    })
-    .await;
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let svg = dir.path().join("run.svg");
-    let svg_arg = svg.to_str().expect("a UTF-8 path");
-    let out = bulk(
-        &server,
-        &[
-            "-n",
-            "12",
-            "--rpm",
-            "4",
-            "--window",
-            "1s",
-            "--json",
-            "--timeline",
-            svg_arg,
-        ],
-    )
-    .await;
-
-    assert!(out.status.success(), "{}", out.all());
-    let summary = out.summary();
-    assert_eq!(count(&summary, "succeeded"), 12, "{summary}");
-    assert_eq!(count(&summary, "rate_limited"), 0, "{summary}");
-    let arrivals = server.stats().generates();
-    assert_eq!(arrivals.len(), 12, "one attempt each: {arrivals:?}");
-    assert!(arrivals.iter().all(|a| a.status == 200), "{arrivals:?}");
-    let picture = std::fs::read_to_string(&svg).expect("the timeline was written");
-    assert!(
-        picture.contains(r#"class="window""#),
-        "the windows are shaded"
-    );
+    pacing::assert_paced_without_429s(BULK).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_the_limiter_429s_appear() {
-    let server = emulator(Settings {
-        rpm: Some(4),
-        window: Duration::from_secs(1),
-        ..Settings::instant()
-    })
-    .await;
-    let out = bulk(
-        &server,
-        &["-n", "12", "--no-limit", "--max-retries", "0", "--json"],
-    )
-    .await;
-
-    let summary = out.summary();
-    let rate_limited = count(&summary, "rate_limited");
-    assert!(rate_limited > 0, "{summary}");
-    assert_eq!(
-        count(&summary, "failed"),
-        rate_limited,
-        "no retries: each 429 fails"
-    );
-    assert_eq!(count(&summary, "retries"), 0, "{summary}");
-    assert_eq!(out.code(), Some(1));
-    assert!(server.stats().generates().iter().any(|a| a.status == 429));
+    pacing::assert_429s_without_the_limiter(BULK).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_429_retry_delay_is_waited_out() {
-    // The server allows 2 per second; the limiter is told 4 per half second,
-    // so the server refuses, and says when its window frees a slot.
-    let window = Duration::from_secs(1);
-    let server = emulator(Settings {
-        rpm: Some(2),
-        window,
-        ..Settings::instant()
-    })
-    .await;
-    let out = bulk(
-        &server,
-        &[
-            "-n",
-            "6",
-            "--rpm",
-            "4",
-            "--window",
-            "500ms",
-            "--concurrency",
-            "1",
-            "--json",
-        ],
-    )
-    .await;
-
-    let summary = out.summary();
-    assert_eq!(count(&summary, "succeeded"), 6, "{}", out.all());
-    assert!(
-        count(&summary, "rate_limited") > 0,
-        "the server refused: {summary}"
-    );
-    let arrivals = server.stats().generates();
-    for (i, refused) in arrivals.iter().enumerate().filter(|(_, a)| a.status == 429) {
-        // The server's retryDelay: until the oldest admitted request of its
-        // window ages out.
-        let oldest = arrivals[..i]
-            .iter()
-            .filter(|a| a.status == 200 && refused.at.saturating_sub(a.at) < window)
-            .map(|a| a.at)
-            .min()
-            .expect("a 429 means the window holds admitted requests");
-        let free_at = oldest + window;
-        if let Some(next) = arrivals.get(i + 1) {
-            assert!(
-                next.at + MS >= free_at,
-                "a request arrived at {:?}, before the server's window freed at {free_at:?} (429 at {:?})",
-                next.at,
-                refused.at
-            );
-        }
-    }
+    pacing::assert_retry_delay_is_waited_out(BULK).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -229,25 +115,7 @@ async fn a_spent_daily_quota_with_requests_in_flight_still_adds_up() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrency_caps_requests_in_flight() {
-    // A longer latency than the other tests, so that requests would overlap.
-    let server = emulator::start(Settings {
-        latency: Latency {
-            base: 100 * MS,
-            ..Latency::ZERO
-        },
-        ..Settings::instant()
-    })
-    .await
-    .expect("the emulator starts");
-    let out = bulk(
-        &server,
-        &["-n", "12", "--rpm", "0", "--concurrency", "3", "--json"],
-    )
-    .await;
-
-    assert_eq!(count(&out.summary(), "succeeded"), 12, "{}", out.all());
-    let max = server.stats().max_in_flight;
-    assert!(max <= 3, "{max} in flight at once, with --concurrency 3");
+    pacing::assert_concurrency_caps_requests_in_flight(BULK).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

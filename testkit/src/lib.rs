@@ -16,6 +16,7 @@
 //! - [`emulators`]: emulators set up for a test (quick, slow, faulty, restartable) and
 //!   the counts of what reached them.
 //! - [`reliability`]: the reliability suite as scenarios (`assert_*`) each step calls.
+//! - [`pacing`]: what step 4 and bulk promise alike about the limiter, as scenarios.
 //! - [`hostile`]: a server that misbehaves the way a hostile server or proxy can.
 //! - [`redis`]: a throwaway `redis-server`.
 //! - [`scratch`]: a throwaway directory.
@@ -27,6 +28,7 @@
 pub mod command;
 pub mod emulators;
 pub mod hostile;
+pub mod pacing;
 pub mod redis;
 pub mod reliability;
 pub mod scratch;
