@@ -138,3 +138,27 @@ async fn a_body_is_read_line_by_line_scrubbed_and_capped() {
     let answer = client_for(&base).raw(RawRequest::get("x")).await.unwrap();
     assert!(matches!(answer.bytes(5).await, Err(Error::TooLarge { .. })));
 }
+
+#[tokio::test]
+async fn an_operation_keeps_its_own_error_field_as_a_document() {
+    static BODY: &[u8] =
+        br#"{"name":"batches/x","done":true,"error":{"code":13,"message":"failed"}}"#;
+    let (base, _) = echo_server(BODY).await;
+    let operation: Value = client_for(&base)
+        .raw(RawRequest::get("v1beta/batches/x"))
+        .await
+        .unwrap()
+        .document(1024)
+        .await
+        .unwrap();
+    assert_eq!(operation["error"]["code"], 13);
+    // Read as an ordinary answer, an `error` object is the call's error.
+    let (base, _) = echo_server(BODY).await;
+    let call: Result<Value, Error> = client_for(&base)
+        .raw(RawRequest::get("v1beta/batches/x"))
+        .await
+        .unwrap()
+        .json(1024)
+        .await;
+    assert!(call.is_err());
+}

@@ -85,6 +85,8 @@ use step4_ratelimit::{
 use tokio::time::Instant;
 
 use crate::{
+    bill::Meter,
+    flex::{self, TierPlan},
     journal::{self, Journal},
     prompts::{Loaded, Prompts},
 };
@@ -110,6 +112,8 @@ pub struct RunOptions {
     /// The run's one way to stop (signals, and the runner's own reasons),
     /// from `main`.
     pub shutdown: Shutdown,
+    /// The tier each attempt goes at (`--mode flex`, `--fallback`).
+    pub tiers: TierPlan,
 }
 
 /// Why a run failed as a whole: its one line, instead of a summary.
@@ -154,6 +158,8 @@ pub struct Runner {
     learner: Option<Arc<Learner>>,
     /// Where each outcome is appended as soon as it is known (`--output`).
     journal: Option<Arc<Journal>>,
+    /// Counts each answer's tokens for the bill.
+    meter: Option<Arc<Meter>>,
 }
 
 impl Runner {
@@ -173,7 +179,14 @@ impl Runner {
             rng: Mutex::new(SmallRng::seed_from_u64(seed())),
             learner: None,
             journal: None,
+            meter: None,
         }
+    }
+
+    /// The same runner, counting each answer's tokens with `meter`.
+    pub fn with_meter(mut self, meter: Arc<Meter>) -> Runner {
+        self.meter = Some(meter);
+        self
     }
 
     /// The same runner, learning the limits from the server's 429s and
@@ -292,9 +305,11 @@ impl Runner {
                     Err(error) => break Ended::Failed(Error::Config(error.to_string())),
                 }
             }
-            let Some((request, _)) = &loaded else {
+            let Some((request, _)) = &mut loaded else {
                 continue;
             };
+            let tier = self.options.tiers.at(self.report.elapsed());
+            request.service_tier = flex::service_tier(tier);
             let Some((attempt, result)) = self.attempt(request).await else {
                 break Ended::NotDone(self.options.shutdown.cut_off());
             };
@@ -305,6 +320,9 @@ impl Runner {
                     // Correct the limiter's books with the real count.
                     permit.settle(answer.usage.prompt_token_count);
                     self.counted();
+                    if let Some(meter) = &self.meter {
+                        meter.add(flex::served(tier, &answer.usage), &answer.usage);
+                    }
                     break Ended::Answered(answer);
                 }
                 Err(error) => error,

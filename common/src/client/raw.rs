@@ -289,6 +289,15 @@ impl RawResponse {
         parse_payload(&body, what, &redactor)
     }
 
+    /// The body parsed as JSON as it is, up to `limit` bytes, scrubbed:
+    /// for a long-running operation, whose `error` field is the job's own
+    /// failure, not the call's.
+    pub async fn document<T: DeserializeOwned>(self, limit: usize) -> Result<T> {
+        let what = self.what;
+        let body = self.bytes(limit).await?;
+        serde_json::from_slice(&body).map_err(|e| Error::decode(what, e, &body))
+    }
+
     /// The next line of the body, without its `\n` (and `\r`), scrubbed;
     /// `None` at the end. A line longer than `max_line` bytes is an error:
     /// a results file of any size is read a line at a time, never whole.
