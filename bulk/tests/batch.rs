@@ -627,3 +627,32 @@ async fn batch_mode_needs_an_output_and_says_so_in_one_line() {
     out.assert_one_error_line("--mode batch needs --output", 0);
     assert!(server.stats().arrivals.is_empty(), "nothing sent");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_is_only_used_for_the_prompt_it_was_asked_for() {
+    let server = emulator(Duration::from_secs(1), Batch::default(), Faults::default()).await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let prompts = prompts_file(dir.path(), 10);
+    let output = dir.path().join("answers.jsonl");
+    let args = batch_args(&prompts, &output, &[]);
+    killed_once_submitted(&server, &args).await;
+    // q3 is edited while its job runs: that job's answer is about the old text.
+    let edited = std::fs::read_to_string(&prompts)
+        .expect("read")
+        .replace("Question number 3 about", "Question number 3 (edited) about");
+    std::fs::write(&prompts, edited).expect("written");
+
+    let out = bulk(&server, &args).await;
+    out.assert_accounted(10, false);
+    assert!(out.stderr.contains("1 prompt(s) of batches/"), "{}", out.stderr);
+    assert_eq!(jobs(&server).await.len(), 2, "q3 went in a job of its own");
+    assert_each_answered_once(&output, 10);
+    let q3 = rows(&output)
+        .into_iter()
+        .find(|row| row["id"] == "q3")
+        .expect("q3 answered");
+    assert!(
+        q3["text"].as_str().is_some_and(|t| t.contains("edited")),
+        "{q3}"
+    );
+}

@@ -17,8 +17,9 @@
 //! The ledger sits beside the journal (`answers.jsonl.batches`): one JSON
 //! object per line, appended, never rewritten. Its events, per display name:
 //!
-//! * `intent`: the name, the model, the prompt ids (their batch keys) and
-//!   when, written and synced before the create;
+//! * `intent`: the name, the model, the prompt ids (their batch keys), the
+//!   fingerprint of each prompt's text and when, written and synced before
+//!   the create;
 //! * `created`: the job's name (`batches/<id>`), once the create answered;
 //! * `closed`: the job ended and its results are in the journal, or the
 //!   create was refused (no job exists), or the job is gone from the server.
@@ -58,6 +59,9 @@ enum Event {
         attempt: u32,
         model: String,
         keys: Vec<String>,
+        /// The prompts' fingerprints (16 hex digits), in the order of `keys`.
+        #[serde(default)]
+        hashes: Vec<String>,
         at: u64,
     },
     Created {
@@ -85,6 +89,9 @@ pub struct Entry {
     pub model: String,
     /// The batch keys of its prompts.
     pub keys: Vec<String>,
+    /// Their prompts' fingerprints, in the same order: an answer is only
+    /// used for the prompt it was asked for.
+    pub hashes: Vec<String>,
     /// When it was intended (seconds since 1970).
     pub at: u64,
     /// Its name on the server, once known.
@@ -185,6 +192,7 @@ impl Ledger {
         attempt: u32,
         model: &str,
         keys: Vec<String>,
+        hashes: Vec<String>,
     ) -> Result<(), LedgerError> {
         let at = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -195,6 +203,7 @@ impl Ledger {
             attempt,
             model: model.to_string(),
             keys,
+            hashes,
             at,
         })?;
         self.file.sync_data().map_err(|source| self.error(source))
@@ -293,6 +302,7 @@ fn apply(entries: &mut BTreeMap<String, Entry>, order: &mut Vec<String>, event: 
             attempt,
             model,
             keys,
+            hashes,
             at,
         } => {
             if !entries.contains_key(&display_name) {
@@ -304,6 +314,7 @@ fn apply(entries: &mut BTreeMap<String, Entry>, order: &mut Vec<String>, event: 
                 attempt,
                 model,
                 keys,
+                hashes,
                 at,
                 job: None,
                 closed: None,
@@ -339,10 +350,24 @@ mod tests {
         let mut ledger = Ledger::open(&output).expect("opens");
         assert_eq!(ledger.next_attempt("s1"), 1);
         ledger
-            .intend("bulk-a-1", "s1", 1, "m", vec!["k1".into(), "k2".into()])
+            .intend(
+                "bulk-a-1",
+                "s1",
+                1,
+                "m",
+                vec!["k1".into(), "k2".into()],
+                vec!["01".into(), "02".into()],
+            )
             .expect("written");
         ledger
-            .intend("bulk-b-1", "s2", 1, "m", vec!["k3".into()])
+            .intend(
+                "bulk-b-1",
+                "s2",
+                1,
+                "m",
+                vec!["k3".into()],
+                vec!["03".into()],
+            )
             .expect("written");
         ledger.created("bulk-a-1", "batches/x").expect("written");
         ledger.closed("bulk-b-1", None, "REFUSED").expect("written");
@@ -356,6 +381,7 @@ mod tests {
         assert_eq!(open[0].display_name, "bulk-a-1");
         assert_eq!(open[0].job.as_deref(), Some("batches/x"));
         assert_eq!(open[0].keys, ["k1", "k2"]);
+        assert_eq!(open[0].hashes, ["01", "02"]);
         let mut ledger = Ledger::open(&output).expect("opens again");
         ledger
             .closed("bulk-a-1", None, "SUCCEEDED")

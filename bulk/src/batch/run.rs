@@ -247,7 +247,10 @@ impl<'a> BatchRun<'a> {
         ));
         let mut jobs = Vec::new();
         for entry in open {
-            let found = self.locate(&entry).await?;
+            let Some(found) = self.locate(&entry).await? else {
+                // Stopped while looking: the intent stays open for the next run.
+                continue;
+            };
             if found.is_empty() {
                 self.ledger
                     .closed(&entry.display_name, entry.job.as_deref(), "NOT_FOUND")?;
@@ -267,13 +270,14 @@ impl<'a> BatchRun<'a> {
     /// The jobs of an intent: by the name written down, else by listing the
     /// project's jobs with its display name (an intent whose create never
     /// answered, or whose answer was never written). A young intent is
-    /// looked for twice, in case its create is still on its way.
-    async fn locate(&mut self, entry: &Entry) -> Result<Vec<Operation>, BatchError> {
+    /// looked for twice, in case its create is still on its way. `None` if
+    /// the run was stopped before it could tell.
+    async fn locate(&mut self, entry: &Entry) -> Result<Option<Vec<Operation>>, BatchError> {
         let api_error = |what: String| move |source| BatchError::Api { what, source };
         if let Some(job) = &entry.job {
             return match self.api.get(job).await {
-                Ok(operation) => Ok(vec![operation]),
-                Err(error) if status_of(&error) == Some(404) => Ok(Vec::new()),
+                Ok(operation) => Ok(Some(vec![operation])),
+                Err(error) if status_of(&error) == Some(404) => Ok(Some(Vec::new())),
                 Err(error) => Err(api_error(format!("look up the batch job {job}"))(error)),
             };
         }
@@ -291,12 +295,7 @@ impl<'a> BatchRun<'a> {
                 seconds(wait)
             ));
             if !self.sleep(wait).await {
-                return Err(BatchError::Api {
-                    what,
-                    source: Error::Config(
-                        "stopped before the job could be looked for again".into(),
-                    ),
-                });
+                return Ok(None);
             }
             found = find(self.api.clone(), entry.display_name.clone())
                 .await
@@ -312,16 +311,37 @@ impl<'a> BatchRun<'a> {
                 entry.display_name
             ));
         }
-        Ok(found)
+        Ok(Some(found))
     }
 
-    /// A job of an earlier run, found on the server.
-    fn earlier_job(&self, entry: &Entry, operation: &Operation) -> Job {
+    /// A job of an earlier run, found on the server. Its answers are used
+    /// only for the prompts still as they were when it was created: a
+    /// prompt edited since goes in a new job.
+    fn earlier_job(&mut self, entry: &Entry, operation: &Operation) -> Job {
+        let prompts = self.book.prompts;
+        let mut changed = 0usize;
         let members: Vec<usize> = entry
             .keys
             .iter()
-            .filter_map(|key| self.keys.index(key))
+            .enumerate()
+            .filter_map(|(n, key)| {
+                let index = self.keys.index(key)?;
+                let same = entry
+                    .hashes
+                    .get(n)
+                    .is_some_and(|hash| *hash == fingerprint(prompts, index));
+                changed += usize::from(!same);
+                same.then_some(index)
+            })
             .collect();
+        if changed > 0 {
+            let line = format!(
+                "{changed} prompt(s) of {} changed since it was created (or are no longer in the prompts file): their answers from it are not used",
+                operation.name
+            );
+            self.progress.say(&line);
+            self.notes.push(line);
+        }
         self.progress.say(format_args!(
             "following {} ({}): {} prompt(s), {}",
             operation.name,
@@ -522,10 +542,15 @@ impl<'a> BatchRun<'a> {
             .iter()
             .map(|&i| self.keys.key(i).to_string())
             .collect();
+        let hashes = chunk
+            .indices
+            .iter()
+            .map(|&i| fingerprint(prompts, i))
+            .collect();
         // Written and synced before the create: a death from here on leaves
         // the name the next run looks for.
         self.ledger
-            .intend(&display_name, &set, attempt, &model, keys)?;
+            .intend(&display_name, &set, attempt, &model, keys, hashes)?;
         let sent = self.book.report.elapsed();
         match self.api.create(&model, body).await {
             Ok(operation) => {
@@ -593,6 +618,7 @@ impl<'a> BatchRun<'a> {
         let state = operation.state();
         let members: HashSet<usize> = job.members.iter().copied().collect();
         let mut answered = 0usize;
+        let mut with_a_line = HashSet::new();
         if state == State::Succeeded {
             let book = &mut self.book;
             let sent = job.sent;
@@ -602,6 +628,7 @@ impl<'a> BatchRun<'a> {
                 &self.keys,
                 &members,
                 |index, result| {
+                    with_a_line.insert(index);
                     answered += usize::from(book.take(index, result, sent)?);
                     Ok(())
                 },
@@ -625,7 +652,9 @@ impl<'a> BatchRun<'a> {
                     message: format!("the results of {} have no line for this prompt", job.name),
                 }));
                 for &i in &unanswered {
-                    self.book.fail_if_silent(i, &no_line, job.sent);
+                    if !with_a_line.contains(&i) {
+                        self.book.fail(i, no_line.clone(), true, job.sent);
+                    }
                 }
             }
             State::Failed => {
@@ -878,16 +907,6 @@ impl Book<'_> {
         line.failure = Some((error, again));
     }
 
-    /// A prompt a succeeded job had no line for, unless it already failed.
-    fn fail_if_silent(&mut self, index: usize, error: &Error, sent: Duration) {
-        let failed = self.lines.get(&index).is_some_and(|line| {
-            line.failure.is_some() && line.attempts.last().is_some_and(|a| a.sent == sent)
-        });
-        if !failed {
-            self.fail(index, error.clone(), true, sent);
-        }
-    }
-
     /// Prompt `index` is left to a later run, for `reason`.
     fn strand(&mut self, index: usize, reason: String) {
         if self.position.contains_key(&index) {
@@ -1005,6 +1024,11 @@ fn api_error(status: &Status) -> ApiError {
 /// The HTTP status of an API error.
 fn status_of(error: &Error) -> Option<u16> {
     error.api().map(|api| api.http_status)
+}
+
+/// Prompt `index`'s fingerprint as the ledger writes it.
+fn fingerprint(prompts: &Prompts, index: usize) -> String {
+    format!("{:016x}", prompts.hash(index))
 }
 
 fn now_secs() -> u64 {
