@@ -220,15 +220,14 @@ impl Bill {
                 usd(standard)
             );
         }
-        let saved = if self.discounted() {
-            format!(", {} saved", usd(standard - cost))
-        } else {
-            String::new()
-        };
+        if !self.discounted() {
+            return format!("{head} = {} at {priced_at} (prices: {prices})", usd(cost));
+        }
         format!(
-            "{head} = {} at {priced_at} (standard would be {}{saved}; prices: {prices})",
+            "{head} = {} at {priced_at} (standard would be {}, {} saved; prices: {prices})",
             usd(cost),
-            usd(standard)
+            usd(standard),
+            usd(standard - cost)
         )
     }
 
@@ -414,7 +413,8 @@ mod tests {
         assert!(close(bill.cost(), 0.775), "{bill:?}");
         assert!(close(bill.standard(), 0.775));
         assert_eq!(bill.tally().requests, 2);
-        assert!(!bill.line().contains("saved"), "{}", bill.line());
+        let line = bill.line();
+        assert!(line.ends_with("= $0.775 at the standard price (prices: https://ai.google.dev/gemini-api/docs/pricing, read 2026-12-03)"), "{line}");
     }
 
     #[test]

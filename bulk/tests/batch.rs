@@ -637,14 +637,19 @@ async fn an_answer_is_only_used_for_the_prompt_it_was_asked_for() {
     let args = batch_args(&prompts, &output, &[]);
     killed_once_submitted(&server, &args).await;
     // q3 is edited while its job runs: that job's answer is about the old text.
-    let edited = std::fs::read_to_string(&prompts)
-        .expect("read")
-        .replace("Question number 3 about", "Question number 3 (edited) about");
+    let edited = std::fs::read_to_string(&prompts).expect("read").replace(
+        "Question number 3 about",
+        "Question number 3 (edited) about",
+    );
     std::fs::write(&prompts, edited).expect("written");
 
     let out = bulk(&server, &args).await;
     out.assert_accounted(10, false);
-    assert!(out.stderr.contains("1 prompt(s) of batches/"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("1 prompt(s) of batches/"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(jobs(&server).await.len(), 2, "q3 went in a job of its own");
     assert_each_answered_once(&output, 10);
     let q3 = rows(&output)

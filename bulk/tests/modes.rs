@@ -85,7 +85,7 @@ async fn every_run_ends_with_its_bill_at_the_published_price() {
         text.dump()
     );
     assert!(
-        last.contains(" at the standard price (standard would be $"),
+        last.contains(" at the standard price (prices: "),
         "{last}"
     );
 }
