@@ -20,7 +20,10 @@
 
 use std::time::Duration;
 
-use common::types::{ServiceTier, UsageMetadata};
+use common::{
+    Error,
+    types::{ServiceTier, UsageMetadata},
+};
 
 use crate::prices::Mode;
 
@@ -85,6 +88,27 @@ pub fn served(sent: Mode, usage: &UsageMetadata) -> Mode {
     }
 }
 
+/// Whether `error`, the answer to an attempt sent at `tier`, is a shed flex
+/// request: a 429 with neither a quota named nor a delay to wait
+/// (docs/wire.md#flex-and-priority), which says there was no spare
+/// capacity, not that a limit was passed.
+pub fn is_shed(tier: Mode, error: &Error) -> bool {
+    tier == Mode::Flex
+        && error.is_rate_limited()
+        && error
+            .api()
+            .is_some_and(|api| api.quota.is_none() && api.retry_delay.is_none())
+}
+
+/// The summary's line about shed requests, if there were any.
+pub fn shed_line(shed: usize) -> Option<String> {
+    (shed > 0).then(|| {
+        format!(
+            "the server shed {shed} flex attempt(s) (no spare capacity: a 429 with no quota named), retried with backoff; --fallback standard --fallback-after DURATION trades the discount for speed"
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +124,23 @@ mod tests {
         assert_eq!(TierPlan::standard().at(Duration::MAX), Mode::Standard);
         assert_eq!(service_tier(Mode::Flex), Some(ServiceTier::Flex));
         assert_eq!(service_tier(Mode::Standard), None);
+    }
+
+    #[test]
+    fn a_shed_is_a_flex_429_without_a_quota() {
+        let shed = Error::from(common::error::ApiError::from_body(
+            Some(429),
+            br#"{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","message":"Resource has been exhausted (e.g. check quota)."}}"#,
+        ));
+        assert!(is_shed(Mode::Flex, &shed));
+        assert!(!is_shed(Mode::Standard, &shed));
+        let quota = Error::from(common::error::ApiError::from_body(
+            Some(429),
+            br#"{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","message":"Quota exceeded. Please retry in 20s.","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"20s"}]}}"#,
+        ));
+        assert!(!is_shed(Mode::Flex, &quota));
+        assert_eq!(shed_line(0), None);
+        assert!(shed_line(2).is_some_and(|l| l.contains("shed 2 flex")));
     }
 
     #[test]

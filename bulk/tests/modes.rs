@@ -84,10 +84,7 @@ async fn every_run_ends_with_its_bill_at_the_published_price() {
         "{}",
         text.dump()
     );
-    assert!(
-        last.contains(" at the standard price (prices: "),
-        "{last}"
-    );
+    assert!(last.contains(" at the standard price (prices: "), "{last}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -203,6 +200,18 @@ async fn a_shed_flex_request_is_retried_with_backoff_and_billed_at_half_price() 
             .as_u64()
             .is_some_and(|r| r >= shed as u64),
         "{summary}"
+    );
+    assert!(
+        out.stderr
+            .contains(&format!("the server shed {shed} flex attempt(s)")),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr
+            .contains("although the limiter kept to its limits"),
+        "{}",
+        out.stderr
     );
     let bill = &summary["bill"];
     assert_eq!(bill["by_mode"].as_array().map(Vec::len), Some(1), "{bill}");

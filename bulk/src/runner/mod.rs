@@ -245,7 +245,13 @@ impl Runner {
         let mut summary = self.report.finish("not sent");
         summary.paced = self.options.paced;
         let sources = self.learner.as_ref().map(|l| l.sources());
-        let notes = notes::notes(&stats, &pace, &summary, self.options.paced, sources);
+        // A flex request the server shed is no quota's 429: the notes that
+        // explain 429s leave those out, and one line says what they were.
+        let shed = self.live.shed.load(Ordering::Relaxed);
+        let mut quota_429s = summary.clone();
+        quota_429s.rate_limited = summary.rate_limited.saturating_sub(shed);
+        let mut notes = notes::notes(&stats, &pace, &quota_429s, self.options.paced, sources);
+        notes.extend(flex::shed_line(shed));
         summary.notes.splice(0..0, notes);
         Ok(summary)
     }
@@ -327,6 +333,9 @@ impl Runner {
                 }
                 Err(error) => error,
             };
+            if flex::is_shed(tier, &error) {
+                self.live.shed.fetch_add(1, Ordering::Relaxed);
+            }
             if error.is_rate_limited() {
                 // The server did not count a refused attempt, so neither do
                 // we: its slot goes back (the retryDelay says when to go).
@@ -696,6 +705,8 @@ struct Live {
     backing_off: AtomicUsize,
     /// 429 answers so far.
     rate_limited: AtomicUsize,
+    /// Of those, flex requests the server shed (no capacity, not a quota).
+    shed: AtomicUsize,
     /// When admissions happened. A std mutex: a few comparisons per admission.
     pace: Mutex<Pace>,
 }
