@@ -5,6 +5,7 @@
 //! cargo run --release -p bulk -- --prompts questions.jsonl --output answers.jsonl   # again: resumes
 //! cargo run --release -p bulk -- --prompts questions.jsonl --output answers.jsonl --restart
 //! cargo run --release -p bulk -- -n 20 --redis redis://127.0.0.1:6379   # one quota, many processes
+//! cargo run --release -p bulk -- --prompts questions.jsonl --output answers.jsonl --mode batch
 //! cargo run --release -p bulk -- --help
 //! ```
 //!
@@ -18,6 +19,11 @@
 //! the runner waits the `retryDelay` it gave and adopts the limit it named;
 //! the next run starts from it (`--limits-file`, `--forget-limits`). When the
 //! day's quota is spent, the run stops cleanly, and says until when.
+//!
+//! `--mode flex` and `--mode batch` send the same prompts at half price
+//! (slower, or as an asynchronous job that a later run can collect), and
+//! `--mode auto --deadline` picks the cheapest that is in time. Every run ends
+//! with its bill: the tokens, and what they cost next to the standard price.
 //!
 //! The library part of this crate holds the machinery; this file only puts
 //! it together.

@@ -384,7 +384,14 @@ impl<'a> BatchRun<'a> {
                 let Some(chunk) = queue.pop_front() else {
                     break;
                 };
-                match self.create(&chunk).await? {
+                let created = match self.create(&chunk).await {
+                    Ok(created) => created,
+                    Err(error) => {
+                        self.abandon(&active);
+                        return Err(error);
+                    }
+                };
+                match created {
                     Created::Job(job) => {
                         active.push(job);
                         full_waits = 0;
@@ -443,7 +450,8 @@ impl<'a> BatchRun<'a> {
     async fn look_at(&mut self, active: &mut Vec<Job>) -> Result<bool, BatchError> {
         let mut ended = false;
         let mut still = Vec::new();
-        for mut job in std::mem::take(active) {
+        let mut jobs = std::mem::take(active).into_iter();
+        while let Some(mut job) = jobs.next() {
             match self.api.get(&job.name).await {
                 Ok(operation) => {
                     job.errors = 0;
@@ -460,11 +468,12 @@ impl<'a> BatchRun<'a> {
                     ended = true;
                 }
                 Err(error) if error.is_fatal() || job.errors + 1 >= MAX_POLL_ERRORS => {
-                    *active = still;
-                    active.push(job);
-                    self.leave_running(active);
+                    let what = format!("follow the batch job {}", job.name);
+                    still.push(job);
+                    still.extend(jobs);
+                    self.abandon(&still);
                     return Err(BatchError::Api {
-                        what: format!("follow the batch job {}", active[active.len() - 1].name),
+                        what,
                         source: error,
                     });
                 }
@@ -764,6 +773,16 @@ impl<'a> BatchRun<'a> {
             self.notes.push(format!(
                 "to cancel it instead: {command} --cancel-batch (or: curl -X POST -H \"x-goog-api-key: $GEMINI_API_KEY\" {cancel_url})"
             ));
+        }
+    }
+
+    /// The run fails with `active` still running: says at once (the
+    /// summary will not) how to collect or cancel them.
+    fn abandon(&mut self, active: &[Job]) {
+        let before = self.notes.len();
+        self.leave_running(active);
+        for note in &self.notes[before..] {
+            self.progress.say(note);
         }
     }
 
