@@ -661,3 +661,34 @@ async fn an_answer_is_only_used_for_the_prompt_it_was_asked_for() {
         "{q3}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_intent_whose_create_never_reached_the_server_is_closed_and_its_prompts_sent() {
+    let server = emulator(
+        Duration::from_millis(100),
+        Batch::default(),
+        Faults::default(),
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let prompts = prompts_file(dir.path(), 5);
+    let output = dir.path().join("answers.jsonl");
+    // An old intent (written long ago) whose create never arrived.
+    std::fs::write(
+        dir.path().join("answers.jsonl.batches"),
+        "{\"event\":\"intent\",\"display_name\":\"bulk-00000000000000aa-1\",\"set\":\"00000000000000aa\",\"attempt\":1,\"model\":\"gemini-flash-latest\",\"keys\":[\"q1\",\"q2\"],\"hashes\":[],\"at\":0}\n",
+    )
+    .expect("written");
+    let out = bulk(&server, &batch_args(&prompts, &output, &[])).await;
+    out.assert_accounted(5, false);
+    assert!(
+        out.stderr
+            .contains("no job named bulk-00000000000000aa-1 is on the server"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(jobs(&server).await.len(), 1);
+    assert_each_answered_once(&output, 5);
+    let ledger = std::fs::read_to_string(dir.path().join("answers.jsonl.batches")).expect("ledger");
+    assert!(ledger.contains("\"state\":\"NOT_FOUND\""), "{ledger}");
+}
