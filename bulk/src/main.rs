@@ -5,6 +5,7 @@
 //! cargo run --release -p bulk -- --prompts questions.jsonl --output answers.jsonl   # again: resumes
 //! cargo run --release -p bulk -- --prompts questions.jsonl --output answers.jsonl --restart
 //! cargo run --release -p bulk -- -n 20 --redis redis://127.0.0.1:6379   # one quota, many processes
+//! cargo run --release -p bulk -- --prompts questions.jsonl --output answers.jsonl --mode batch
 //! cargo run --release -p bulk -- --help
 //! ```
 //!
@@ -19,23 +20,47 @@
 //! the next run starts from it (`--limits-file`, `--forget-limits`). When the
 //! day's quota is spent, the run stops cleanly, and says until when.
 //!
+//! `--mode flex` and `--mode batch` send the same prompts at half price
+//! (slower, or as an asynchronous job that a later run can collect), and
+//! `--mode auto --deadline` picks the cheapest that is in time. Every run ends
+//! with its bill: the tokens, and what they cost next to the standard price.
+//!
 //! The library part of this crate holds the machinery; this file only puts
 //! it together.
 
-use std::{path::Path, process::ExitCode, sync::Arc};
+use std::{io::IsTerminal, path::Path, process::ExitCode, sync::Arc, time::Duration};
 
-use bulk::pace::{LocalLimiter, RateLimit};
+use anyhow::bail;
 use bulk::{
+    batch::{
+        api::BatchApi,
+        cancel,
+        ledger::Ledger,
+        run::{BatchOptions, BatchRun},
+    },
+    bill::{Bill, Meter},
+    flex::{FLEX_TIMEOUT, TierPlan},
     journal::{self, Journal, Resume},
+    mode_args::{ModeArg, ModeArgs},
     options::{LimitArgs, RetryArgs, RunFiles, StateArgs},
+    pace::{LocalLimiter, RateLimit},
     paths::{self, Named},
+    plan::{self, Pace, Plan, Workload},
+    prices::{Mode, PriceTable},
     prompts::Prompts,
     redis::{RedisLimiter, Scope},
     runner::{self, RunOptions, Runner, learn::Learner},
     state_file,
 };
-use clap::Parser;
-use common::{Session, cli::BatchArgs, report::Summary, run, shutdown::Shutdown};
+use clap::{CommandFactory, FromArgMatches, parser::ValueSource};
+use common::{
+    Session,
+    cli::{BatchArgs, CommonArgs},
+    quota::Tier,
+    report::Summary,
+    run,
+    shutdown::Shutdown,
+};
 
 /// What `--help` shows under the options: the commands a user runs.
 const EXAMPLES: &str = "\
@@ -46,9 +71,17 @@ Examples:
       start over (the old answers.jsonl is kept as answers.jsonl.1)
   bulk --prompts questions.jsonl --output answers.jsonl --redis redis://127.0.0.1:6379
       several processes or machines drawing from one quota
+  bulk --prompts questions.jsonl --output answers.jsonl --mode batch --tier tier1
+      a Batch Mode job at half price; Ctrl-C leaves it running, the same command collects it
+  bulk --prompts questions.jsonl --output answers.jsonl --mode flex --fallback standard --fallback-after 1h
+      half price, slower; what is left after an hour goes at the standard price
+  bulk --prompts questions.jsonl --output answers.jsonl --mode auto --deadline 12h
+      the cheapest mode that finishes in 12 hours
   bulk -n 20 --no-limit
       no limiter: see the 429s
 
+Every run ends with its bill: the tokens, and what they cost at the published
+price of the mode used (bulk/prices.json, or --prices FILE) next to the standard price.
 Without an API key (GEMINI_API_KEY, in the environment or .env), bulk runs against
 the built-in emulator.
 The rate limiter it uses is the tutorial's step 4: cargo run -p step4-ratelimit";
@@ -56,7 +89,7 @@ The rate limiter it uses is the tutorial's step 4: cargo run -p step4-ratelimit"
 /// Sends a file of prompts (or one prompt N times) to Gemini at the
 /// quota's pace, with no 429, keeping every answer in a file that a stopped
 /// run resumes from.
-#[derive(Parser)]
+#[derive(clap::Parser)]
 #[command(version, after_help = EXAMPLES)]
 struct Args {
     #[command(flatten)]
@@ -74,75 +107,301 @@ struct Args {
 
     #[command(flatten)]
     retry: RetryArgs,
+
+    #[command(flatten)]
+    modes: ModeArgs,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = Args::parse();
+    let matches = Args::command().get_matches();
+    let args = Args::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    // Flex waits longer for an answer, unless the user said how long.
+    let timeout_given = matches.value_source("timeout") == Some(ValueSource::CommandLine);
     run::init_tracing();
     let shutdown = Shutdown::on_signals();
-    run::exit(&args.batch.common, &shutdown, send_all(&args, &shutdown)).await
+    let work = send_all(&args, timeout_given, &shutdown);
+    run::exit(&args.batch.common, &shutdown, work).await
 }
 
-/// Every prompt not answered yet, sent through the limiter.
-async fn send_all(args: &Args, shutdown: &Shutdown) -> anyhow::Result<Summary> {
+/// Every prompt not answered yet, in the mode asked for, and the bill.
+async fn send_all(
+    args: &Args,
+    timeout_given: bool,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Summary> {
     let common = &args.batch.common;
+    if args.modes.cancel_batch {
+        return cancel_batches(args).await;
+    }
 
-    // Check what we can before connecting: a missing prompts file or a model
-    // with no known limits is one line, and no request is spent on it.
+    // Check what we can before connecting: a missing prompts file, a bad
+    // price table or a model with no known limits is one line, and no
+    // request is spent on it.
+    let prices = PriceTable::load(args.modes.prices.as_deref())?;
+    check_modes(args)?;
+    // No file the run writes may be another of its files, or anything but
+    // one of ours: checked before a file is opened for writing.
+    check_files(args)?;
     let prompts = Prompts::from_args(
         &common.prompt,
         args.batch.requests,
         args.files.prompts.as_deref(),
     )?;
-    // No file the run writes may be another of its files, or anything but
-    // one of ours: checked before a file is opened for writing.
-    check_files(args)?;
     // An existing --output is read first: the answers it holds are paid
     // for, and only the other prompts are sent.
     let journal = open_journal(args, &prompts)?;
+    let meter = Arc::new(Meter::new(&prices, &common.model));
     let todo = match &journal {
-        Some((answers, resume)) => {
-            let todo = resume.todo();
-            if todo.is_empty() {
-                return Ok(journal::nothing_left(prompts.len(), answers.path()));
-            }
-            todo
-        }
+        Some((_, resume)) => resume.todo(),
         None => (0..prompts.len()).collect(),
     };
-    let limiter = build_limiter(&args.limit, &common.model).await?;
-
-    // Connect (the real API with a key, the built-in emulator without one)
-    // and check the model exists.
-    let session = run::session(common).await?;
-
-    // The report prints each outcome in order, and the summary at the end.
-    let window = args.limit.paced().then_some(args.limit.window);
-    let report = runner::report(todo.len(), common, window);
-
-    // All requests are queued at once, as in step 3; the limiter decides
-    // when each one may go.
-    let mut runner = Runner::new(
-        session.client.clone(),
-        limiter,
-        report,
-        RunOptions {
-            model: common.model.clone(),
-            retry: args.retry.policy(),
-            paced: args.limit.paced(),
-            shutdown: shutdown.clone(),
-        },
-    )
-    .with_learner(Arc::new(learner(args, &session, shutdown)?));
-    if let Some((answers, _)) = &journal {
-        runner = runner.with_journal(answers.clone());
-    }
-    let mut summary = runner.run(&prompts, &todo).await?;
-    if let Some((answers, resume)) = &journal {
-        journal::account(answers, resume, &mut summary);
-    }
+    let (mode, mut summary) = match &journal {
+        Some((answers, _)) if todo.is_empty() => {
+            let mode = args.modes.mode.fixed().unwrap_or(Mode::Standard);
+            (mode, journal::nothing_left(prompts.len(), answers.path()))
+        }
+        _ => {
+            let (mode, tiers) = choose_mode(args, &prompts, &todo, &prices)?;
+            let summary = match mode {
+                Mode::Batch => {
+                    send_batch(args, &prompts, journal, &todo, meter.clone(), shutdown).await?
+                }
+                Mode::Standard | Mode::Flex => {
+                    let common = with_timeout(common, mode, timeout_given);
+                    let run = Synchronous {
+                        args,
+                        common: &common,
+                        tiers,
+                        meter: meter.clone(),
+                    };
+                    run.send(&prompts, journal, &todo, shutdown).await?
+                }
+            };
+            (mode, summary)
+        }
+    };
+    let tier = Tier::from(args.limit.tier).name();
+    let bill = Bill::of(&meter, &prices, &common.model, mode, tier);
+    summary.notes.push(bill.line());
+    summary.extra.insert("bill".into(), bill.json());
     Ok(summary)
+}
+
+/// The mode options that cannot work together, refused in one line.
+fn check_modes(args: &Args) -> anyhow::Result<()> {
+    let mode = args.modes.mode;
+    if mode == ModeArg::Batch && args.files.output.is_none() {
+        bail!(
+            "--mode batch needs --output FILE.jsonl: a job's answers are written there, and a later run follows an unfinished job through it"
+        );
+    }
+    if args.modes.fallback.is_some() && !matches!(mode, ModeArg::Flex | ModeArg::Auto) {
+        bail!("--fallback applies to --mode flex (or auto, when it picks flex)");
+    }
+    Ok(())
+}
+
+/// The mode to send in, and the tier of each attempt: the one asked for,
+/// or the planner's choice for `--mode auto` (said in one line first).
+fn choose_mode(
+    args: &Args,
+    prompts: &Prompts,
+    todo: &[usize],
+    prices: &PriceTable,
+) -> anyhow::Result<(Mode, TierPlan)> {
+    let given_fallback = args
+        .modes
+        .fallback_after
+        .filter(|_| args.modes.fallback.is_some())
+        .map(|after| (Mode::Standard, after));
+    let mode = match args.modes.mode.fixed() {
+        Some(mode) => mode,
+        None => {
+            let plan = plan_for(args, prompts, todo, prices)?;
+            common::terminal::diagnostic(plan.line());
+            if plan.chosen == Mode::Flex && given_fallback.is_none() {
+                let fallback = plan.fallback_after.map(|after| (Mode::Standard, after));
+                let tiers = TierPlan {
+                    first: Mode::Flex,
+                    fallback,
+                };
+                return Ok((Mode::Flex, tiers));
+            }
+            plan.chosen
+        }
+    };
+    let tiers = match mode {
+        Mode::Flex => TierPlan {
+            first: Mode::Flex,
+            fallback: given_fallback,
+        },
+        _ => TierPlan::standard(),
+    };
+    Ok((mode, tiers))
+}
+
+/// `--mode auto`'s plan: the prompts' tokens, the limits in force, the deadline.
+fn plan_for(
+    args: &Args,
+    prompts: &Prompts,
+    todo: &[usize],
+    prices: &PriceTable,
+) -> anyhow::Result<Plan> {
+    let model = &args.batch.common.model;
+    let limits = args.limit.limits(model)?;
+    let pace = Pace {
+        rpm: limits.rpm,
+        tpm: limits.tpm,
+        rpd: limits.rpd,
+        window: limits.window,
+        day: limits.day,
+    };
+    let count = todo.len() as u64;
+    let workload = Workload {
+        prompts: count,
+        input_tokens: todo.iter().map(|&i| u64::from(prompts.tokens(i))).sum(),
+        output_tokens: count * u64::from(args.modes.expect_output),
+    };
+    let Some(deadline) = args.modes.deadline else {
+        bail!(
+            "--mode auto needs --deadline DURATION (30m, 6h, 2d): when the last answer must be in"
+        );
+    };
+    Ok(plan::plan(
+        workload,
+        pace,
+        prices,
+        model,
+        deadline,
+        args.modes.batch_expect,
+        args.files.output.is_some(),
+    ))
+}
+
+/// The shared options with the per-request timeout of `mode`: Flex's
+/// minutes, unless `--timeout` was given.
+fn with_timeout(common: &CommonArgs, mode: Mode, timeout_given: bool) -> CommonArgs {
+    let mut common = common.clone();
+    if mode == Mode::Flex && !timeout_given {
+        common.timeout = FLEX_TIMEOUT;
+    }
+    common
+}
+
+/// `--cancel-batch`: cancels the jobs the journal's runs left running.
+async fn cancel_batches(args: &Args) -> anyhow::Result<Summary> {
+    let Some(output) = args.files.output.as_deref() else {
+        bail!("--cancel-batch needs --output FILE.jsonl: the journal whose batch jobs to cancel");
+    };
+    let session = run::session(&args.batch.common).await?;
+    let lines = cancel::cancel(&BatchApi::new(session.client.clone()), output).await?;
+    let mut summary = Summary::from_outcomes(&[], Duration::ZERO);
+    summary.notes = lines;
+    Ok(summary)
+}
+
+/// `--mode batch`: the prompts `todo` as Batch Mode jobs, their answers in the journal.
+async fn send_batch(
+    args: &Args,
+    prompts: &Prompts,
+    journal: Option<(Arc<Journal>, Resume)>,
+    todo: &[usize],
+    meter: Arc<Meter>,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Summary> {
+    let common = &args.batch.common;
+    let Some((answers, resume)) = journal else {
+        bail!("--mode batch needs --output FILE.jsonl");
+    };
+    let ledger = Ledger::open(answers.path())?;
+    let session = run::session(common).await?;
+    let report = runner::report(todo.len(), common, None);
+    let journal_id = std::fs::canonicalize(answers.path())
+        .unwrap_or_else(|_| answers.path().to_path_buf())
+        .display()
+        .to_string();
+    let options = BatchOptions {
+        model: common.model.clone(),
+        poll: args.modes.batch_poll,
+        retries: args.modes.batch_retries,
+        inline_max: args.modes.batch_inline_max,
+        journal_id,
+        draw_bar: !common.json && std::io::stderr().is_terminal(),
+        offline: session.is_offline(),
+        shutdown: shutdown.clone(),
+    };
+    let api = BatchApi::new(session.client.clone());
+    let run = BatchRun::new(
+        api,
+        prompts,
+        answers.clone(),
+        resume.done.clone(),
+        ledger,
+        report,
+        meter,
+        options,
+    )?;
+    let mut summary = run.run(todo).await?;
+    journal::account(&answers, &resume, &mut summary);
+    Ok(summary)
+}
+
+/// A synchronous run (standard or flex) and what it needs besides the prompts.
+struct Synchronous<'a> {
+    args: &'a Args,
+    /// The shared options, with the mode's timeout.
+    common: &'a CommonArgs,
+    tiers: TierPlan,
+    meter: Arc<Meter>,
+}
+
+impl Synchronous<'_> {
+    /// Every prompt of `todo` sent through the limiter.
+    async fn send(
+        self,
+        prompts: &Prompts,
+        journal: Option<(Arc<Journal>, Resume)>,
+        todo: &[usize],
+        shutdown: &Shutdown,
+    ) -> anyhow::Result<Summary> {
+        let args = self.args;
+        let common = self.common;
+        let limiter = build_limiter(&args.limit, &common.model).await?;
+
+        // Connect (the real API with a key, the built-in emulator without one)
+        // and check the model exists.
+        let session = run::session(common).await?;
+
+        // The report prints each outcome in order, and the summary at the end.
+        let window = args.limit.paced().then_some(args.limit.window);
+        let report = runner::report(todo.len(), common, window);
+
+        // All requests are queued at once, as in step 3; the limiter decides
+        // when each one may go.
+        let mut runner = Runner::new(
+            session.client.clone(),
+            limiter,
+            report,
+            RunOptions {
+                model: common.model.clone(),
+                retry: args.retry.policy(),
+                paced: args.limit.paced(),
+                shutdown: shutdown.clone(),
+                tiers: self.tiers,
+            },
+        )
+        .with_learner(Arc::new(learner(args, &session, shutdown)?))
+        .with_meter(self.meter);
+        if let Some((answers, _)) = &journal {
+            runner = runner.with_journal(answers.clone());
+        }
+        let mut summary = runner.run(prompts, todo).await?;
+        if let Some((answers, resume)) = &journal {
+            journal::account(answers, resume, &mut summary);
+        }
+        Ok(summary)
+    }
 }
 
 /// Every file the run names, checked before any is written: none it writes

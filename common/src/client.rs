@@ -1,4 +1,5 @@
-//! A small Gemini client: generate (unary and streamed), count tokens, list and get models.
+//! A small Gemini client: generate (unary and streamed), count tokens, list and get models;
+//! any other endpoint of the host (Batch Mode, files) through [`Client::raw`] (`client/raw.rs`).
 //!
 //! It speaks the REST API directly with reqwest (docs/wire.md#endpoints and #authentication): the URL is
 //! `{base_url}/{api_version}/models/{model}:{method}`, and the key travels in
@@ -49,6 +50,9 @@ use crate::types::{
     CountTokensRequest, CountTokensResponse, GenerateContentRequest, GenerateContentResponse,
     ListModelsResponse, Model,
 };
+
+mod raw;
+pub use raw::{RawRequest, RawResponse};
 
 /// The header the SDKs send the key in (PY `_api_client.py`, JS `_node_auth.ts`).
 const API_KEY_HEADER: &str = "x-goog-api-key";

@@ -9,7 +9,8 @@
 //! - [`connect`](mod@connect): one call that gives a [`Session`]: the real API with a key,
 //!   or the built-in emulator, started in-process, without one.
 //! - [`client`]: the [`Client`]: generate (unary and streamed), count tokens, list
-//!   and get models; one connection pool shared by every clone.
+//!   and get models, and any other call on the host ([`Client::raw`]); one
+//!   connection pool shared by every clone.
 //! - [`pool`] and [`trust`]: the connections under it (one HTTP/2 connection per 100
 //!   requests in flight) and which certificates it trusts.
 //! - [`types`]: the request and response bodies, as tolerant as Google's clients

@@ -90,6 +90,13 @@ pub fn for_tier(model: &str, tier: Tier) -> Option<Quota> {
     Some(quota)
 }
 
+/// The model `model` names: itself, or the model an alias such as
+/// `gemini-flash-latest` points at (what prices and limits are listed
+/// under); `None` for a model not in the catalogue.
+pub fn target_model(model: &str) -> Option<&'static str> {
+    emulator::catalog::find(model).map(|info| info.model_version)
+}
+
 /// The free-tier quota of `model` (`gemini-flash-latest` or `models/...`),
 /// if it is a model we know.
 pub fn free_tier(model: &str) -> Option<Quota> {
@@ -114,6 +121,14 @@ mod tests {
         assert_eq!(quota.rpm, 10);
         assert_eq!(free_tier("models/gemini-flash-latest"), Some(quota));
         assert_eq!(free_tier("gemini-0.1-nope"), None);
+        assert_eq!(
+            target_model("gemini-flash-latest"),
+            Some("gemini-2.5-flash")
+        );
+        assert_eq!(
+            target_model("models/gemini-2.5-pro"),
+            Some("gemini-2.5-pro")
+        );
         assert!(known().count() >= 4);
     }
 

@@ -286,6 +286,10 @@ pub struct Summary {
     /// limit's doing, and a speed-up over one-at-a-time means nothing.
     #[serde(skip)]
     pub paced: bool,
+    /// Fields a program adds to the `--json` object after the tutorial's
+    /// own (bulk's `bill`); its text lines go in `notes`.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// How to print a summary: chosen by the command line and by how the run
@@ -334,6 +338,7 @@ impl Summary {
             sum_of_latencies_s: round3(attempts.map(|a| a.latency().as_secs_f64()).sum()),
             notes: Vec::new(),
             paced: false,
+            extra: serde_json::Map::new(),
         }
     }
 

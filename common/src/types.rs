@@ -137,6 +137,20 @@ open_enum! {
 }
 
 open_enum! {
+    /// Which capacity serves a synchronous request (docs/wire.md#flex-and-priority):
+    /// `flex` costs half and may take minutes or be shed, `priority` costs more.
+    /// Omitted, a request is served at standard.
+    ServiceTier {
+        /// The ordinary tier, at the standard price.
+        Standard = "standard",
+        /// Half price, minutes of latency, sheddable (Preview).
+        Flex = "flex",
+        /// Dearer, served first (paid tiers 2 and 3).
+        Priority = "priority",
+    }
+}
+
+open_enum! {
     /// A harm category for safety settings and ratings.
     HarmCategory {
         /// Harassment.
@@ -328,6 +342,9 @@ pub struct GenerateContentRequest {
     /// Name of a cached content to use as prefix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cached_content: Option<String>,
+    /// The tier to serve it at (`flex` for half price); unset is standard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_tier: Option<ServiceTier>,
 }
 
 impl GenerateContentRequest {
@@ -429,6 +446,10 @@ pub struct UsageMetadata {
     pub cached_content_token_count: u32,
     /// Tokens of tool-use prompts.
     pub tool_use_prompt_token_count: u32,
+    /// Which tier served the request, when the server says (a request that
+    /// named a tier; docs/wire.md#flex-and-priority).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_tier: Option<ServiceTier>,
 }
 
 /// The answer of `generateContent`, and each chunk of `streamGenerateContent`.
@@ -609,6 +630,20 @@ mod tests {
                 "generationConfig": {"maxOutputTokens": 20, "thinkingConfig": {"thinkingBudget": 0}}
             })
         );
+    }
+
+    #[test]
+    fn the_service_tier_goes_on_the_wire_lowercase_and_comes_back_in_the_usage() {
+        let mut req = GenerateContentRequest::from_prompt("hi");
+        req.service_tier = Some(ServiceTier::Flex);
+        assert_eq!(serde_json::to_value(&req).unwrap()["serviceTier"], "flex");
+        let r: GenerateContentResponse = serde_json::from_value(json!({
+            "usageMetadata": {"promptTokenCount": 3, "serviceTier": "flex"}
+        }))
+        .unwrap();
+        assert_eq!(r.usage().service_tier, Some(ServiceTier::Flex));
+        let untiered = serde_json::to_value(UsageMetadata::default()).unwrap();
+        assert!(untiered.get("serviceTier").is_none(), "{untiered}");
     }
 
     #[test]

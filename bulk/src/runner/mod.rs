@@ -81,12 +81,11 @@ use step4_ratelimit::retry::{Decision, RetryPolicy};
 use tokio::time::Instant;
 
 use crate::{
+    bill::Meter,
+    flex::{self, TierPlan},
     gauge::Gauge,
-    pace::{LimitError, Limits, Permit, RateLimit, Stats},
-};
-
-use crate::{
     journal::{self, Journal},
+    pace::{LimitError, Limits, Permit, RateLimit, Stats},
     prompts::{Loaded, Prompts},
 };
 use daily::DAILY_QUOTA;
@@ -111,6 +110,8 @@ pub struct RunOptions {
     /// The run's one way to stop (signals, and the runner's own reasons),
     /// from `main`.
     pub shutdown: Shutdown,
+    /// The tier each attempt goes at (`--mode flex`, `--fallback`).
+    pub tiers: TierPlan,
 }
 
 /// Why a run failed as a whole: its one line, instead of a summary.
@@ -155,6 +156,8 @@ pub struct Runner {
     learner: Option<Arc<Learner>>,
     /// Where each outcome is appended as soon as it is known (`--output`).
     journal: Option<Arc<Journal>>,
+    /// Counts each answer's tokens for the bill.
+    meter: Option<Arc<Meter>>,
 }
 
 impl Runner {
@@ -174,7 +177,14 @@ impl Runner {
             rng: Mutex::new(SmallRng::seed_from_u64(seed())),
             learner: None,
             journal: None,
+            meter: None,
         }
+    }
+
+    /// The same runner, counting each answer's tokens with `meter`.
+    pub fn with_meter(mut self, meter: Arc<Meter>) -> Runner {
+        self.meter = Some(meter);
+        self
     }
 
     /// The same runner, learning the limits from the server's 429s and
@@ -233,7 +243,13 @@ impl Runner {
         let mut summary = self.report.finish("not sent");
         summary.paced = self.options.paced;
         let sources = self.learner.as_ref().map(|l| l.sources());
-        let notes = notes::notes(&stats, &pace, &summary, self.options.paced, sources);
+        // A flex request the server shed is no quota's 429: the notes that
+        // explain 429s leave those out, and one line says what they were.
+        let shed = self.live.shed.load(Ordering::Relaxed);
+        let mut quota_429s = summary.clone();
+        quota_429s.rate_limited = summary.rate_limited.saturating_sub(shed);
+        let mut notes = notes::notes(&stats, &pace, &quota_429s, self.options.paced, sources);
+        notes.extend(flex::shed_line(shed));
         summary.notes.splice(0..0, notes);
         Ok(summary)
     }
@@ -293,9 +309,11 @@ impl Runner {
                     Err(error) => break Ended::Failed(Error::Config(error.to_string())),
                 }
             }
-            let Some((request, _)) = &loaded else {
+            let Some((request, _)) = &mut loaded else {
                 continue;
             };
+            let tier = self.options.tiers.at(self.report.elapsed());
+            request.service_tier = flex::service_tier(tier);
             let Some((attempt, result)) = self.attempt(request).await else {
                 break Ended::NotDone(self.options.shutdown.cut_off());
             };
@@ -306,10 +324,16 @@ impl Runner {
                     // Correct the limiter's books with the real count.
                     permit.settle(answer.usage.prompt_token_count);
                     self.counted();
+                    if let Some(meter) = &self.meter {
+                        meter.add(flex::served(tier, &answer.usage), &answer.usage);
+                    }
                     break Ended::Answered(answer);
                 }
                 Err(error) => error,
             };
+            if flex::is_shed(tier, &error) {
+                self.live.shed.fetch_add(1, Ordering::Relaxed);
+            }
             if error.is_rate_limited() {
                 // The server did not count a refused attempt, so neither do
                 // we: its slot goes back (the retryDelay says when to go).
@@ -679,6 +703,8 @@ struct Live {
     backing_off: AtomicUsize,
     /// 429 answers so far.
     rate_limited: AtomicUsize,
+    /// Of those, flex requests the server shed (no capacity, not a quota).
+    shed: AtomicUsize,
     /// When admissions happened. A std mutex: a few comparisons per admission.
     pace: Mutex<Pace>,
 }

@@ -273,6 +273,7 @@ mod tests {
             sum_of_latencies_s: 0.0,
             notes: Vec::new(),
             paced: true,
+            extra: serde_json::Map::new(),
         }
     }
 
