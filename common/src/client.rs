@@ -35,11 +35,11 @@ use futures_util::{Stream, StreamExt};
 use reqwest::Method;
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 use url::Url;
 
 use crate::config::{ApiKey, PLACEHOLDER_KEY};
-use crate::error::{ApiError, Error, Result, condense};
+use crate::error::{Error, Result, condense};
+use crate::payload;
 use crate::pool::{LaneGuard, Pool};
 use crate::redact::{MISREAD, PERCENT_ENCODE, Redactor, misread_userinfo, redact_url, url_secrets};
 use crate::sse::SseDecoder;
@@ -441,7 +441,7 @@ impl Client {
             .await
             .map_err(|_| Error::Timeout(timeout))
             .and_then(|read| read)
-            .and_then(|bytes| parse_payload(&bytes, what, self.redactor()));
+            .and_then(|bytes| payload::parse(&bytes, what, self.redactor()));
         result.map_err(|e| self.redactor().error(e))
     }
 
@@ -485,11 +485,11 @@ impl Client {
             Ok(Capped::Whole(body) | Capped::Over(body)) => body,
             Err(_) => Vec::new(),
         };
-        let body = self.redactor().body(&body);
-        Err(Error::from(ApiError::from_body(
+        Err(payload::api_error(
             Some(status.as_u16()),
             &body,
-        )))
+            self.redactor(),
+        ))
     }
 }
 
@@ -582,7 +582,14 @@ enum Capped {
 /// `response.bytes()` would buffer whatever the server sends; an endless
 /// body would then grow until the process is killed.
 async fn read_capped(response: reqwest::Response, limit: usize) -> reqwest::Result<Capped> {
-    let mut body = Vec::new();
+    // Sized for the announced length (within the cap, and no more than a typical answer
+    // before any byte has arrived), so a body is not copied as it grows.
+    let announced = response.content_length().unwrap_or(0);
+    let capacity = usize::try_from(announced)
+        .unwrap_or(usize::MAX)
+        .min(limit)
+        .min(INITIAL_BODY_CAPACITY);
+    let mut body = Vec::with_capacity(capacity);
     let mut chunks = response.bytes_stream();
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk?;
@@ -596,28 +603,9 @@ async fn read_capped(response: reqwest::Response, limit: usize) -> reqwest::Resu
     Ok(Capped::Whole(body))
 }
 
-/// Parses a 2xx payload; an `{"error":...}` object in it is the server's error, not an empty answer.
-///
-/// (Unknown fields are ignored, so without this check an error object would
-/// parse as a response with no candidates.) Every string of the payload is
-/// scrubbed of the client's secrets before it is typed, so an answer, a
-/// `modelVersion` or anything else a server echoes cannot carry the key out.
-fn parse_payload<T: DeserializeOwned>(
-    bytes: &[u8],
-    what: &'static str,
-    redactor: &Redactor,
-) -> Result<T> {
-    let decode_error = |e: serde_json::Error| Error::decode(what, e, &redactor.body(bytes));
-    let mut value: Value = serde_json::from_slice(bytes).map_err(decode_error)?;
-    if value.get("error").is_some() {
-        return Err(Error::from(ApiError::from_body(
-            None,
-            &redactor.body(bytes),
-        )));
-    }
-    redactor.json(&mut value);
-    T::deserialize(value).map_err(decode_error)
-}
+/// The most room set aside for a body before it arrives: a server's `content-length` is
+/// believed only this far, larger bodies grow as they come.
+const INITIAL_BODY_CAPACITY: usize = 256 * 1024;
 
 /// Classifies a reqwest error into the variant that tells the user what to do.
 fn transport_error(e: reqwest::Error, base: &Url, timeout: Duration) -> Error {
@@ -722,8 +710,8 @@ impl ChunkStream {
     /// The next chunk, reading the body only when no decoded payload is waiting.
     async fn next_chunk(&mut self) -> Option<Result<GenerateContentResponse>> {
         loop {
-            if let Some(payload) = self.ready.pop_front() {
-                let item = parse_payload(payload.as_bytes(), "stream chunk", &self.redactor)
+            if let Some(event) = self.ready.pop_front() {
+                let item = payload::parse(event.as_bytes(), "stream chunk", &self.redactor)
                     .map_err(|e| self.redactor.error(e));
                 if item.is_err() {
                     self.finish_with_error();
@@ -876,13 +864,5 @@ mod tests {
         let value = key_header(&ApiKey::new("sekrit-123").unwrap()).unwrap();
         assert!(value.is_sensitive());
         assert!(!format!("{value:?}").contains("sekrit"), "{value:?}");
-    }
-
-    #[test]
-    fn error_object_in_a_200_payload_is_an_error() {
-        let body = br#"{"error":{"code":503,"message":"overloaded","status":"UNAVAILABLE"}}"#;
-        let result: Result<GenerateContentResponse> =
-            parse_payload(body, "x", &Redactor::default());
-        assert_eq!(result.unwrap_err().api().unwrap().http_status, 503);
     }
 }
