@@ -1,7 +1,7 @@
 //! The benchmarks that put figures behind the tutorial's claims.
 //!
 //! ```text
-//! cargo run --release -p bench              # the full bench, about 4 minutes on 2 cores
+//! cargo run --release -p bench              # the full bench, about 7 minutes on 2 cores
 //! cargo run --release -p bench -- --quick   # every row, tiny sizes, seconds
 //! cargo run --release -p bench -- --pictures docs   # the README's timelines
 //! ```
@@ -9,13 +9,16 @@
 //! It starts the emulator in-process (on 127.0.0.1, never the real API) and
 //! prints markdown tables on stdout, one per section, progress on stderr:
 //!
-//! - [`steps`]: step 2 against step 3 at a latency of 1 s, N = 10, 100, 1000;
+//! - [`steps`]: step 2 against step 3 at a latency of 1 s, N = 10 to 10,000;
+//! - [`versus`]: step 3 next to bare reqwest doing the same work (one `Client`
+//!   per 100 in flight), wall time and peak memory, N = 1,000 and 10,000;
 //! - [`throughput`]: our client's requests per second with no latency, next
-//!   to a bare reqwest loop (the ceiling) and the emulator's own capacity;
+//!   to bare reqwest with and without typing the answer, on HTTP/1.1 and on
+//!   HTTPS + HTTP/2, at 1 to 256 in flight, with CPU per request ([`cpu`]);
 //! - [`limiter`]: step 4's limiter against a strict sliding window, next to
-//!   `governor`; [`acquire`]: what one acquire costs;
-//! - [`memory`]: peak memory of step 3 with 10,000 requests in flight, and
-//!   of step 4 and bulk with 100,000 queued;
+//!   `governor`; [`paid`]: the limiter (through bulk) at a paid tier's pace;
+//!   [`acquire`]: what one acquire costs;
+//! - [`memory`]: peak memory of step 4 and bulk with 100,000 queued;
 //! - [`python`]: the seed's Python solution (`google-genai`) as the peer;
 //! - [`scaleout`]: one bulk process against four sharing one quota through Redis.
 //!
@@ -26,8 +29,10 @@
 
 mod acquire;
 mod binaries;
+mod cpu;
 mod limiter;
 mod memory;
+mod paid;
 mod pictures;
 mod plan;
 mod python;
@@ -35,6 +40,7 @@ mod scaleout;
 mod steps;
 mod table;
 mod throughput;
+mod versus;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -74,7 +80,7 @@ struct Args {
     child_queue: Option<usize>,
 
     /// Internal: send N requests at once on bare reqwest clients (100 each) to URL, trusting
-    /// the CA in the PEM file, and exit (the memory section's bare-reqwest row).
+    /// the CA in the PEM file, print the wall time and exit (step 3's anchor).
     #[arg(long, value_names = ["N", "URL", "CA_FILE"], num_args = 3, hide = true)]
     child_bare: Vec<String>,
 }
@@ -84,10 +90,14 @@ struct Args {
 enum Section {
     /// Step 2 against step 3.
     Steps,
+    /// Step 3 next to bare reqwest: wall time and peak memory.
+    Versus,
     /// Raw client throughput.
     Throughput,
     /// Step 4's limiter against a strict window, next to governor.
     Limiter,
+    /// The limiter at a paid tier's pace, through bulk.
+    Paid,
     /// The cost of one acquire.
     Acquire,
     /// Peak memory of steps 3 and 4, and of bulk.
@@ -118,7 +128,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         return Ok(true);
     }
     if let [n, url, ca_file] = args.child_bare.as_slice() {
-        memory::child_bare(n.parse()?, url, ca_file.as_ref()).await?;
+        versus::child_bare(n.parse()?, url, ca_file.as_ref()).await?;
         return Ok(true);
     }
     let bins = Binaries::locate(!args.no_build)?;
@@ -138,8 +148,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let sections = if args.only.is_empty() {
         vec![
             Section::Steps,
+            Section::Versus,
             Section::Throughput,
             Section::Limiter,
+            Section::Paid,
             Section::Acquire,
             Section::Memory,
             Section::Python,
@@ -167,8 +179,10 @@ async fn bench(plan: &Plan, bins: &Binaries, sections: &[Section]) -> anyhow::Re
                 ours = times;
                 table
             }),
+            Section::Versus => versus::run(plan, bins).await,
             Section::Throughput => throughput::run(plan).await,
             Section::Limiter => limiter::run(plan).await,
+            Section::Paid => paid::run(plan, bins).await,
             Section::Acquire => acquire::run(plan).await,
             Section::Memory => memory::run(plan, bins).await,
             Section::Python => python::run(plan, bins, &ours).await,

@@ -1,4 +1,4 @@
-//! Section 4: what a step costs in memory, with thousands of requests at once.
+//! Section 4: what a step costs in memory, with thousands of requests queued.
 //!
 //! Each program runs as a child process, so its memory is its own: the
 //! emulator it talks to lives in the bench's process, and counting it would
@@ -6,9 +6,6 @@
 //! kernel's high-water mark of resident memory, so a sample taken after the
 //! peak still sees the peak.
 //!
-//! - **Step 3** with N requests in flight at once: its peak, and the same for
-//!   N = 1 as the baseline (the runtime, the client, the code), so the
-//!   difference over N is the cost of one request in flight.
 //! - **Step 4** with many requests queued behind a low rate limit: its
 //!   memory once everything is queued (when it has stopped growing), then it
 //!   is killed; the same with one request as the baseline.
@@ -62,19 +59,7 @@ pub async fn run(plan: &Plan, bins: &Binaries) -> anyhow::Result<Table> {
             kib((peak - base) / f64::from(n)),
         ]);
     };
-    let (in_flight, queued) = (plan.memory_in_flight, plan.memory_queued);
-    if let Some(step3) = &bins.step3 {
-        let server = emulator::start(settings.clone()).await?;
-        let base = step3_peak(plan, step3, &server, 1).await?;
-        let peak = step3_peak(plan, step3, &server, in_flight).await?;
-        add("step 3, all in flight at once", in_flight, (base, peak));
-        let bare = bare_peaks(plan, &server).await?;
-        add(
-            "bare reqwest, one `Client` per 100 requests (no parsing)",
-            in_flight,
-            bare,
-        );
-    }
+    let queued = plan.memory_queued;
     if let Some(step4) = &bins.step4 {
         add(
             "step 4, queued behind `--rpm 1`",
@@ -94,9 +79,6 @@ pub async fn run(plan: &Plan, bins: &Binaries) -> anyhow::Result<Table> {
         queued,
         limiter_queued(plan).await?,
     );
-    if bins.step3.is_none() {
-        table.note("step 3's binary was not found: no step 3 row.");
-    }
     if bins.step4.is_none() {
         table.note(
             "step 4's binary (with its runner) was not found: no step 4 row, only its limiter's.",
@@ -105,13 +87,12 @@ pub async fn run(plan: &Plan, bins: &Binaries) -> anyhow::Result<Table> {
     if bins.bulk.is_none() {
         table.note("bulk's binary was not found: no row for a prompts file.");
     }
-    table.note("Over HTTPS with HTTP/2 and 100 streams per connection, both step 3 and the bare client use one connection per 100 requests in flight (step 3: 100 lanes sharing one TLS configuration, with receive windows sized for small answers; bare: 100 default reqwest clients, each with its own TLS configuration and root store, the workaround a reqwest user would write).");
-    table.note("Step 3's peak is every request in flight at once: a stream each on 100 connections, with their buffers (an answer's text is freed once it is printed, but here all 10,000 arrive together); step 4 and bulk hold one future per request (the whole request's state machine) while the request waits. The last row is the limiter's share of that: a child process of the bench (`bench --child-queue N`) with N `acquire` futures queued on one limiter.");
+    table.note("Step 4 and bulk hold one future per request (the whole request's state machine) while the request waits. The last row is the limiter's share of that: a child process of the bench (`bench --child-queue N`) with N `acquire` futures queued on one limiter. Step 3 with every request in flight at once is in the section that sets it next to bare reqwest.");
     Ok(table)
 }
 
 /// Bytes as "12.3 MiB".
-fn mib(bytes: f64) -> String {
+pub(crate) fn mib(bytes: f64) -> String {
     if bytes.is_nan() {
         return "n/a".into();
     }
@@ -124,106 +105,6 @@ fn kib(bytes: f64) -> String {
         return "n/a".into();
     }
     format!("{:.1} KiB", bytes / 1024.0)
-}
-
-/// The median peak RSS, in bytes, of step 3 with `-n n`.
-async fn step3_peak(
-    plan: &Plan,
-    step3: &Path,
-    server: &emulator::Emulator,
-    n: u32,
-) -> anyhow::Result<f64> {
-    let mut peaks = Vec::new();
-    for run in 1..=plan.runs {
-        eprintln!("bench: memory of step 3 -n {n} (run {run}/{})", plan.runs);
-        let mut command = trusting(StepCommand::new(step3).against(server), server)?
-            .args(["-n", &n.to_string()])
-            .into_command();
-        // Step 3 prints one line per answer: nobody reads them here.
-        command.stdout(Stdio::null()).stderr(Stdio::null());
-        let child = command.spawn().context("cannot start step 3")?;
-        let (memory, ok) = tokio::task::spawn_blocking(move || watch_to_the_end(child))
-            .await
-            .context("the sampling thread panicked")??;
-        if !ok {
-            bail!("step 3 -n {n} did not succeed");
-        }
-        peaks.push(memory.peak as f64);
-    }
-    Ok(median(&peaks))
-}
-
-/// Peak RSS of `bench --child-bare` with 1 request (baseline) and with
-/// `plan.memory_in_flight`, medians in bytes.
-async fn bare_peaks(plan: &Plan, server: &emulator::Emulator) -> anyhow::Result<(f64, f64)> {
-    let ca_file = crate::binaries::ca_file(server)?.context("the memory emulator serves HTTPS")?;
-    let (mut bases, mut peaks) = (Vec::new(), Vec::new());
-    for run in 1..=plan.runs {
-        eprintln!(
-            "bench: memory of bare reqwest with {} in flight (run {run}/{})",
-            plan.memory_in_flight, plan.runs
-        );
-        for (n, into) in [(1, &mut bases), (plan.memory_in_flight, &mut peaks)] {
-            let child = Command::new(std::env::current_exe()?)
-                .arg("--child-bare")
-                .args([n.to_string(), server.base_url()])
-                .arg(&ca_file)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .spawn()
-                .context("cannot start the bench's child")?;
-            let (memory, ok) =
-                tokio::task::spawn_blocking(move || watch_to_the_end(child)).await??;
-            if !ok {
-                bail!("bare reqwest with {n} requests did not succeed");
-            }
-            into.push(memory.peak as f64);
-        }
-    }
-    Ok((median(&bases), median(&peaks)))
-}
-
-/// The child side of [`bare_peaks`]: `n` requests at once over ⌈n/100⌉ default reqwest
-/// clients (each warmed with one request, so it speaks HTTP/2 before the burst), all read to
-/// the end; an error if any fails.
-pub async fn child_bare(n: usize, base_url: &str, ca_file: &Path) -> anyhow::Result<()> {
-    let pem = std::fs::read(ca_file)?;
-    let model = format!("{base_url}/v1beta/models/gemini-2.5-flash");
-    let key = testkit::TEST_KEY;
-    let mut clients = Vec::new();
-    for _ in 0..n.div_ceil(100) {
-        let http = reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(&pem)?)
-            .build()?;
-        http.get(&model)
-            .header("x-goog-api-key", key)
-            .send()
-            .await?
-            .error_for_status()?;
-        clients.push(http);
-    }
-    let body = br#"{"contents":[{"parts":[{"text":"Why do some birds migrate?"}]}]}"#;
-    let url = format!("{model}:generateContent");
-    let answers = futures_util::future::join_all((0..n).map(|i| {
-        let http = &clients[i / 100];
-        let url = &url;
-        async move {
-            http.post(url)
-                .header("x-goog-api-key", key)
-                .header("content-type", "application/json")
-                .body(&body[..])
-                .send()
-                .await?
-                .error_for_status()?
-                .bytes()
-                .await
-        }
-    }))
-    .await;
-    for answer in answers {
-        answer?;
-    }
-    Ok(())
 }
 
 /// Samples a child's memory until it exits; returns the last peak seen and

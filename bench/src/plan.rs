@@ -31,12 +31,20 @@ pub struct Plan {
     /// Step 2 (one request after another) runs only batches up to this size:
     /// beyond it, it would take N × latency, which the budget cannot afford.
     pub sequential_max: u32,
-    /// Concurrency levels of the raw client throughput section.
+    /// Concurrency levels of the raw client throughput section (on each wire).
     pub concurrency: Vec<usize>,
     /// Requests per throughput measurement.
     pub throughput_requests: usize,
-    /// In-flight requests of the "emulator capacity" measurement.
-    pub capacity_concurrency: usize,
+    /// Rounds of the throughput section: each measures every client once, in turn, and a
+    /// figure is the median over the rounds (more than `runs`: one measurement is a fraction
+    /// of a second, where a burst of someone else's work on a shared machine weighs most).
+    pub throughput_rounds: usize,
+    /// Batch sizes at which step 3 is set next to bare reqwest (wall time and peak memory).
+    pub versus_batches: Vec<u32>,
+    /// The paid-tier rows: each a pace bulk is held to (see [`Pace`]).
+    pub paid_paces: Vec<Pace>,
+    /// The emulator's latency in the paid-tier rows.
+    pub paid_latency: Duration,
     /// The rate-limit experiment: requests per window...
     pub limit: u32,
     /// ...the window...
@@ -49,8 +57,6 @@ pub struct Plan {
     pub acquires: usize,
     /// Tasks sharing the limiter in the contended measurement.
     pub acquire_tasks: usize,
-    /// Requests in flight at once for step 3's memory.
-    pub memory_in_flight: u32,
     /// Requests queued at once for step 4's memory.
     pub memory_queued: u32,
 }
@@ -67,16 +73,32 @@ impl Plan {
             wire_batch: 1000,
             python_max: 1000,
             sequential_max: 10,
-            concurrency: vec![1, 16, 64],
+            concurrency: vec![1, 16, 64, 256],
             throughput_requests: 4000,
-            capacity_concurrency: 256,
+            throughput_rounds: 7,
+            versus_batches: vec![1000, 10_000],
+            // 10,000 requests a minute, a paid tier's pace, compressed so that each row takes
+            // about half a minute: tenfold (1,000 per 6 s), and fourfold (2,500 per 15 s),
+            // where the limiter's safety margin is the 2 % it is at the real 60 s window.
+            paid_paces: vec![
+                Pace {
+                    limit: 1000,
+                    window: Duration::from_secs(6),
+                    requests: 5000,
+                },
+                Pace {
+                    limit: 2500,
+                    window: Duration::from_secs(15),
+                    requests: 7500,
+                },
+            ],
+            paid_latency: Duration::from_secs(2),
             limit: 100,
             window: Duration::from_secs(2),
             limit_requests: 350,
             limit_latency: Duration::from_millis(200),
             acquires: 200_000,
             acquire_tasks: 64,
-            memory_in_flight: 10_000,
             memory_queued: 100_000,
         }
     }
@@ -94,17 +116,34 @@ impl Plan {
             sequential_max: 5,
             concurrency: vec![1, 8],
             throughput_requests: 200,
-            capacity_concurrency: 32,
+            throughput_rounds: 1,
+            versus_batches: vec![50],
+            paid_paces: vec![Pace {
+                limit: 20,
+                window: Duration::from_secs(1),
+                requests: 60,
+            }],
+            paid_latency: Duration::from_millis(100),
             limit: 10,
             window: Duration::from_millis(500),
             limit_requests: 25,
             limit_latency: Duration::from_millis(20),
             acquires: 5_000,
             acquire_tasks: 8,
-            memory_in_flight: 200,
             memory_queued: 1_000,
         }
     }
+}
+
+/// A rate limit and the requests sent under it (the paid-tier rows).
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    /// Requests per window, for the emulator and for bulk alike.
+    pub limit: u32,
+    /// The window.
+    pub window: Duration,
+    /// Requests sent: a whole number of windows' worth, so every window is full.
+    pub requests: u32,
 }
 
 /// An emulator with a fixed latency and no quota, no faults: what the steps

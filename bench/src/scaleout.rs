@@ -14,12 +14,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use emulator::limits::most_in_any_window;
-use emulator::{Arrival, Latency, Settings};
+use emulator::{Latency, Settings};
 use futures_util::future::join_all;
 use testkit::StepCommand;
 use testkit::redis::RedisServer;
 
 use crate::binaries::Binaries;
+use crate::paid::share_of_limit;
 use crate::plan::Plan;
 use crate::table::{self, Table, median};
 
@@ -145,20 +146,15 @@ async fn one_case(
     let wall = started.elapsed();
     let arrivals = server.stats().generates();
     let times: Vec<Duration> = arrivals.iter().map(|a| a.at).collect();
-    let answered: Vec<&Arrival> = arrivals.iter().filter(|a| a.status == 200).collect();
+    let answered: Vec<Duration> = arrivals
+        .iter()
+        .filter(|a| a.status == 200)
+        .map(|a| a.at)
+        .collect();
     Ok(Figures {
         refused: arrivals.iter().filter(|a| a.status == 429).count(),
         peak: most_in_any_window(&times, WINDOW),
-        share: share_of_limit(&answered),
+        share: share_of_limit(&answered, LIMIT, WINDOW),
         wall,
     })
-}
-
-/// Answers per window over the run, as a share of the limit.
-fn share_of_limit(answered: &[&Arrival]) -> f64 {
-    let (Some(first), Some(last)) = (answered.first(), answered.last()) else {
-        return 0.0;
-    };
-    let windows = (last.at - first.at + WINDOW).as_secs_f64() / WINDOW.as_secs_f64();
-    answered.len() as f64 / windows / f64::from(LIMIT)
 }

@@ -108,14 +108,29 @@ fn quick_bench_prints_every_section_with_sane_numbers() {
     }
     assert!(steps[1][1].contains("not run") && steps[2][1].contains("not run"));
 
-    // Throughput: every level has both clients and a ratio; plus the capacity row.
-    let throughput = table(&out, "Raw client throughput");
-    assert_eq!(throughput.len(), 3, "{throughput:?}");
-    for r in &throughput[..2] {
-        assert!(number(&r[1]) > 0.0 && number(&r[2]) > 0.0, "{r:?}");
-        assert!(r[3].ends_with('%'), "{r:?}");
+    // Step 3 next to bare reqwest: one row per N, both programs' wall and peak memory.
+    let versus = table(&out, "Step 3 next to bare reqwest");
+    assert_eq!(versus.len(), 1, "{versus:?}");
+    for cell in &versus[0][1..] {
+        assert!(number(cell) > 0.0, "{versus:?}");
     }
-    assert!(throughput[2][0].contains("emulator capacity"));
+    assert!(versus[0][3].ends_with('%') && versus[0][6].ends_with('%'));
+
+    // Throughput: every level on both wires has the three clients, two ratios and the CPU
+    // per request of each.
+    let throughput = table(&out, "Raw client throughput");
+    assert_eq!(throughput.len(), 4, "{throughput:?}");
+    for (r, wire) in throughput
+        .iter()
+        .zip(["HTTP/1.1", "HTTP/1.1", "HTTPS", "HTTPS"])
+    {
+        assert!(r[0].starts_with(wire), "{r:?}");
+        for cell in &r[2..5] {
+            assert!(number(cell) > 0.0, "{r:?}");
+        }
+        assert!(r[5].ends_with('%') && r[6].ends_with('%'), "{r:?}");
+        assert_eq!(r[7].matches("µs").count(), 3, "{r:?}");
+    }
 
     // Rate limiting: step 4's limiter never draws a 429 from a strict window
     // it is configured for, and never lets more than the limit into one.
@@ -134,12 +149,18 @@ fn quick_bench_prints_every_section_with_sane_numbers() {
         assert!(number(&r[1]) > 0.0 && number(&r[2]) > 0.0, "{r:?}");
     }
 
+    // The paid-tier pace: bulk draws no 429 and never puts more than the limit (20 in
+    // --quick) into one window.
+    let paid = table(&out, "The limiter at a paid tier's pace");
+    assert_eq!(paid.len(), 1, "{paid:?}");
+    assert_eq!(number(&paid[0][2]), 0.0, "{paid:?}");
+    assert!(number(&paid[0][3]) <= 20.0, "{paid:?}");
+    assert!(paid[0][4].ends_with('%'), "{paid:?}");
+
     // Memory: every program's peak is at least its own baseline (1 request),
     // and the limiter-alone row is always there.
     let memory = table(&out, "Memory");
     assert!(memory.len() >= 2, "{memory:?}");
-    row(&memory, "step 3, all in flight");
-    row(&memory, "bare reqwest, one `Client` per 100");
     row(&memory, "step 4's `Limiter` alone");
     // bulk is built with the bench: its prompts-file row is always there.
     row(&memory, "bulk, a prompts file queued");

@@ -36,11 +36,11 @@ use futures_util::{Stream, StreamExt};
 use reqwest::Method;
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 use url::Url;
 
 use crate::config::{ApiKey, PLACEHOLDER_KEY};
-use crate::error::{ApiError, Error, Result, condense};
+use crate::error::{Error, Result, condense};
+use crate::payload;
 use crate::pool::{LaneGuard, Pool};
 use crate::redact::{MISREAD, PERCENT_ENCODE, Redactor, misread_userinfo, redact_url, url_secrets};
 use crate::route::Route;
@@ -283,16 +283,12 @@ impl Client {
         url.query_pairs_mut().append_pair("alt", "sse");
         let body = encode(req)?;
         let timeout = self.timeout();
-        let started = Instant::now();
         let deadline = tokio::time::Instant::now() + timeout;
-        let (response, lane) = tokio::time::timeout_at(
-            deadline,
-            self.send(Method::POST, url, model, Some(body), started),
-        )
-        .await
-        .map_err(|_| Error::Timeout(timeout))
-        .and_then(|sent| sent)
-        .map_err(|e| self.redactor().error(e))?;
+        let answered = match self.prepare(Method::POST, url, Some(body)) {
+            Ok(prepared) => self.answer(prepared, model, deadline).await,
+            Err(e) => Err(e),
+        };
+        let (response, lane) = answered.map_err(|e| self.redactor().error(e))?;
         let limit = self.max_response();
         let chunks = ChunkStream {
             _lane: lane,
@@ -427,44 +423,59 @@ impl Client {
     }
 
     /// One request with a JSON answer, under the deadline.
-    async fn unary<T: DeserializeOwned>(
-        &self,
+    ///
+    /// Not an `async fn`: the request is prepared here, when the caller's future first runs,
+    /// and only what must live across `.await` goes into the future that is returned (see
+    /// [`Prepared`]). A batch holds one such future per request in flight, ten thousand at
+    /// once in step 3, so its size is memory.
+    fn unary<'a, T: DeserializeOwned + 'a>(
+        &'a self,
         method: Method,
         url: Url,
-        model: &str,
+        model: &'a str,
         body: Option<Vec<u8>>,
+        what: &'static str,
+    ) -> impl Future<Output = Result<T>> + 'a {
+        let prepared = self.prepare(method, url, body);
+        async move {
+            let deadline = tokio::time::Instant::now() + self.timeout();
+            let result = match prepared {
+                Ok(prepared) => self.read_answer(prepared, model, deadline, what).await,
+                Err(e) => Err(e),
+            };
+            result.map_err(|e| self.redactor().error(e))
+        }
+    }
+
+    /// The rest of [`Client::unary`]: the response by `deadline`, its body within the cap,
+    /// typed.
+    async fn read_answer<T: DeserializeOwned>(
+        &self,
+        prepared: Prepared<impl Future<Output = reqwest::Result<reqwest::Response>>>,
+        model: &str,
+        deadline: tokio::time::Instant,
         what: &'static str,
     ) -> Result<T> {
         let timeout = self.timeout();
-        let started = Instant::now();
-        let exchange = async {
-            let (response, _lane) = self.send(method, url, model, body, started).await?;
-            let limit = self.max_response();
-            match read_capped(response, limit).await {
-                Ok(Capped::Whole(bytes)) => Ok(bytes),
-                Ok(Capped::Over(_)) => Err(Error::TooLarge { what, limit }),
-                Err(e) => Err(transport_error(e, &self.inner.route, timeout)),
-            }
+        let (response, lane) = self.answer(prepared, model, deadline).await?;
+        let limit = self.max_response();
+        let bytes = match tokio::time::timeout_at(deadline, read_capped(response, limit)).await {
+            Err(_) => return Err(Error::Timeout(timeout)),
+            Ok(Err(e)) => return Err(transport_error(e, &self.inner.route, timeout)),
+            Ok(Ok(Capped::Over(_))) => return Err(Error::TooLarge { what, limit }),
+            Ok(Ok(Capped::Whole(bytes))) => bytes,
         };
-        let result = tokio::time::timeout(timeout, exchange)
-            .await
-            .map_err(|_| Error::Timeout(timeout))
-            .and_then(|read| read)
-            .and_then(|bytes| parse_payload(&bytes, what, self.redactor()));
-        result.map_err(|e| self.redactor().error(e))
+        drop(lane);
+        payload::parse(&bytes, what, self.redactor())
     }
 
-    /// Sends the request on a lane; returns the response if its status is a success, else the
-    /// API error. The lane stays taken until the returned guard is dropped, after the body.
-    async fn send(
+    /// Takes a lane and builds the request on it (nothing leaves until it is awaited).
+    fn prepare(
         &self,
         method: Method,
         url: Url,
-        model: &str,
         body: Option<Vec<u8>>,
-        started: Instant,
-    ) -> Result<(reqwest::Response, LaneGuard)> {
-        let timeout = self.timeout();
+    ) -> Result<Prepared<impl Future<Output = reqwest::Result<reqwest::Response>> + use<>>> {
         let lane = self.inner.pool.acquire()?;
         let mut request = lane.http().request(method.clone(), url);
         if let Some(key) = &self.inner.key {
@@ -473,13 +484,41 @@ impl Client {
         if let Some(body) = body {
             request = request.header(CONTENT_TYPE, "application/json").body(body);
         }
-        let result = request.send().await;
+        Ok(Prepared {
+            response: request.send(),
+            lane,
+            method,
+            started: Instant::now(),
+        })
+    }
+
+    /// Waits, until `deadline`, for the response to a prepared request: the response if its
+    /// status is a success, else the API error. The lane stays taken until the returned guard
+    /// is dropped, after the body.
+    async fn answer(
+        &self,
+        prepared: Prepared<impl Future<Output = reqwest::Result<reqwest::Response>>>,
+        model: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<(reqwest::Response, LaneGuard)> {
+        let timeout = self.timeout();
+        let Prepared {
+            response,
+            lane,
+            method,
+            started,
+        } = prepared;
+        let result = tokio::time::timeout_at(deadline, response).await;
         let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let response = match result {
-            Ok(response) => response,
-            Err(e) => {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => {
                 tracing::debug!(%method, model, status = "transport error", latency_ms, "gemini request");
                 return Err(transport_error(e, &self.inner.route, timeout));
+            }
+            Err(_) => {
+                tracing::debug!(%method, model, status = "timeout", latency_ms, "gemini request");
+                return Err(Error::Timeout(timeout));
             }
         };
         self.inner.pool.saw_version(response.version());
@@ -488,18 +527,36 @@ impl Client {
         if status.is_success() {
             return Ok((response, lane));
         }
-        // An error body is small; only its start is read, and a failure to
-        // read it still leaves the status.
-        let body = match read_capped(response, ERROR_BODY_LIMIT).await {
-            Ok(Capped::Whole(body) | Capped::Over(body)) => body,
-            Err(_) => Vec::new(),
-        };
-        let body = self.redactor().body(&body);
-        Err(Error::from(ApiError::from_body(
-            Some(status.as_u16()),
-            &body,
-        )))
+        // Boxed: the refusal's state lives on the heap only when there is one, instead of
+        // in every request's future.
+        Err(Box::pin(self.refusal(response, deadline)).await)
     }
+
+    /// The API error of a response with an error status. An error body is small; only its
+    /// start is read, and a failure to read it still leaves the status.
+    async fn refusal(&self, response: reqwest::Response, deadline: tokio::time::Instant) -> Error {
+        let status = response.status();
+        let body = match tokio::time::timeout_at(deadline, read_capped(response, ERROR_BODY_LIMIT))
+            .await
+        {
+            Err(_) => return Error::Timeout(self.timeout()),
+            Ok(Ok(Capped::Whole(body) | Capped::Over(body))) => body,
+            Ok(Err(_)) => Vec::new(),
+        };
+        payload::api_error(Some(status.as_u16()), &body, self.redactor())
+    }
+}
+
+/// A request built on its lane, not yet sent: reqwest's future for the response (nothing
+/// leaves before it is first polled), the lane it holds, and what its log line names.
+///
+/// Small on purpose (the URL, headers and body are inside reqwest's boxed future): it is
+/// what every request in flight keeps until its answer is in.
+struct Prepared<F> {
+    response: F,
+    lane: LaneGuard,
+    method: Method,
+    started: Instant,
 }
 
 /// The endpoint root: `base_url` + `/{version}`, keeping any path prefix of the base.
@@ -590,11 +647,16 @@ enum Capped {
 ///
 /// `response.bytes()` would buffer whatever the server sends; an endless
 /// body would then grow until the process is killed.
-async fn read_capped(response: reqwest::Response, limit: usize) -> reqwest::Result<Capped> {
-    let mut body = Vec::new();
-    let mut chunks = response.bytes_stream();
-    while let Some(chunk) = chunks.next().await {
-        let chunk = chunk?;
+async fn read_capped(mut response: reqwest::Response, limit: usize) -> reqwest::Result<Capped> {
+    // Sized for the announced length (within the cap, and no more than a typical answer
+    // before any byte has arrived), so a body is not copied as it grows.
+    let announced = response.content_length().unwrap_or(0);
+    let capacity = usize::try_from(announced)
+        .unwrap_or(usize::MAX)
+        .min(limit)
+        .min(INITIAL_BODY_CAPACITY);
+    let mut body = Vec::with_capacity(capacity);
+    while let Some(chunk) = response.chunk().await? {
         let room = limit.saturating_sub(body.len());
         if chunk.len() > room {
             body.extend_from_slice(&chunk[..room]);
@@ -605,28 +667,9 @@ async fn read_capped(response: reqwest::Response, limit: usize) -> reqwest::Resu
     Ok(Capped::Whole(body))
 }
 
-/// Parses a 2xx payload; an `{"error":...}` object in it is the server's error, not an empty answer.
-///
-/// (Unknown fields are ignored, so without this check an error object would
-/// parse as a response with no candidates.) Every string of the payload is
-/// scrubbed of the client's secrets before it is typed, so an answer, a
-/// `modelVersion` or anything else a server echoes cannot carry the key out.
-fn parse_payload<T: DeserializeOwned>(
-    bytes: &[u8],
-    what: &'static str,
-    redactor: &Redactor,
-) -> Result<T> {
-    let decode_error = |e: serde_json::Error| Error::decode(what, e, &redactor.body(bytes));
-    let mut value: Value = serde_json::from_slice(bytes).map_err(decode_error)?;
-    if value.get("error").is_some() {
-        return Err(Error::from(ApiError::from_body(
-            None,
-            &redactor.body(bytes),
-        )));
-    }
-    redactor.json(&mut value);
-    T::deserialize(value).map_err(decode_error)
-}
+/// The most room set aside for a body before it arrives: a server's `content-length` is
+/// believed only this far, larger bodies grow as they come.
+const INITIAL_BODY_CAPACITY: usize = 256 * 1024;
 
 /// Classifies a reqwest error into the variant that tells the user what to
 /// do: the proxy's or the base URL's fault when the route can tell (see
@@ -732,8 +775,8 @@ impl ChunkStream {
     /// The next chunk, reading the body only when no decoded payload is waiting.
     async fn next_chunk(&mut self) -> Option<Result<GenerateContentResponse>> {
         loop {
-            if let Some(payload) = self.ready.pop_front() {
-                let item = parse_payload(payload.as_bytes(), "stream chunk", &self.redactor)
+            if let Some(event) = self.ready.pop_front() {
+                let item = payload::parse(event.as_bytes(), "stream chunk", &self.redactor)
                     .map_err(|e| self.redactor.error(e));
                 if item.is_err() {
                     self.finish_with_error();
@@ -886,13 +929,5 @@ mod tests {
         let value = key_header(&ApiKey::new("sekrit-123").unwrap()).unwrap();
         assert!(value.is_sensitive());
         assert!(!format!("{value:?}").contains("sekrit"), "{value:?}");
-    }
-
-    #[test]
-    fn error_object_in_a_200_payload_is_an_error() {
-        let body = br#"{"error":{"code":503,"message":"overloaded","status":"UNAVAILABLE"}}"#;
-        let result: Result<GenerateContentResponse> =
-            parse_payload(body, "x", &Redactor::default());
-        assert_eq!(result.unwrap_err().api().unwrap().http_status, 503);
     }
 }

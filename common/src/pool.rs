@@ -130,10 +130,16 @@ impl Pool {
     }
 
     /// Called with each response: an HTTP/1.1 answer over HTTPS means no multiplexing here.
+    ///
+    /// Read before written: every response passes here, from every thread, and a write to a
+    /// flag that is already set would still pull its cache line away from the other cores.
     pub(crate) fn saw_version(&self, version: reqwest::Version) {
         if version == reqwest::Version::HTTP_2 {
-            self.speaks_h2.store(true, Ordering::Relaxed);
+            if !self.speaks_h2.load(Ordering::Relaxed) {
+                self.speaks_h2.store(true, Ordering::Relaxed);
+            }
         } else if version < reqwest::Version::HTTP_2
+            && self.multiplexed.load(Ordering::Relaxed)
             && self.multiplexed.swap(false, Ordering::Relaxed)
         {
             tracing::debug!(host = %self.host, "the server speaks HTTP/1.1: one connection pool");

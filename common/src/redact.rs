@@ -28,6 +28,7 @@
 //! text is looked at, never a parse, which is why the same function serves
 //! a URL that does not parse, the very case in which a message quotes it.
 
+use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -36,6 +37,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::error::{ApiError, Error};
+use crate::escaped::Needles;
 
 /// What a secret found in a server's text is replaced with.
 pub const REDACTED: &str = "[redacted]";
@@ -215,39 +217,53 @@ fn percent_decode(text: &str) -> String {
 /// it parses goes through its `Redactor` first, and each occurrence of a
 /// secret becomes [`REDACTED`]. That is the one place to get it right, instead
 /// of every printer (terminal, `--json`, `--output`, logs) remembering to.
+///
+/// A secret is found however it was written: as itself, with JSON escapes
+/// (`\u0041Iza...`, `\/`), percent-encoded (`%41Iza...`), or any mix of them
+/// (see the `escaped` module). [`Redactor::is_clean`] answers on raw bytes
+/// whether a body could hold one at all, so that a clean answer (nearly all of
+/// them) is parsed once, straight into its type.
+///
 /// `Debug` shows how many secrets it holds, never them.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Redactor {
-    secrets: Arc<[String]>,
+    secrets: Arc<Needles>,
+    count: usize,
+}
+
+impl Default for Redactor {
+    /// A redactor with no secret: it changes nothing.
+    fn default() -> Redactor {
+        Redactor::new(Vec::<String>::new())
+    }
 }
 
 impl std::fmt::Debug for Redactor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Redactor({} secrets)", self.secrets.len())
+        write!(f, "Redactor({} secrets)", self.count)
     }
 }
 
 impl Redactor {
     /// A redactor for these secrets (empty ones are ignored).
-    ///
-    /// Longer secrets are replaced first, so one that contains another is
-    /// taken out whole.
     pub fn new<S: Into<String>>(secrets: impl IntoIterator<Item = S>) -> Redactor {
         let mut secrets: Vec<String> = secrets
             .into_iter()
             .map(Into::into)
             .filter(|s| !s.is_empty())
             .collect();
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.sort();
         secrets.dedup();
         Redactor {
-            secrets: secrets.into(),
+            count: secrets.len(),
+            secrets: Arc::new(Needles::new(&secrets)),
         }
     }
 
-    /// True when `text` contains none of the secrets.
-    fn is_clean(&self, text: &str) -> bool {
-        !self.secrets.iter().any(|s| text.contains(s.as_str()))
+    /// True when `bytes` cannot hold a secret, written in any form (JSON escapes and
+    /// percent-encoding included): what they parse to holds none either.
+    pub fn is_clean(&self, bytes: &[u8]) -> bool {
+        self.secrets.absent(bytes)
     }
 
     /// `text` with every secret replaced by [`REDACTED`].
@@ -259,26 +275,26 @@ impl Redactor {
 
     /// Replaces every secret in `text`, in place (no allocation when there is none).
     pub fn scrub(&self, text: &mut String) {
-        for secret in self.secrets.iter() {
-            if text.contains(secret.as_str()) {
-                *text = text.replace(secret.as_str(), REDACTED);
-            }
+        if let Cow::Owned(clean) = self.replace(text.as_bytes()) {
+            *text = String::from_utf8(clean)
+                .unwrap_or_else(|bad| String::from_utf8_lossy(bad.as_bytes()).into_owned());
         }
     }
 
     /// Replaces every secret in every string (and object key) of a JSON value.
     ///
-    /// Done on the parsed value, so a secret the server wrote with JSON
-    /// escapes (`\u0041...`) is caught as well as a verbatim one.
+    /// For a body that [`Redactor::is_clean`] could not clear: each string is
+    /// searched once parsed, so a secret written with JSON escapes is caught whole,
+    /// and one written escaped twice (`\\u0041`) as well.
     pub fn json(&self, value: &mut Value) {
-        if self.secrets.is_empty() {
+        if self.count == 0 {
             return;
         }
         match value {
             Value::String(text) => self.scrub(text),
             Value::Array(items) => items.iter_mut().for_each(|item| self.json(item)),
             Value::Object(map) => {
-                if map.keys().any(|k| !self.is_clean(k)) {
+                if map.keys().any(|k| !self.is_clean(k.as_bytes())) {
                     let entries = std::mem::take(map);
                     *map = entries
                         .into_iter()
@@ -292,17 +308,31 @@ impl Redactor {
     }
 
     /// A body with every secret replaced, before any of it is cut into a snippet
-    /// (so that no cut can leave half a key behind). Not UTF-8 parts become `U+FFFD`.
-    pub fn body(&self, body: &[u8]) -> Vec<u8> {
-        if self.secrets.is_empty() {
-            return body.to_vec();
+    /// (so that no cut can leave half a key behind); borrowed when it holds none.
+    pub fn body<'a>(&self, body: &'a [u8]) -> Cow<'a, [u8]> {
+        self.replace(body)
+    }
+
+    /// `bytes` with each stretch that spells a secret replaced by [`REDACTED`].
+    fn replace<'a>(&self, bytes: &'a [u8]) -> Cow<'a, [u8]> {
+        let found = self.secrets.find_all(bytes);
+        if found.is_empty() {
+            return Cow::Borrowed(bytes);
         }
-        self.text(&String::from_utf8_lossy(body)).into_bytes()
+        let mut clean = Vec::with_capacity(bytes.len());
+        let mut kept_to = 0;
+        for stretch in found {
+            clean.extend_from_slice(&bytes[kept_to..stretch.start]);
+            clean.extend_from_slice(REDACTED.as_bytes());
+            kept_to = stretch.end;
+        }
+        clean.extend_from_slice(&bytes[kept_to..]);
+        Cow::Owned(clean)
     }
 
     /// The error with every secret taken out of every text it carries.
     pub fn error(&self, mut error: Error) -> Error {
-        if self.secrets.is_empty() {
+        if self.count == 0 {
             return error;
         }
         match &mut error {
@@ -494,5 +524,20 @@ mod tests {
         let mut value: Value = serde_json::from_str(&escaped).unwrap();
         redactor.json(&mut value);
         assert!(!value.to_string().contains(key), "{value}");
+        // Nor do they, or percent-encoding, hide it in text or in a raw body.
+        for echo in [
+            format!(r"x-goog-api-key: \u0041{}", &key[1..]),
+            format!("key=%41%49{}", &key[2..]),
+            format!(r"key=%\u00341{}", &key[1..]),
+        ] {
+            assert!(!redactor.is_clean(echo.as_bytes()), "{echo}");
+            assert!(!redactor.text(&echo).contains(&key[2..]), "{echo}");
+            let body = redactor.body(echo.as_bytes());
+            assert!(
+                !String::from_utf8_lossy(&body).contains(&key[2..]),
+                "{echo}"
+            );
+        }
+        assert!(redactor.is_clean(br#"{"text":"a\nb \u003c AIza 100%"}"#));
     }
 }

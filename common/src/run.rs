@@ -21,6 +21,7 @@
 use std::{
     fmt::Display,
     future::Future,
+    pin::Pin,
     process::ExitCode,
     sync::{Mutex, PoisonError},
     time::Duration,
@@ -267,10 +268,24 @@ impl Batch {
     /// request too (a revoked key, say): the caller stops the run with `?`
     /// and the user sees one line, not N. Any other failure is recorded and
     /// the run goes on.
-    pub async fn record(
+    ///
+    /// `call` is boxed here, before any future holds it: an `async fn` keeps
+    /// its arguments for its whole life, so one taking `call` by value would
+    /// hold it twice (the argument, and the `select!` it is moved into), and
+    /// step 3 holds ten thousand of these at once.
+    pub fn record<'a>(
+        &'a self,
+        index: usize,
+        call: impl Future<Output = Result<GenerateContentResponse, Error>> + 'a,
+    ) -> impl Future<Output = Result<(), Error>> + 'a {
+        self.record_boxed(index, Box::pin(call))
+    }
+
+    /// [`Batch::record`], its call on the heap.
+    async fn record_boxed(
         &self,
         index: usize,
-        call: impl Future<Output = Result<GenerateContentResponse, Error>>,
+        call: Pin<Box<impl Future<Output = Result<GenerateContentResponse, Error>>>>,
     ) -> Result<(), Error> {
         let mut tries = self.tries(index);
         match tries.attempt(call).await {

@@ -100,6 +100,37 @@ async fn an_answer_or_model_version_that_echoes_the_key_is_scrubbed() {
 }
 
 #[tokio::test]
+async fn a_key_echoed_with_escapes_is_scrubbed_as_well() {
+    // Every character a `\uXXXX` escape: the text parses to the key itself.
+    let response = generate(Mode::EchoEscaped, Duration::from_secs(30))
+        .await
+        .expect("a well-formed answer");
+    assert_eq!(response.text(), REDACTED);
+    assert_eq!(response.model_version.as_deref(), Some(REDACTED));
+    assert!(!format!("{response:?}").contains(KEY));
+
+    let client = client(Mode::EchoEscaped, Duration::from_secs(30)).await;
+    let mut stream = client
+        .stream_generate_content(MODEL, &GenerateContentRequest::from_prompt("hi"))
+        .await
+        .expect("the stream starts");
+    let chunk = stream.next().await.expect("one chunk").expect("it parses");
+    assert_eq!(chunk.text(), REDACTED);
+
+    // In an error body, JSON-escaped and percent-encoded.
+    let error = generate(Mode::EchoEscapedQuota429, Duration::from_secs(30))
+        .await
+        .expect_err("the server refused");
+    assert_scrubbed(&error);
+    let quota = error
+        .api()
+        .and_then(|api| api.quota.clone())
+        .expect("quota");
+    assert_eq!(quota.quota_id, format!("PerMinute-{REDACTED}"));
+    assert!(!error.to_string().contains("%41%49"), "{error}");
+}
+
+#[tokio::test]
 async fn absurd_retry_delays_fail_the_request_clearly() {
     for delay in ["9223372036854775807s", "999999999s"] {
         let error = generate(Mode::RetryDelay(delay), Duration::from_secs(30))

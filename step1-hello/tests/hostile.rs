@@ -22,10 +22,14 @@ async fn ask(mode: Mode, args: &[&str]) -> StepOutput {
         .await
 }
 
-/// The key is nowhere in what the step printed, and nothing panicked.
+/// The key is nowhere in what the step printed, written as itself or with the escapes of
+/// the escaping modes (`\u0041\u0049...`, `%41%49...`), and nothing panicked.
 fn assert_clean(out: &StepOutput) {
     out.assert_no_panic();
-    assert!(!out.all().contains(KEY), "the key leaked:\n{}", out.dump());
+    let all = out.all();
+    for form in [KEY, r"\u0041\u0049", "%41%49"] {
+        assert!(!all.contains(form), "the key leaked:\n{}", out.dump());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -38,6 +42,8 @@ async fn echoed_headers_never_print_the_key() {
         (Mode::EchoMalformed, &[]),
         (Mode::EchoHtml502, &["--stream"]),
         (Mode::EchoQuota429, &["--json"]),
+        (Mode::EchoEscapedQuota429, &[]),
+        (Mode::EchoEscapedQuota429, &["--json"]),
     ];
     for (mode, args) in cases {
         let out = ask(mode.clone(), args).await;
@@ -48,6 +54,11 @@ async fn echoed_headers_never_print_the_key() {
     for args in [&[][..], &["--json"], &["--stream"]] {
         let out = ask(Mode::EchoModelVersion, args).await;
         assert_clean(&out);
+        // The key with every character escaped parses to the key: an answer, scrubbed.
+        let out = ask(Mode::EchoEscaped, args).await;
+        assert_clean(&out);
+        assert_eq!(out.code(), Some(0), "{}", out.dump());
+        assert!(out.all().contains("[redacted]"), "{}", out.dump());
     }
     let out = ask(Mode::EchoStream, &["--stream"]).await;
     assert_clean(&out);

@@ -15,6 +15,8 @@ async fn echoed_headers_never_print_the_key() {
         Mode::EchoQuota429,
         Mode::EchoMalformed,
         Mode::EchoModelVersion,
+        Mode::EchoEscaped,
+        Mode::EchoEscapedQuota429,
     ] {
         for json in [false, true] {
             let addr = hostile::start(mode.clone()).await;
@@ -26,11 +28,13 @@ async fn echoed_headers_never_print_the_key() {
                 .run()
                 .await;
             out.assert_no_panic();
-            assert!(
-                !out.all().contains(KEY),
-                "{mode:?}: the key leaked\n{}",
-                out.dump()
-            );
+            for form in [KEY, r"\u0041\u0049", "%41%49"] {
+                assert!(
+                    !out.all().contains(form),
+                    "{mode:?}: the key leaked\n{}",
+                    out.dump()
+                );
+            }
         }
     }
 }

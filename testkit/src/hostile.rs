@@ -35,6 +35,11 @@ pub enum Mode {
     EchoModelVersion,
     /// A 200 stream whose one chunk's text is the key.
     EchoStream,
+    /// A 200 answer and a stream chunk whose text and `modelVersion` are the key written
+    /// with a JSON escape for every character (`\u0041\u0049...`), which parse to the key.
+    EchoEscaped,
+    /// A 429 whose message and `quotaId` carry the key, JSON-escaped and percent-encoded.
+    EchoEscapedQuota429,
     /// A 429 with this `retryDelay`.
     RetryDelay(&'static str),
     /// A 200 body that never ends.
@@ -112,6 +117,25 @@ async fn answer(socket: &mut TcpStream, mode: &Mode, head: &str) -> std::io::Res
             let body = format!("data: {}\r\n\r\n", answer_json(KEY, KEY));
             respond(socket, 200, "text/event-stream", body.as_bytes()).await
         }
+        Mode::EchoEscaped => {
+            let escaped = json_escaped(KEY);
+            let body = answer_json("@", "@").replace('@', &escaped);
+            if head.contains("alt=sse") {
+                let event = format!("data: {body}\r\n\r\n");
+                respond(socket, 200, "text/event-stream", event.as_bytes()).await
+            } else {
+                respond(socket, 200, "application/json", body.as_bytes()).await
+            }
+        }
+        Mode::EchoEscapedQuota429 => {
+            let (escaped, encoded) = (json_escaped(KEY), percent_encoded(KEY));
+            let body = format!(
+                r#"{{"error":{{"code":429,"message":"key={encoded} or {escaped}","status":"RESOURCE_EXHAUSTED","details":[
+                {{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{{"quotaMetric":"m","quotaId":"PerMinute-{escaped}"}}]}},
+                {{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"1s"}}]}}}}"#
+            );
+            respond(socket, 429, "application/json", body.as_bytes()).await
+        }
         Mode::RetryDelay(delay) => {
             let body = format!(
                 r#"{{"error":{{"code":429,"message":"Resource exhausted.","status":"RESOURCE_EXHAUSTED","details":[{{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"{delay}"}}]}}}}"#
@@ -130,6 +154,18 @@ async fn answer(socket: &mut TcpStream, mode: &Mode, head: &str) -> std::io::Res
             }
         }
     }
+}
+
+/// `text` with every character written as a JSON `\uXXXX` escape (ASCII text).
+fn json_escaped(text: &str) -> String {
+    text.chars()
+        .map(|c| format!("\\u{:04x}", u32::from(c)))
+        .collect()
+}
+
+/// `text` with every byte written as `%XX`.
+fn percent_encoded(text: &str) -> String {
+    text.bytes().map(|b| format!("%{b:02X}")).collect()
 }
 
 /// A plausible `generateContent` response with this text and `modelVersion`.

@@ -25,9 +25,7 @@ use reqwest::Method;
 use reqwest::header::CONTENT_TYPE;
 use serde::de::DeserializeOwned;
 
-use super::{
-    API_KEY_HEADER, Capped, Client, ERROR_BODY_LIMIT, parse_payload, read_capped, transport_error,
-};
+use super::{API_KEY_HEADER, Capped, Client, ERROR_BODY_LIMIT, read_capped, transport_error};
 use crate::error::{ApiError, Error, Result};
 use crate::pool::LaneGuard;
 use crate::redact::Redactor;
@@ -279,7 +277,7 @@ impl RawResponse {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(self.redactor.body(&body))
+        Ok(self.redactor.body(&body).into_owned())
     }
 
     /// The body parsed as JSON (an `{"error": ...}` in it is the server's
@@ -287,7 +285,7 @@ impl RawResponse {
     pub async fn json<T: DeserializeOwned>(self, limit: usize) -> Result<T> {
         let (what, redactor) = (self.what, self.redactor.clone());
         let body = self.bytes(limit).await?;
-        parse_payload(&body, what, &redactor)
+        crate::payload::parse(&body, what, &redactor)
     }
 
     /// The body parsed as JSON as it is, up to `limit` bytes, scrubbed:
@@ -316,7 +314,7 @@ impl RawResponse {
                 if line.last() == Some(&b'\r') {
                     line.pop();
                 }
-                return Ok(Some(self.redactor.body(&line)));
+                return Ok(Some(self.redactor.body(&line).into_owned()));
             }
             if self.pending.len() > max_line {
                 return Err(Error::TooLarge {
@@ -329,7 +327,7 @@ impl RawResponse {
                 None if self.pending.is_empty() => return Ok(None),
                 None => {
                     let line = std::mem::take(&mut self.pending);
-                    return Ok(Some(self.redactor.body(&line)));
+                    return Ok(Some(self.redactor.body(&line).into_owned()));
                 }
             }
         }
