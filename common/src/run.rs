@@ -368,9 +368,21 @@ impl Tries<'_> {
     /// Sends one attempt of the request: timed, logged and kept. `None` if
     /// the run was stopped before it left, or Ctrl-C's grace period cut it
     /// off in flight.
-    pub async fn attempt(
+    ///
+    /// The call goes on the heap at once, so a request waiting for its turn
+    /// (step 4 queues thousands behind the limiter) holds a pointer, not the
+    /// whole HTTP exchange's state.
+    pub fn attempt<'a>(
+        &'a mut self,
+        call: impl Future<Output = Result<GenerateContentResponse, Error>> + 'a,
+    ) -> impl Future<Output = Option<Result<Answer, Error>>> + 'a {
+        self.attempt_boxed(Box::pin(call))
+    }
+
+    /// [`Tries::attempt`], its call on the heap.
+    async fn attempt_boxed(
         &mut self,
-        call: impl Future<Output = Result<GenerateContentResponse, Error>>,
+        call: Pin<Box<impl Future<Output = Result<GenerateContentResponse, Error>>>>,
     ) -> Option<Result<Answer, Error>> {
         let shutdown = &self.batch.shutdown;
         if shutdown.is_requested() {
