@@ -34,7 +34,7 @@ pub struct CommonArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Give up on one request after this many seconds (it counts as failed, or is retried in step 4).
+    /// Give up on one request after this many seconds (it counts as failed, or is retried by step 4 and bulk).
     #[arg(long, value_name = "SECONDS", default_value = "120", value_parser = parse_seconds)]
     pub timeout: Duration,
 
