@@ -15,11 +15,11 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::batch::{self, Input, InputSpec, ListOperations, NewJob, ParsedLine};
-use crate::catalog::{self, ModelInfo};
+use crate::catalog;
 use crate::errors::ApiError;
 use crate::http::{
-    JSON_UTF8, authenticate, error_response, page_size, page_token, parse_page_token, read_body,
-    respond, valid_version,
+    JSON_UTF8, authenticate, checked, error_response, page_size, page_token, parse_page_token,
+    read_body, respond, split_id,
 };
 use crate::request;
 use crate::state::{ServerState, lock};
@@ -52,7 +52,7 @@ async fn create_job(
 ) -> Result<Bytes, ApiError> {
     let (parts, body) = request.into_parts();
     let project = authenticate(shared, &parts.headers, query)?;
-    let model = lookup(model_name)
+    let model = catalog::find_in_path(model_name)
         .ok_or_else(|| ApiError::model_not_found(model_name, "batchGenerateContent", version))?;
     let bytes = read_body(body, &parts.headers, shared.settings.max_body_bytes).await?;
     let create = batch::parse_create(&request::decode(&bytes)?)?;
@@ -126,23 +126,6 @@ async fn read_input_file(
     Ok(lines)
 }
 
-/// The model of a batch path (`models/` is already cut off by the router).
-fn lookup(model: &str) -> Option<&'static ModelInfo> {
-    if model.contains('/') {
-        None
-    } else {
-        catalog::find(model)
-    }
-}
-
-/// `batches/{id}` or `batches/{id}:action`, split.
-fn split_id(rest: &str) -> (&str, Option<&str>) {
-    match rest.split_once(':') {
-        Some((id, action)) => (id, Some(action)),
-        None => (rest, None),
-    }
-}
-
 /// Runs one batch handler: records the arrival, checks the version and the key, and answers.
 fn handle(
     shared: &AppState,
@@ -154,15 +137,8 @@ fn handle(
 ) -> Response {
     let started = Instant::now();
     let arrival = shared.arrive("", method);
-    let result = if valid_version(version) {
-        authenticate(shared, headers, query).and_then(|project| {
-            let now = Instant::now();
-            shared.publish_results(now);
-            body(project, now)
-        })
-    } else {
-        Err(ApiError::method_not_found())
-    };
+    let result =
+        checked(shared, version, query, headers).and_then(|(project, now)| body(project, now));
     let response = match result {
         Ok(bytes) => respond(200, JSON_UTF8, Body::from(bytes), started),
         Err(error) => error_response(&error, false, started),

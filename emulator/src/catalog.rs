@@ -206,6 +206,15 @@ pub const SUPPORTED_GENERATION_METHODS: [&str; 4] = [
     "batchGenerateContent",
 ];
 
+/// The model named in a request path: a bare id only (`models/models/x` is not a model).
+pub fn find_in_path(model: &str) -> Option<&'static ModelInfo> {
+    if model.contains('/') {
+        None
+    } else {
+        find(model)
+    }
+}
+
 /// Looks a model up by bare id (`gemini-2.5-flash`) or resource name (`models/gemini-2.5-flash`).
 pub fn find(model: &str) -> Option<&'static ModelInfo> {
     let id = model.strip_prefix("models/").unwrap_or(model);

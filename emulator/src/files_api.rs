@@ -23,8 +23,8 @@ use tokio::time::Instant;
 use crate::errors::ApiError;
 use crate::files::{Command, FileResource, NewFile, Progress, Source, UploadError};
 use crate::http::{
-    authenticate, error_response, json_response, page_size, page_token, parse_page_token,
-    query_param, read_body, respond, valid_version,
+    authenticate, checked, error_response, json_response, page_size, page_token, parse_page_token,
+    query_param, read_body, respond, split_id, valid_version,
 };
 use crate::request::{self, field};
 use crate::state::{ServerState, lock};
@@ -288,14 +288,6 @@ fn upload_error(error: &UploadError, started: Instant) -> Response {
     response
 }
 
-/// `files/{id}` or `files/{id}:download`, split.
-fn split_id(rest: &str) -> (&str, Option<&str>) {
-    match rest.split_once(':') {
-        Some((id, action)) => (id, Some(action)),
-        None => (rest, None),
-    }
-}
-
 /// `GET /{version}/files/{id}` (the File), or `.../{id}:download?alt=media` (its bytes).
 pub(crate) async fn get(
     State(shared): State<AppState>,
@@ -395,23 +387,6 @@ fn download_file(
     };
     shared.finish(arrival, response.status().as_u16());
     response
-}
-
-/// The version and key checks every files handler starts with; then results are published,
-/// so a finished job's results file can be read. Returns the project and now.
-fn checked(
-    shared: &ServerState,
-    version: &str,
-    query: Option<&str>,
-    headers: &HeaderMap,
-) -> Result<(u64, Instant), ApiError> {
-    if !valid_version(version) {
-        return Err(ApiError::method_not_found());
-    }
-    let project = authenticate(shared, headers, query)?;
-    let now = Instant::now();
-    shared.publish_results(now);
-    Ok((project, now))
 }
 
 /// `DELETE /{version}/files/{id}`: `{}`.

@@ -30,6 +30,31 @@ pub(crate) fn valid_version(version: &str) -> bool {
     version == "v1beta" || version == "v1"
 }
 
+/// `{id}` or `{id}:action` (a batch's `:cancel`, a file's `:download`), split at the first `:`.
+pub(crate) fn split_id(rest: &str) -> (&str, Option<&str>) {
+    match rest.split_once(':') {
+        Some((id, action)) => (id, Some(action)),
+        None => (rest, None),
+    }
+}
+
+/// The version and key checks every batch and files handler starts with; then finished jobs'
+/// results are published, so what the handler reads is up to date. Returns the project and now.
+pub(crate) fn checked(
+    shared: &ServerState,
+    version: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<(u64, Instant), ApiError> {
+    if !valid_version(version) {
+        return Err(ApiError::method_not_found());
+    }
+    let project = authenticate(shared, headers, query)?;
+    let now = Instant::now();
+    shared.publish_results(now);
+    Ok((project, now))
+}
+
 /// The first value of `name` in a raw query string (`+` and `%XX` decoded,
 /// an invalid escape kept as it is).
 pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {

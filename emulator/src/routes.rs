@@ -112,15 +112,6 @@ fn split_action(rest: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// The model named in a path: a bare id only (`models/models/x` is not a model).
-fn lookup(model: &str) -> Option<&'static ModelInfo> {
-    if model.contains('/') {
-        None
-    } else {
-        catalog::find(model)
-    }
-}
-
 /// A response that never gets written: the body fails before its first byte, so the server
 /// drops the connection without sending anything.
 fn dropped_connection() -> Response {
@@ -213,7 +204,8 @@ async fn get_model(
     } else {
         authenticate(&shared, &headers, query.as_deref()).and_then(|_| {
             // Inferred: the 404 wording for models.get mirrors the generateContent one.
-            lookup(model).ok_or_else(|| ApiError::model_not_found(model, "getModel", &version))
+            catalog::find_in_path(model)
+                .ok_or_else(|| ApiError::model_not_found(model, "getModel", &version))
         })
     };
     let response = match result {
@@ -322,7 +314,7 @@ impl Call {
             Ok(key) => key,
             Err(error) => return self.error(&error),
         };
-        let Some(model) = lookup(&self.model) else {
+        let Some(model) = catalog::find_in_path(&self.model) else {
             let error = ApiError::model_not_found(
                 &self.model,
                 self.action.method_in_errors(),
