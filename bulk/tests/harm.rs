@@ -14,7 +14,7 @@ use std::{
 
 use emulator::{Emulator, Settings};
 use serde_json::Value;
-use testkit::{StepCommand, StepOutput, generate_calls, wait_until};
+use testkit::{StepCommand, StepOutput, generate_calls, json_lines, wait_until};
 
 const BULK: &str = env!("CARGO_BIN_EXE_bulk");
 
@@ -62,18 +62,9 @@ fn s(path: &Path) -> &str {
     path.to_str().expect("a UTF-8 path")
 }
 
-/// The journal's rows.
-fn rows(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect()
-}
-
 /// The answered rows for each id (the last answered row of an id is its answer).
 fn answered_ids(path: &Path) -> Vec<String> {
-    let mut ids: Vec<String> = rows(path)
+    let mut ids: Vec<String> = json_lines(path)
         .iter()
         .filter(|row| row["ok"] == true)
         .map(|row| row["id"].to_string())
@@ -338,7 +329,7 @@ async fn removing_or_editing_a_line_says_what_it_changes_and_pays_only_when_aske
     );
     assert_eq!(generate_calls(&server), 4, "nothing sent again");
     // Each line's last answered row is its answer.
-    let last_for_line_2 = rows(&out)
+    let last_for_line_2 = json_lines(&out)
         .into_iter()
         .rfind(|row| row["id"] == 2 && row["ok"] == true)
         .expect("a row for line 2");

@@ -10,7 +10,7 @@ use std::{collections::HashMap, path::Path, time::Duration};
 
 use emulator::{Emulator, Settings};
 use serde_json::Value;
-use testkit::{StepCommand, StepOutput, generate_calls, wait_until};
+use testkit::{StepCommand, StepOutput, generate_calls, json_lines, wait_until};
 
 const BULK: &str = env!("CARGO_BIN_EXE_bulk");
 
@@ -24,19 +24,10 @@ fn command(server: &Emulator, args: &[&str]) -> StepCommand {
     StepCommand::new(BULK).against(server).args(args)
 }
 
-/// The journal's rows (whole lines that parse; a torn one is left out).
-fn rows(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect()
-}
-
 /// How many answered rows each id has.
 fn answers_per_id(path: &Path) -> HashMap<String, usize> {
     let mut answers = HashMap::new();
-    for row in rows(path).iter().filter(|row| row["ok"] == true) {
+    for row in json_lines(path).iter().filter(|row| row["ok"] == true) {
         *answers.entry(row["id"].to_string()).or_default() += 1;
     }
     answers
@@ -86,7 +77,7 @@ async fn kill_9_halfway_then_resume_answers_every_id_exactly_once() {
 
     let first = command(&server, &args).spawn();
     wait_until("half the answers in the journal", || {
-        rows(&output).len() >= N / 2
+        json_lines(&output).len() >= N / 2
     })
     .await;
     first.signal("KILL");
@@ -128,7 +119,7 @@ async fn kill_9_halfway_then_resume_answers_every_id_exactly_once() {
         "300 answers, plus the ones in flight at the kill, sent again"
     );
     // The rows echo the input line's other fields and say where they belong.
-    let row = rows(&output)
+    let row = json_lines(&output)
         .into_iter()
         .find(|row| row["id"] == "p7")
         .expect("p7 has a row");
@@ -164,7 +155,7 @@ async fn stop_keeps_every_finished_answer(signals: &[&str], code: i32) {
         "--json",
     ];
     let run = command(&server, &args).spawn();
-    wait_until("two answers kept", || rows(&output).len() >= 2).await;
+    wait_until("two answers kept", || json_lines(&output).len() >= 2).await;
     for signal in signals {
         run.signal(signal);
     }
@@ -371,7 +362,7 @@ async fn a_line_with_a_bom_is_parsed_not_sent_as_json() {
     .run()
     .await;
     assert!(out.status.success(), "{}", out.dump());
-    let row = rows(&output).pop().expect("one row");
+    let row = json_lines(&output).pop().expect("one row");
     assert_eq!(row["id"], "b");
     assert_eq!(
         row["usage"]["prompt_tokens"],

@@ -9,8 +9,7 @@
 use std::{path::Path, time::Duration};
 
 use emulator::{Emulator, Settings, settings::QuotaQuirk};
-use serde_json::Value;
-use testkit::{StepCommand, StepOutput};
+use testkit::{StepCommand, StepOutput, pacing::count};
 
 const BULK: &str = env!("CARGO_BIN_EXE_bulk");
 
@@ -27,12 +26,6 @@ async fn bulk(server: &Emulator, file: &Path, args: &[&str]) -> StepOutput {
         .args(args)
         .run()
         .await
-}
-
-fn count(summary: &Value, field: &str) -> u64 {
-    summary[field]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no {field} in {summary}"))
 }
 
 fn lines<'a>(out: &'a StepOutput, needle: &str) -> Vec<&'a str> {

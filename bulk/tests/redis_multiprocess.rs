@@ -16,9 +16,8 @@ use std::time::Duration;
 use emulator::limits::most_in_any_window;
 use emulator::{Arrival, Emulator, Latency, Settings};
 use futures_util::future::join_all;
-use serde_json::Value;
 use testkit::redis::RedisServer;
-use testkit::{StepCommand, StepOutput};
+use testkit::{StepCommand, StepOutput, pacing::count};
 
 const BULK: &str = env!("CARGO_BIN_EXE_bulk");
 const MS: Duration = Duration::from_millis(1);
@@ -71,12 +70,6 @@ async fn run(
         command.run()
     });
     join_all(runs).await
-}
-
-fn count(summary: &Value, field: &str) -> u64 {
-    summary[field]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no {field} in {summary}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

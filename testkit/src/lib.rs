@@ -39,5 +39,5 @@ pub use emulators::{
     closed_port, faulty, generate_calls, restart_on, slow, start_quick, start_restartable,
 };
 pub use reliability::*;
-pub use scratch::ScratchDir;
+pub use scratch::{ScratchDir, json_lines};
 pub use wait::{PATIENCE, wait_until};

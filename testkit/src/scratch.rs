@@ -31,3 +31,14 @@ impl Drop for ScratchDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// The JSON lines of a file a run wrote (a journal): every whole line that
+/// parses, in file order; a torn last line is left out, as a resumed run
+/// leaves it out. A missing file has none.
+pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
