@@ -13,7 +13,6 @@ use std::{
 };
 
 use emulator::{Emulator, Settings};
-use serde_json::Value;
 use testkit::{StepCommand, StepOutput, generate_calls, json_lines, wait_until};
 
 const BULK: &str = env!("CARGO_BIN_EXE_bulk");

@@ -9,7 +9,6 @@
 use std::{collections::HashMap, path::Path, time::Duration};
 
 use emulator::{Emulator, Settings};
-use serde_json::Value;
 use testkit::{StepCommand, StepOutput, generate_calls, json_lines, wait_until};
 
 const BULK: &str = env!("CARGO_BIN_EXE_bulk");
