@@ -54,12 +54,7 @@ use bulk::{
 };
 use clap::{CommandFactory, FromArgMatches, parser::ValueSource};
 use common::{
-    Session,
-    cli::{BatchArgs, CommonArgs},
-    quota::Tier,
-    report::Summary,
-    run,
-    shutdown::Shutdown,
+    Client, Session, cli::BatchArgs, quota::Tier, report::Summary, run, shutdown::Shutdown,
 };
 
 /// What `--help` shows under the options: the commands a user runs.
@@ -162,17 +157,27 @@ async fn send_all(
             (mode, journal::nothing_left(prompts.len(), answers.path()))
         }
         _ => {
-            let (mode, tiers) = choose_mode(args, &prompts, &todo, &prices)?;
+            // Connect (the real API with a key, the built-in emulator without
+            // one) and check the model exists.
+            let session = run::session(common).await?;
+            // What earlier runs learned of the limits: the planner plans
+            // with it, the runner starts from it. A batch job needs none.
+            let learner = match args.modes.mode.fixed() {
+                Some(Mode::Batch) => None,
+                _ => Some(Arc::new(learner(args, &session, shutdown)?)),
+            };
+            let (mode, tiers) = choose_mode(args, learner.as_deref(), &prompts, &todo, &prices)?;
             let summary = match mode {
                 Mode::Batch => {
-                    send_batch(args, &prompts, journal, &todo, meter.clone(), shutdown).await?
+                    let meter = meter.clone();
+                    send_batch(args, &session, &prompts, journal, &todo, meter, shutdown).await?
                 }
                 Mode::Standard | Mode::Flex => {
-                    let common = with_timeout(common, mode, timeout_given);
                     let run = Synchronous {
                         args,
-                        common: &common,
+                        client: client_for(&session, mode, timeout_given),
                         tiers,
+                        learner,
                         meter: meter.clone(),
                     };
                     run.send(&prompts, journal, &todo, shutdown).await?
@@ -206,6 +211,7 @@ fn check_modes(args: &Args) -> anyhow::Result<()> {
 /// or the planner's choice for `--mode auto` (said in one line first).
 fn choose_mode(
     args: &Args,
+    learner: Option<&Learner>,
     prompts: &Prompts,
     todo: &[usize],
     prices: &PriceTable,
@@ -218,7 +224,7 @@ fn choose_mode(
     let mode = match args.modes.mode.fixed() {
         Some(mode) => mode,
         None => {
-            let plan = plan_for(args, prompts, todo, prices)?;
+            let plan = plan_for(args, learner, prompts, todo, prices)?;
             common::terminal::diagnostic(plan.line());
             if plan.chosen == Mode::Flex && given_fallback.is_none() {
                 let fallback = plan.fallback_after.map(|after| (Mode::Standard, after));
@@ -241,21 +247,28 @@ fn choose_mode(
     Ok((mode, tiers))
 }
 
-/// `--mode auto`'s plan: the prompts' tokens, the limits in force, the deadline.
+/// `--mode auto`'s plan: the prompts' tokens, the limits in force (as
+/// earlier runs learned them), the deadline.
 fn plan_for(
     args: &Args,
+    learner: Option<&Learner>,
     prompts: &Prompts,
     todo: &[usize],
     prices: &PriceTable,
 ) -> anyhow::Result<Plan> {
     let model = &args.batch.common.model;
-    let limits = args.limit.limits(model)?;
+    let configured = args.limit.limits(model)?;
+    let (limits, wait) = match learner {
+        Some(learner) => learner.in_force(configured),
+        None => (configured, None),
+    };
     let pace = Pace {
         rpm: limits.rpm,
         tpm: limits.tpm,
         rpd: limits.rpd,
         window: limits.window,
         day: limits.day,
+        wait: wait.unwrap_or_default(),
     };
     let count = todo.len() as u64;
     let workload = Workload {
@@ -279,14 +292,14 @@ fn plan_for(
     ))
 }
 
-/// The shared options with the per-request timeout of `mode`: Flex's
+/// The session's client with the per-request timeout of `mode`: Flex's
 /// minutes, unless `--timeout` was given.
-fn with_timeout(common: &CommonArgs, mode: Mode, timeout_given: bool) -> CommonArgs {
-    let mut common = common.clone();
+fn client_for(session: &Session, mode: Mode, timeout_given: bool) -> Client {
     if mode == Mode::Flex && !timeout_given {
-        common.timeout = FLEX_TIMEOUT;
+        session.client.with_timeout(FLEX_TIMEOUT)
+    } else {
+        session.client.clone()
     }
-    common
 }
 
 /// `--cancel-batch`: cancels the jobs the journal's runs left running.
@@ -304,6 +317,7 @@ async fn cancel_batches(args: &Args) -> anyhow::Result<Summary> {
 /// `--mode batch`: the prompts `todo` as Batch Mode jobs, their answers in the journal.
 async fn send_batch(
     args: &Args,
+    session: &Session,
     prompts: &Prompts,
     journal: Option<(Arc<Journal>, Resume)>,
     todo: &[usize],
@@ -315,7 +329,6 @@ async fn send_batch(
         bail!("--mode batch needs --output FILE.jsonl");
     };
     let ledger = Ledger::open(answers.path())?;
-    let session = run::session(common).await?;
     let report = runner::report(todo.len(), common, None);
     let journal_id = std::fs::canonicalize(answers.path())
         .unwrap_or_else(|_| answers.path().to_path_buf())
@@ -350,9 +363,10 @@ async fn send_batch(
 /// A synchronous run (standard or flex) and what it needs besides the prompts.
 struct Synchronous<'a> {
     args: &'a Args,
-    /// The shared options, with the mode's timeout.
-    common: &'a CommonArgs,
+    /// The session's client, with the mode's timeout.
+    client: Client,
     tiers: TierPlan,
+    learner: Option<Arc<Learner>>,
     meter: Arc<Meter>,
 }
 
@@ -366,12 +380,8 @@ impl Synchronous<'_> {
         shutdown: &Shutdown,
     ) -> anyhow::Result<Summary> {
         let args = self.args;
-        let common = self.common;
+        let common = &args.batch.common;
         let limiter = build_limiter(&args.limit, &common.model).await?;
-
-        // Connect (the real API with a key, the built-in emulator without one)
-        // and check the model exists.
-        let session = run::session(common).await?;
 
         // The report prints each outcome in order, and the summary at the end.
         let window = args.limit.paced().then_some(args.limit.window);
@@ -380,7 +390,7 @@ impl Synchronous<'_> {
         // All requests are queued at once, as in step 3; the limiter decides
         // when each one may go.
         let mut runner = Runner::new(
-            session.client.clone(),
+            self.client,
             limiter,
             report,
             RunOptions {
@@ -391,8 +401,10 @@ impl Synchronous<'_> {
                 tiers: self.tiers,
             },
         )
-        .with_learner(Arc::new(learner(args, &session, shutdown)?))
         .with_meter(self.meter);
+        if let Some(learner) = self.learner {
+            runner = runner.with_learner(learner);
+        }
         if let Some((answers, _)) = &journal {
             runner = runner.with_journal(answers.clone());
         }
@@ -405,8 +417,9 @@ impl Synchronous<'_> {
 }
 
 /// Every file the run names, checked before any is written: none it writes
-/// is another of them through whatever name (a link, `a/../b`), the limits
-/// file (from the flag, the environment or the default) is a limits file,
+/// (the batch ledger beside `--output` included) is another of them through
+/// whatever name (a link, `a/../b`), the limits file (from the flag, the
+/// environment or the default) is a limits file,
 /// and the timeline a picture of ours. One line, and nothing sent, if not.
 fn check_files(args: &Args) -> anyhow::Result<()> {
     let timeline = args.batch.common.timeline.as_deref();
@@ -425,6 +438,17 @@ fn check_files(args: &Args) -> anyhow::Result<()> {
     name("--prompts", args.files.prompts.as_deref(), false);
     name("--output", args.files.output.as_deref(), true);
     name("--timeline", timeline, true);
+    // A batch job's ledger sits beside the journal; losing it could pay for
+    // a job twice.
+    if args
+        .modes
+        .mode
+        .fixed()
+        .is_none_or(|mode| mode == Mode::Batch)
+    {
+        let ledger = args.files.output.as_deref().map(Ledger::path_for);
+        name("the batch ledger of --output", ledger.as_deref(), true);
+    }
     if let Some((what, path)) = &limits {
         name(what, Some(path), true);
         let lock = state_file::lock_path_of(path);

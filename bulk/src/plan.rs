@@ -9,7 +9,9 @@
 //! | batch | the job's turnaround: 24 hours at most, usually less (`--batch-expect`) | half |
 //!
 //! The pace comes from the limits in force (the `--tier` table, or your
-//! `--rpm`, `--tpm`, `--rpd`), the tokens from the prompts' estimate and
+//! `--rpm`, `--tpm`, `--rpd`, as the limits an earlier run learned from the
+//! server change them; and no request before a day an earlier run found
+//! spent is over), the tokens from the prompts' estimate and
 //! `--expect-output` per prompt. The planner keeps the modes whose
 //! estimate is within `--deadline`, and takes the cheapest; on a tie, batch
 //! (it spends none of the interactive quota), then flex. If none fits, it
@@ -55,6 +57,9 @@ pub struct Pace {
     pub window: Duration,
     /// The day RPD counts over.
     pub day: Duration,
+    /// How long until the first request may go: the rest of a day an
+    /// earlier run found spent.
+    pub wait: Duration,
 }
 
 /// One mode's estimate.
@@ -85,10 +90,17 @@ pub struct Plan {
     pub deadline: Duration,
     /// What was planned for.
     pub workload: Workload,
+    /// How long the day's quota is still spent, as an earlier run found.
+    pub wait: Duration,
 }
 
 /// How long synchronous requests take at `pace`, before their latency.
 pub fn paced(workload: Workload, pace: Pace) -> Duration {
+    pace.wait.saturating_add(sending(workload, pace))
+}
+
+/// How long sending takes at `pace`, from the first request.
+fn sending(workload: Workload, pace: Pace) -> Duration {
     let windows = |count: u64, per: Option<u32>| match per {
         Some(per) if per > 0 => count.div_ceil(u64::from(per)).saturating_sub(1),
         _ => 0,
@@ -192,6 +204,7 @@ pub fn plan(
         estimates,
         deadline,
         workload,
+        wait: pace.wait,
     }
 }
 
@@ -225,8 +238,16 @@ impl Plan {
                 span(after)
             )
         });
+        let spent = if self.wait.is_zero() {
+            String::new()
+        } else {
+            format!(
+                " (an earlier run found the day's quota spent: nothing goes for {})",
+                span(self.wait)
+            )
+        };
         format!(
-            "--mode auto chose {}, {verdict}{fallback}. Estimates for {} prompts (~{} input tokens, {} output tokens assumed, --expect-output): {}",
+            "--mode auto chose {}, {verdict}{fallback}. Estimates for {} prompts (~{} input tokens, {} output tokens assumed, --expect-output){spent}: {}",
             self.chosen.name(),
             grouped(self.workload.prompts),
             grouped(self.workload.input_tokens),
@@ -274,6 +295,7 @@ mod tests {
             rpd: Some(rpd),
             window: Duration::from_secs(60),
             day: Duration::from_secs(86_400),
+            wait: Duration::ZERO,
         }
     }
 
@@ -395,6 +417,33 @@ mod tests {
             late.line().contains("none finishes within 1 h"),
             "{}",
             late.line()
+        );
+    }
+
+    #[test]
+    fn a_spent_day_delays_the_synchronous_modes_and_is_said() {
+        let prices = table();
+        let spent = Pace {
+            wait: 20 * HOUR,
+            ..pace(1000, 10_000)
+        };
+        // Without the wait, standard takes about a minute and wins a 2-hour
+        // deadline with flex; 20 hours before the first request, only batch is in time.
+        let plan = plan(
+            work(1000),
+            spent,
+            &prices,
+            "gemini-2.5-flash",
+            22 * HOUR,
+            21 * HOUR,
+            true,
+        );
+        assert_eq!((plan.chosen, plan.in_time), (Mode::Batch, true));
+        assert_eq!(plan.estimates[0].time, 20 * HOUR + STANDARD_LATENCY);
+        let line = plan.line();
+        assert!(
+            line.contains("an earlier run found the day's quota spent: nothing goes for 20 h"),
+            "{line}"
         );
     }
 

@@ -240,6 +240,64 @@ async fn a_timeline_is_never_drawn_over_the_prompts_or_another_file() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_batch_ledger_is_never_drawn_or_written_over() {
+    let server = emulator(Settings::instant()).await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let prompts = write(&dir.path().join("q.txt"), "Why?\nHow?\n");
+    let out = dir.path().join("out.jsonl");
+    let ledger = dir.path().join("out.jsonl.batches");
+    let link = dir.path().join("picture.svg");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&ledger, &link).expect("a symlink");
+    #[cfg(not(unix))]
+    let link = ledger.clone();
+    for mode in [
+        &["--mode", "batch"][..],
+        &["--mode", "auto", "--deadline", "1d"],
+    ] {
+        let refused = run(bulk(
+            &server,
+            &[
+                &[
+                    "--prompts",
+                    s(&prompts),
+                    "--output",
+                    s(&out),
+                    "--timeline",
+                    s(&link),
+                ][..],
+                mode,
+            ]
+            .concat(),
+        ))
+        .await;
+        assert_refused(
+            &refused,
+            "is the same file as the batch ledger of --output",
+            &server,
+            0,
+        );
+        assert!(server.stats().arrivals.is_empty(), "no job created");
+    }
+    // A synchronous run never writes the ledger: the same names are no harm.
+    let standard = run(bulk(
+        &server,
+        &[
+            "--prompts",
+            s(&prompts),
+            "--output",
+            s(&out),
+            "--timeline",
+            s(&link),
+            "--rpm",
+            "0",
+        ],
+    ))
+    .await;
+    assert_eq!(standard.code(), Some(0), "{}", standard.dump());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_edited_failed_prompt_is_sent_again_and_the_other_answers_stand() {
     let server = emulator(Settings::instant()).await;
     let dir = tempfile::tempdir().expect("a temp dir");

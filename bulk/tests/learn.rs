@@ -242,3 +242,82 @@ async fn malformed_quota_details_teach_nothing_and_break_nothing() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auto_plans_with_the_limits_an_earlier_run_learned() {
+    // The server allows 2 requests per 1 s window; the limiter is told 6000.
+    let server = emulator(Settings {
+        rpm: Some(2),
+        window: Duration::from_secs(1),
+        ..Settings::instant()
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let file = dir.path().join("limits.json");
+    let pace = ["--rpm", "6000", "--window", "1s", "--json"];
+    let first = bulk(&server, &file, &[&["-n", "6"][..], &pace].concat()).await;
+    assert_eq!(lines(&first, "now keeps to 2").len(), 1, "{}", first.stderr);
+
+    // 10 prompts at 2 a second take 4 s more than at 6000: with a minute's
+    // latency, "about 2 min" where the configured limit alone says 1.
+    let auto = ["-n", "10", "--mode", "auto", "--deadline", "3m"];
+    let second = bulk(&server, &file, &[&auto[..], &pace].concat()).await;
+    let plan = lines(&second, "--mode auto chose");
+    assert_eq!(plan.len(), 1, "{}", second.stderr);
+    assert!(plan[0].contains("standard about 2 min"), "{}", plan[0]);
+    assert_eq!(
+        count(&second.summary(), "succeeded"),
+        10,
+        "{}",
+        second.all()
+    );
+    assert_eq!(
+        count(&second.summary(), "rate_limited"),
+        0,
+        "{}",
+        second.all()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auto_knows_a_day_an_earlier_run_found_spent() {
+    let server = emulator(Settings {
+        rpd: Some(2),
+        day: Duration::from_secs(3600),
+        ..Settings::instant()
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let file = dir.path().join("limits.json");
+    let pace = ["--rpm", "1000", "--window", "1s", "--day", "1h", "--json"];
+    let first = bulk(
+        &server,
+        &file,
+        &[&["-n", "3", "--concurrency", "1"][..], &pace].concat(),
+    )
+    .await;
+    assert_eq!(lines(&first, "daily quota").len(), 1, "{}", first.stderr);
+    let sent = server.stats().generates().len();
+
+    // Flex would finish in 15 minutes on a fresh day; this one is spent for
+    // about an hour, so nothing is in time and the plan says why.
+    let auto = ["-n", "2", "--mode", "auto", "--deadline", "30m"];
+    let second = bulk(&server, &file, &[&auto[..], &pace].concat()).await;
+    let plan = lines(&second, "--mode auto chose");
+    assert_eq!(plan.len(), 1, "{}", second.stderr);
+    assert!(
+        plan[0].contains("none finishes within 30 min"),
+        "{}",
+        plan[0]
+    );
+    assert!(
+        plan[0].contains("an earlier run found the day's quota spent: nothing goes for"),
+        "{}",
+        plan[0]
+    );
+    assert_eq!(
+        server.stats().generates().len(),
+        sent,
+        "not one request sent"
+    );
+}

@@ -140,6 +140,9 @@ pub type ResponseStream = Pin<Box<dyn Stream<Item = Result<GenerateContentRespon
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
+    /// The per-call deadline: [`ClientConfig::timeout`], or another one
+    /// given to [`Client::with_timeout`].
+    timeout: Duration,
 }
 
 /// What the clones share.
@@ -165,7 +168,11 @@ impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // `config` prints its key as ApiKey(<redacted>); the header value is
         // not printed at all; a password in the base URL is scrubbed.
-        let config = self.redactor().text(&format!("{:?}", self.inner.config));
+        let config = ClientConfig {
+            timeout: self.timeout,
+            ..self.inner.config.clone()
+        };
+        let config = self.redactor().text(&format!("{config:?}"));
         write!(f, "Client {{ config: {config}, .. }}")
     }
 }
@@ -196,6 +203,7 @@ impl Client {
         )?;
         let redactor = secrets_of(&config, proxy_secrets);
         let route = Route::new(&config.base_url);
+        let timeout = config.timeout;
         let inner = Inner {
             pool,
             root,
@@ -208,6 +216,7 @@ impl Client {
         };
         Ok(Client {
             inner: Arc::new(inner),
+            timeout,
         })
     }
 
@@ -218,7 +227,17 @@ impl Client {
 
     /// The per-call deadline.
     pub fn timeout(&self) -> Duration {
-        self.inner.config.timeout
+        self.timeout
+    }
+
+    /// The same client, its connections shared, with another per-call
+    /// deadline: a Flex answer may take minutes where a standard one takes
+    /// seconds, and both go through one pool.
+    pub fn with_timeout(&self, timeout: Duration) -> Client {
+        Client {
+            inner: self.inner.clone(),
+            timeout,
+        }
     }
 
     /// Sets the largest response accepted, in bytes, instead of the cap

@@ -362,6 +362,24 @@ async fn a_server_that_never_answers_is_a_timeout() {
 }
 
 #[tokio::test]
+async fn with_timeout_changes_the_deadline_of_the_copy_only() {
+    let emu = emulator(always(Faults {
+        hang: 1.0,
+        ..Faults::default()
+    }))
+    .await;
+    let patient = client_for(&emu.base_url(), Some("k"), Duration::from_secs(3600));
+    let hasty = patient.with_timeout(Duration::from_millis(300));
+    let err = hasty.generate_content(MODEL, &prompt()).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Timeout(d) if d == Duration::from_millis(300)),
+        "{err:?}"
+    );
+    assert_eq!(patient.timeout(), Duration::from_secs(3600));
+    assert!(format!("{hasty:?}").contains("timeout: 300ms"), "{hasty:?}");
+}
+
+#[tokio::test]
 async fn a_stalled_stream_times_out_between_chunks() {
     // Headers come at once; the first chunk only after a long "thinking" time.
     let emu = emulator(Settings {

@@ -84,8 +84,8 @@ fn pace(limits: &Limits, turns: &Turns) -> Option<String> {
     ))
 }
 
-/// `60 s`, `1.5 s`, `250 ms`.
-fn seconds(duration: Duration) -> String {
+/// `60 s`, `1.5 s`, `250 ms`: a duration as the summary says it.
+pub fn seconds(duration: Duration) -> String {
     if duration < Duration::from_secs(1) {
         return format!("{} ms", duration.as_millis());
     }

@@ -91,6 +91,24 @@ fn current(limits: &Limits, which: QuotaKind) -> u32 {
     .unwrap_or(0)
 }
 
+/// The field of `limits` that holds `which`.
+fn slot(limits: &mut Limits, which: QuotaKind) -> &mut Option<u32> {
+    match which {
+        QuotaKind::Rpm => &mut limits.rpm,
+        QuotaKind::Tpm => &mut limits.tpm,
+        QuotaKind::Rpd => &mut limits.rpd,
+    }
+}
+
+/// The lessons that can be adopted. A limit of 0 would read as "no limit"
+/// and switch pacing off: a hand-edited file or a bad Redis hash must never
+/// do that (a real quotaValue "0" is a fatal error, never remembered).
+fn usable(
+    lessons: impl IntoIterator<Item = (QuotaKind, u32)>,
+) -> impl Iterator<Item = (QuotaKind, u32)> {
+    lessons.into_iter().filter(|&(_, value)| value > 0)
+}
+
 /// What a limit's unit is called, for messages.
 fn unit(which: QuotaKind) -> &'static str {
     match which {
@@ -189,18 +207,10 @@ impl Learner {
     /// if the day is still spent (how long until it lifts).
     pub fn prime(&self, limiter: &dyn RateLimit) -> (Option<String>, Option<Duration>) {
         let mut said: Vec<(QuotaKind, String)> = Vec::new();
-        let from_file = self
-            .remembered
-            .learned
-            .iter()
-            .filter_map(|l| Some((from_name(&l.limit)?, l.value)));
         // Redis's (shared by every process) after the file's: the latest word.
-        // A limit of 0 would read as "no limit" and switch pacing off: a
-        // hand-edited file or a bad Redis hash must never do that (a real
-        // quotaValue "0" is a fatal error, never remembered).
-        let lessons: Vec<(QuotaKind, u32)> = from_file
-            .chain(limiter.published_limits())
-            .filter(|&(_, value)| value > 0)
+        let lessons: Vec<(QuotaKind, u32)> = self
+            .remembered_lessons()
+            .chain(usable(limiter.published_limits()))
             .collect();
         for (which, value) in lessons {
             let limits = limiter.stats().limits;
@@ -222,11 +232,7 @@ impl Learner {
             limiter.remember(&ages);
             said.push(format!("{} requests already sent today", ages.len()));
         }
-        let stop = self
-            .remembered
-            .stopped_until_ms
-            .map(|until| Duration::from_millis(until.saturating_sub(state_file::now_ms())))
-            .filter(|left| !left.is_zero());
+        let stop = self.remembered_stop();
         let line = (!said.is_empty()).then(|| {
             let file = self.state.as_ref().map(|s| s.path().display().to_string());
             format!(
@@ -236,6 +242,37 @@ impl Learner {
             )
         });
         (line, stop)
+    }
+
+    /// The limits in force once what earlier runs learned is applied to
+    /// `limits` (by the rules of [`Learner::learn`]), and how long the day an
+    /// earlier run found spent still lasts: what `--mode auto` plans with,
+    /// before a limiter exists. Limits shared through Redis are read when
+    /// the limiter connects, so they are not in it.
+    pub fn in_force(&self, mut limits: Limits) -> (Limits, Option<Duration>) {
+        for (which, value) in self.remembered_lessons() {
+            let new = self.allowed(current(&limits, which), which, value);
+            *slot(&mut limits, which) = (new > 0).then_some(new);
+        }
+        (limits, self.remembered_stop())
+    }
+
+    /// The limits the state file holds, in the order they were learned.
+    fn remembered_lessons(&self) -> impl Iterator<Item = (QuotaKind, u32)> + '_ {
+        let from_file = self
+            .remembered
+            .learned
+            .iter()
+            .filter_map(|l| Some((from_name(&l.limit)?, l.value)));
+        usable(from_file)
+    }
+
+    /// How long the day an earlier run found spent still lasts, if it does.
+    fn remembered_stop(&self) -> Option<Duration> {
+        self.remembered
+            .stopped_until_ms
+            .map(|until| Duration::from_millis(until.saturating_sub(state_file::now_ms())))
+            .filter(|left| !left.is_zero())
     }
 
     /// Learns from a refused attempt: adopts the limit the server named, if
@@ -281,16 +318,23 @@ impl Learner {
         source: Source,
     ) -> Option<u32> {
         let before = current(limits, which);
-        let new = if self.explicit[index(which)] && before > 0 {
-            before.min(value)
-        } else {
-            value
-        };
+        let new = self.allowed(before, which, value);
         if new == before || !limiter.set_limit(which, new) {
             return None;
         }
         lock(&self.sources)[index(which)] = source;
         Some(new)
+    }
+
+    /// The limit `which` may take when the server names `value` while
+    /// `before` is in force: a limit the user gave is a ceiling, lowered but
+    /// never raised; any other follows the server.
+    fn allowed(&self, before: u32, which: QuotaKind, value: u32) -> u32 {
+        if self.explicit[index(which)] && before > 0 {
+            before.min(value)
+        } else {
+            value
+        }
     }
 
     /// The server counted a request sent now.

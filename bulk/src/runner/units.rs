@@ -3,18 +3,9 @@
 //!
 //! The progress bar, the watchdog and the summary's notes all speak of the
 //! limiter's window and of how often the server said 429; one spelling for
-//! all of them keeps the lines comparable.
+//! all of them, step 4's among them, keeps the lines comparable.
 
-use std::time::Duration;
-
-/// `60 s`, `1.5 s`, `250 ms`.
-pub fn seconds(duration: Duration) -> String {
-    if duration < Duration::from_secs(1) {
-        format!("{} ms", duration.as_millis())
-    } else {
-        format!("{} s", trim(duration.as_secs_f64()))
-    }
-}
+pub use step4_ratelimit::pace::seconds;
 
 /// `once`, `twice`, `5 times`.
 pub fn times(n: usize) -> String {
@@ -25,18 +16,10 @@ pub fn times(n: usize) -> String {
     }
 }
 
-/// A number without a useless `.0`.
-fn trim(x: f64) -> String {
-    if (x - x.round()).abs() < 1e-9 {
-        format!("{x:.0}")
-    } else {
-        format!("{x:.1}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn durations_and_counts_read_like_speech() {
