@@ -157,30 +157,35 @@ async fn send_all(
             (mode, journal::nothing_left(prompts.len(), answers.path()))
         }
         _ => {
+            // The limiter synchronous requests keep to, built before
+            // connecting: a model with no known limits, or a Redis that is
+            // not there, is one line and no request. A batch job needs none.
+            let limiter = match args.modes.mode.fixed() {
+                Some(Mode::Batch) => None,
+                _ => Some(build_limiter(&args.limit, &common.model).await?),
+            };
             // Connect (the real API with a key, the built-in emulator without
             // one) and check the model exists.
             let session = run::session(common).await?;
-            // What earlier runs learned of the limits: the planner plans
-            // with it, the runner starts from it. A batch job needs none.
-            let learner = match args.modes.mode.fixed() {
-                Some(Mode::Batch) => None,
-                _ => Some(Arc::new(learner(args, &session, shutdown)?)),
+            let pacing = match limiter {
+                Some(limiter) => Some(Pacing::new(args, limiter, &session, shutdown)?),
+                None => None,
             };
-            let (mode, tiers) = choose_mode(args, learner.as_deref(), &prompts, &todo, &prices)?;
-            let summary = match mode {
-                Mode::Batch => {
-                    let meter = meter.clone();
-                    send_batch(args, &session, &prompts, journal, &todo, meter, shutdown).await?
-                }
-                Mode::Standard | Mode::Flex => {
+            let (mode, tiers) = choose_mode(args, pacing.as_ref(), &prompts, &todo, &prices)?;
+            let summary = match pacing {
+                Some(pacing) if mode != Mode::Batch => {
                     let run = Synchronous {
                         args,
                         client: client_for(&session, mode, timeout_given),
+                        pacing,
                         tiers,
-                        learner,
                         meter: meter.clone(),
                     };
                     run.send(&prompts, journal, &todo, shutdown).await?
+                }
+                _ => {
+                    let meter = meter.clone();
+                    send_batch(args, &session, &prompts, journal, &todo, meter, shutdown).await?
                 }
             };
             (mode, summary)
@@ -211,7 +216,7 @@ fn check_modes(args: &Args) -> anyhow::Result<()> {
 /// or the planner's choice for `--mode auto` (said in one line first).
 fn choose_mode(
     args: &Args,
-    learner: Option<&Learner>,
+    pacing: Option<&Pacing>,
     prompts: &Prompts,
     todo: &[usize],
     prices: &PriceTable,
@@ -224,7 +229,7 @@ fn choose_mode(
     let mode = match args.modes.mode.fixed() {
         Some(mode) => mode,
         None => {
-            let plan = plan_for(args, learner, prompts, todo, prices)?;
+            let plan = plan_for(args, pacing, prompts, todo, prices)?;
             common::terminal::diagnostic(plan.line());
             if plan.chosen == Mode::Flex && given_fallback.is_none() {
                 let fallback = plan.fallback_after.map(|after| (Mode::Standard, after));
@@ -251,16 +256,15 @@ fn choose_mode(
 /// earlier runs learned them), the deadline.
 fn plan_for(
     args: &Args,
-    learner: Option<&Learner>,
+    pacing: Option<&Pacing>,
     prompts: &Prompts,
     todo: &[usize],
     prices: &PriceTable,
 ) -> anyhow::Result<Plan> {
     let model = &args.batch.common.model;
-    let configured = args.limit.limits(model)?;
-    let (limits, wait) = match learner {
-        Some(learner) => learner.in_force(configured),
-        None => (configured, None),
+    let (limits, wait) = match pacing {
+        Some(pacing) => pacing.learner.in_force(&*pacing.limiter),
+        None => (args.limit.limits(model)?, None),
     };
     let pace = Pace {
         rpm: limits.rpm,
@@ -360,13 +364,35 @@ async fn send_batch(
     Ok(summary)
 }
 
+/// What synchronous requests keep to: the limiter, at the limits from the
+/// flags or the tier's table, and the learner that changes them with what
+/// the server says (and said to earlier runs). The planner plans with both,
+/// the runner paces itself with them.
+struct Pacing {
+    limiter: Arc<dyn RateLimit>,
+    learner: Arc<Learner>,
+}
+
+impl Pacing {
+    /// `limiter`, and what earlier runs remembered for this model on this server.
+    fn new(
+        args: &Args,
+        limiter: Arc<dyn RateLimit>,
+        session: &Session,
+        shutdown: &Shutdown,
+    ) -> anyhow::Result<Pacing> {
+        let learner = Arc::new(learner(args, session, shutdown)?);
+        Ok(Pacing { limiter, learner })
+    }
+}
+
 /// A synchronous run (standard or flex) and what it needs besides the prompts.
 struct Synchronous<'a> {
     args: &'a Args,
     /// The session's client, with the mode's timeout.
     client: Client,
+    pacing: Pacing,
     tiers: TierPlan,
-    learner: Option<Arc<Learner>>,
     meter: Arc<Meter>,
 }
 
@@ -381,7 +407,6 @@ impl Synchronous<'_> {
     ) -> anyhow::Result<Summary> {
         let args = self.args;
         let common = &args.batch.common;
-        let limiter = build_limiter(&args.limit, &common.model).await?;
 
         // The report prints each outcome in order, and the summary at the end.
         let window = args.limit.paced().then_some(args.limit.window);
@@ -391,7 +416,7 @@ impl Synchronous<'_> {
         // when each one may go.
         let mut runner = Runner::new(
             self.client,
-            limiter,
+            self.pacing.limiter,
             report,
             RunOptions {
                 model: common.model.clone(),
@@ -401,10 +426,8 @@ impl Synchronous<'_> {
                 tiers: self.tiers,
             },
         )
+        .with_learner(self.pacing.learner)
         .with_meter(self.meter);
-        if let Some(learner) = self.learner {
-            runner = runner.with_learner(learner);
-        }
         if let Some((answers, _)) = &journal {
             runner = runner.with_journal(answers.clone());
         }

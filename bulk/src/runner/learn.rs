@@ -244,15 +244,19 @@ impl Learner {
         (line, stop)
     }
 
-    /// The limits in force once what earlier runs learned is applied to
-    /// `limits` (by the rules of [`Learner::learn`]), and how long the day an
-    /// earlier run found spent still lasts: what `--mode auto` plans with,
-    /// before a limiter exists. Limits shared through Redis are read when
-    /// the limiter connects, so they are not in it.
-    pub fn in_force(&self, mut limits: Limits) -> (Limits, Option<Duration>) {
-        for (which, value) in self.remembered_lessons() {
+    /// The limits `limiter` would keep to once what earlier runs learned is
+    /// applied (by the rules of [`Learner::learn`]; the file's lessons, then
+    /// those shared through Redis), and how long the day an earlier run
+    /// found spent still lasts: what `--mode auto` plans with. Unlike
+    /// [`Learner::prime`], it changes nothing.
+    pub fn in_force(&self, limiter: &dyn RateLimit) -> (Limits, Option<Duration>) {
+        let mut limits = limiter.stats().limits;
+        let lessons = self
+            .remembered_lessons()
+            .chain(usable(limiter.published_limits()));
+        for (which, value) in lessons {
             let new = self.allowed(current(&limits, which), which, value);
-            *slot(&mut limits, which) = (new > 0).then_some(new);
+            *slot(&mut limits, which) = Some(new);
         }
         (limits, self.remembered_stop())
     }
