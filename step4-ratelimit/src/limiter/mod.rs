@@ -30,7 +30,8 @@
 //! The shape is mini-redis's for its expiring keys: a cheap-to-clone handle on
 //! books behind a `std::sync::Mutex`, never held across an `.await`. The books
 //! are a [`Window`] log per limit and a FIFO queue of waiters, each with a
-//! `oneshot` channel. One task, the *driver*, sleeps until the head of the
+//! `oneshot` channel (a request that fits on arrival is admitted there and
+//! then, with no channel and no wait). One task, the *driver*, sleeps until the head of the
 //! queue fits, admits everyone at the front who fits, and sleeps again: one
 //! timer however many wait, each waiter woken once. The cap on requests in
 //! flight ([`Limits::max_in_flight`]) is taken *before* the stamp: stamped,
@@ -125,6 +126,14 @@ struct Waiter {
 /// What a waiter is told: its admission (id and instant), or the stop.
 type Answer = Result<(u64, Instant), LimitError>;
 
+/// What becomes of a request on arrival.
+enum Arrival {
+    /// Nobody ahead and room now: admitted, with this id, at this instant.
+    Admitted(u64, Instant),
+    /// Queued: its answer comes on this channel.
+    Queued(oneshot::Receiver<Answer>),
+}
+
 /// The three limits, in the order of [`State::windows`].
 const KINDS: [QuotaKind; 3] = [QuotaKind::Rpm, QuotaKind::Tpm, QuotaKind::Rpd];
 
@@ -199,31 +208,42 @@ impl Limiter {
     /// `acquire`, joining the queue at the back, or (a retry) at the front.
     async fn acquire_in(&self, tokens: u32, first: bool) -> Result<Permit, LimitError> {
         let (core, since) = (&self.0, Instant::now());
-        core.lock().check(tokens)?;
         // The in-flight slot comes first: once stamped, a request must leave.
+        // One that could never fit fails before it waits for a slot.
         let slot = match &core.slots {
-            Some(slots) => match Arc::clone(slots).acquire_owned().await {
-                Ok(slot) => Some(slot),
-                Err(_closed_by_stop) => {
-                    return Err(core.lock().check(0).err().unwrap_or_else(gone));
+            Some(slots) => {
+                core.lock().check(tokens)?;
+                match Arc::clone(slots).acquire_owned().await {
+                    Ok(slot) => Some(slot),
+                    Err(_closed_by_stop) => {
+                        return Err(core.lock().check(0).err().unwrap_or_else(gone));
+                    }
                 }
-            },
+            }
             None => None,
         };
-        // A temporary guard: the lock is released before the `.await`. A
-        // request that fits now finds its answer already there.
-        let answer = core.lock().arrive(tokens, first, core)?;
-        let mut place = Place {
-            core: Arc::clone(core),
-            answer,
-            done: false,
+        // A temporary guard: the lock is released before any `.await`.
+        let arrival = core.lock().arrive(tokens, first, core)?;
+        let (id, at) = match arrival {
+            Arrival::Admitted(id, at) => (id, at),
+            Arrival::Queued(answer) => wait_turn(core, answer).await?,
         };
-        let answer = (&mut place.answer).await;
-        place.done = true;
-        let (id, at) = answer.unwrap_or_else(|_| Err(gone()))?;
         let (books, waited) = (Arc::clone(core), at.saturating_duration_since(since));
         Ok(Permit::new(books, id, tokens, at, waited, slot))
     }
+}
+
+/// Waits in the queue for the driver's answer. Cancel-safe: the [`Place`]
+/// gives the place (or an admission not collected) back if dropped.
+async fn wait_turn(core: &Arc<Core>, answer: oneshot::Receiver<Answer>) -> Answer {
+    let mut place = Place {
+        core: Arc::clone(core),
+        answer,
+        done: false,
+    };
+    let answer = (&mut place.answer).await;
+    place.done = true;
+    answer.unwrap_or_else(|_| Err(gone()))
 }
 
 impl Core {
@@ -278,23 +298,21 @@ impl State {
 
     /// A request arrives: admitted now if nobody is ahead and there is room,
     /// queued otherwise (and the driver started, or told if it must know).
-    /// Either way, its answer comes on the channel returned.
     fn arrive(
         &mut self,
         tokens: u32,
         first: bool,
         core: &Arc<Core>,
-    ) -> Result<oneshot::Receiver<Answer>, LimitError> {
+    ) -> Result<Arrival, LimitError> {
         self.check(tokens)?;
-        let (answer, receiver) = oneshot::channel();
         let now = Instant::now(); // Read under the lock: stamps in log order.
         self.expire(now);
         self.skip_departed();
         // Going ahead of a waiter would break FIFO, even if this one fits.
         if (first || self.queue.is_empty()) && self.ready_at(tokens, now) <= now {
-            let _ = answer.send(Ok((self.admit(tokens, now), now)));
-            return Ok(receiver);
+            return Ok(Arrival::Admitted(self.admit(tokens, now), now));
         }
+        let (answer, receiver) = oneshot::channel();
         let at = match first {
             true => self.queue.iter().take_while(|w| w.retry).count(),
             false => self.queue.len(),
@@ -313,7 +331,7 @@ impl State {
         } else if at == 0 {
             core.wake_driver.notify_one(); // A new head: the driver must look.
         }
-        Ok(receiver)
+        Ok(Arrival::Queued(receiver))
     }
 
     /// The driver's turn: admits, in order, every waiter at the front that
