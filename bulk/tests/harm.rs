@@ -251,26 +251,19 @@ async fn the_batch_ledger_is_never_drawn_or_written_over() {
     std::os::unix::fs::symlink(&ledger, &link).expect("a symlink");
     #[cfg(not(unix))]
     let link = ledger.clone();
+    let files = [
+        "--prompts",
+        s(&prompts),
+        "--output",
+        s(&out),
+        "--timeline",
+        s(&link),
+    ];
     for mode in [
         &["--mode", "batch"][..],
         &["--mode", "auto", "--deadline", "1d"],
     ] {
-        let refused = run(bulk(
-            &server,
-            &[
-                &[
-                    "--prompts",
-                    s(&prompts),
-                    "--output",
-                    s(&out),
-                    "--timeline",
-                    s(&link),
-                ][..],
-                mode,
-            ]
-            .concat(),
-        ))
-        .await;
+        let refused = run(bulk(&server, &[&files[..], mode].concat())).await;
         assert_refused(
             &refused,
             "is the same file as the batch ledger of --output",
@@ -280,20 +273,7 @@ async fn the_batch_ledger_is_never_drawn_or_written_over() {
         assert!(server.stats().arrivals.is_empty(), "no job created");
     }
     // A synchronous run never writes the ledger: the same names are no harm.
-    let standard = run(bulk(
-        &server,
-        &[
-            "--prompts",
-            s(&prompts),
-            "--output",
-            s(&out),
-            "--timeline",
-            s(&link),
-            "--rpm",
-            "0",
-        ],
-    ))
-    .await;
+    let standard = run(bulk(&server, &[&files[..], &["--rpm", "0"]].concat())).await;
     assert_eq!(standard.code(), Some(0), "{}", standard.dump());
 }
 
