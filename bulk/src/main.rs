@@ -49,7 +49,10 @@ use bulk::{
     prices::{Mode, PriceTable},
     prompts::Prompts,
     redis::{RedisLimiter, Scope},
-    runner::{self, RunOptions, Runner, learn::Learner},
+    runner::{
+        self, RunOptions, Runner,
+        learn::{InForce, Learner},
+    },
     state_file,
 };
 use clap::{CommandFactory, FromArgMatches, parser::ValueSource};
@@ -262,17 +265,24 @@ fn plan_for(
     prices: &PriceTable,
 ) -> anyhow::Result<Plan> {
     let model = &args.batch.common.model;
-    let (limits, wait) = match pacing {
-        Some(pacing) => pacing.learner.in_force(&*pacing.limiter),
-        None => (args.limit.limits(model)?, None),
+    // Without pacing (`--no-limit`) the runner ignores what was remembered.
+    let in_force = match pacing {
+        Some(pacing) if args.limit.paced() => pacing.learner.in_force(&*pacing.limiter),
+        _ => InForce {
+            limits: args.limit.limits(model)?,
+            sent_today: 0,
+            spent_for: None,
+        },
     };
+    let limits = &in_force.limits;
     let pace = Pace {
         rpm: limits.rpm,
         tpm: limits.tpm,
         rpd: limits.rpd,
         window: limits.window,
         day: limits.day,
-        wait: wait.unwrap_or_default(),
+        sent_today: in_force.sent_today,
+        spent_for: in_force.spent_for,
     };
     let count = todo.len() as u64;
     let workload = Workload {

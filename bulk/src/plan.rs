@@ -10,9 +10,11 @@
 //!
 //! The pace comes from the limits in force (the `--tier` table, or your
 //! `--rpm`, `--tpm`, `--rpd`, as the limits an earlier run learned from the
-//! server change them; and no request before a day an earlier run found
-//! spent is over), the tokens from the prompts' estimate and
-//! `--expect-output` per prompt. The planner keeps the modes whose
+//! server change them, with the requests already sent today counting
+//! against RPD), the tokens from the prompts' estimate and
+//! `--expect-output` per prompt. While a day an earlier run found spent
+//! lasts, standard and flex cannot send at all (a synchronous run that finds
+//! it stops at once), and the plan says so. The planner keeps the modes whose
 //! estimate is within `--deadline`, and takes the cheapest; on a tie, batch
 //! (it spends none of the interactive quota), then flex. If none fits, it
 //! takes the fastest and says that the deadline will likely be missed. A flex
@@ -57,9 +59,12 @@ pub struct Pace {
     pub window: Duration,
     /// The day RPD counts over.
     pub day: Duration,
-    /// How long until the first request may go: the rest of a day an
-    /// earlier run found spent.
-    pub wait: Duration,
+    /// Requests already sent today, by this key and model: they count
+    /// against `rpd`.
+    pub sent_today: u64,
+    /// How long a day an earlier run found spent still lasts: until then,
+    /// no synchronous request may go.
+    pub spent_for: Option<Duration>,
 }
 
 /// One mode's estimate.
@@ -71,8 +76,9 @@ pub struct Estimate {
     pub time: Duration,
     /// What it would cost at the published prices (`None`: no price known).
     pub cost: Option<f64>,
-    /// Whether the mode can be used at all (batch needs `--output`).
-    pub usable: bool,
+    /// Why the mode cannot be used now, if it cannot (batch needs
+    /// `--output`; standard and flex wait for a spent day).
+    pub unusable: Option<String>,
 }
 
 /// The planner's choice.
@@ -90,24 +96,18 @@ pub struct Plan {
     pub deadline: Duration,
     /// What was planned for.
     pub workload: Workload,
-    /// How long the day's quota is still spent, as an earlier run found.
-    pub wait: Duration,
 }
 
 /// How long synchronous requests take at `pace`, before their latency.
 pub fn paced(workload: Workload, pace: Pace) -> Duration {
-    pace.wait.saturating_add(sending(workload, pace))
-}
-
-/// How long sending takes at `pace`, from the first request.
-fn sending(workload: Workload, pace: Pace) -> Duration {
     let windows = |count: u64, per: Option<u32>| match per {
         Some(per) if per > 0 => count.div_ceil(u64::from(per)).saturating_sub(1),
         _ => 0,
     };
     let requests = windows(workload.prompts, pace.rpm);
     let tokens = windows(workload.input_tokens, pace.tpm);
-    let days = windows(workload.prompts, pace.rpd);
+    // Today's earlier requests fill the first day as far as they go.
+    let days = windows(workload.prompts.saturating_add(pace.sent_today), pace.rpd);
     let within = pace
         .window
         .saturating_mul(u32::try_from(requests.max(tokens)).unwrap_or(u32::MAX));
@@ -143,24 +143,28 @@ pub fn plan(
                 * prices.factor(mode)
         })
     };
+    // A synchronous run that finds the day spent stops at once.
+    let spent = pace
+        .spent_for
+        .map(|left| format!("not before the day's quota is back in {}", span(left)));
     let estimates = vec![
         Estimate {
             mode: Mode::Standard,
             time: pace_time.saturating_add(STANDARD_LATENCY),
             cost: cost(Mode::Standard),
-            usable: true,
+            unusable: spent.clone(),
         },
         Estimate {
             mode: Mode::Flex,
             time: pace_time.saturating_add(FLEX_LATENCY),
             cost: cost(Mode::Flex),
-            usable: true,
+            unusable: spent,
         },
         Estimate {
             mode: Mode::Batch,
             time: batch_expect,
             cost: cost(Mode::Batch),
-            usable: batch_usable,
+            unusable: (!batch_usable).then(|| "needs --output".to_string()),
         },
     ];
     // Without a price, the modes' factors still order them.
@@ -171,7 +175,7 @@ pub fn plan(
         Mode::Flex => 1,
         Mode::Standard => 2,
     };
-    let usable = estimates.iter().filter(|e| e.usable);
+    let usable = estimates.iter().filter(|e| e.unusable.is_none());
     let in_time = usable
         .clone()
         .filter(|e| e.time <= deadline)
@@ -182,6 +186,8 @@ pub fn plan(
         });
     let (chosen, fits) = match in_time {
         Some(best) => (best.mode, true),
+        // None can send now: standard, which says when the day comes back.
+        None if usable.clone().next().is_none() => (Mode::Standard, false),
         None => {
             let fastest = usable
                 .min_by(|a, b| {
@@ -204,7 +210,6 @@ pub fn plan(
         estimates,
         deadline,
         workload,
-        wait: pace.wait,
     }
 }
 
@@ -220,12 +225,17 @@ impl Plan {
                     _ => format!("about {}", span(e.time)),
                 };
                 let cost = e.cost.map_or_else(|| "price unknown".to_string(), usd);
-                let unusable = if e.usable { "" } else { ", needs --output" };
+                let unusable = e
+                    .unusable
+                    .as_ref()
+                    .map_or(String::new(), |why| format!(", {why}"));
                 format!("{} {time}, {cost}{unusable}", e.mode.name())
             })
             .collect();
         let verdict = if self.in_time {
             format!("the cheapest that finishes within {}", span(self.deadline))
+        } else if self.estimates.iter().all(|e| e.unusable.is_some()) {
+            "as none can send now".to_string()
         } else {
             format!(
                 "none finishes within {}: the fastest, which will likely miss it",
@@ -238,16 +248,8 @@ impl Plan {
                 span(after)
             )
         });
-        let spent = if self.wait.is_zero() {
-            String::new()
-        } else {
-            format!(
-                " (an earlier run found the day's quota spent: nothing goes for {})",
-                span(self.wait)
-            )
-        };
         format!(
-            "--mode auto chose {}, {verdict}{fallback}. Estimates for {} prompts (~{} input tokens, {} output tokens assumed, --expect-output){spent}: {}",
+            "--mode auto chose {}, {verdict}{fallback}. Estimates for {} prompts (~{} input tokens, {} output tokens assumed, --expect-output): {}",
             self.chosen.name(),
             grouped(self.workload.prompts),
             grouped(self.workload.input_tokens),
@@ -262,7 +264,9 @@ pub fn span(d: Duration) -> String {
     let s = d.as_secs();
     match s {
         0..60 => format!("{s} s"),
-        60..3600 => format!("{} min", s.div_ceil(60)),
+        // 59 min 30 s reads as an hour, not as "60 min".
+        60..3541 => format!("{} min", s.div_ceil(60)),
+        3541..3600 => "1 h".to_string(),
         3600..86_400 => {
             let minutes = (s % 3600).div_ceil(60);
             if minutes == 0 {
@@ -295,7 +299,8 @@ mod tests {
             rpd: Some(rpd),
             window: Duration::from_secs(60),
             day: Duration::from_secs(86_400),
-            wait: Duration::ZERO,
+            sent_today: 0,
+            spent_for: None,
         }
     }
 
@@ -421,30 +426,71 @@ mod tests {
     }
 
     #[test]
-    fn a_spent_day_delays_the_synchronous_modes_and_is_said() {
+    fn a_spent_day_rules_out_the_synchronous_modes_and_is_said() {
         let prices = table();
         let spent = Pace {
-            wait: 20 * HOUR,
+            spent_for: Some(3 * HOUR),
             ..pace(1000, 10_000)
         };
-        // Without the wait, standard takes about a minute and wins a 2-hour
-        // deadline with flex; 20 hours before the first request, only batch is in time.
-        let plan = plan(
+        // On a fresh day flex (about 15 min) is the cheapest in 2 h; batch,
+        // expected in 24 h, is not in time. With the day spent for 3 h,
+        // neither standard nor flex can send: batch, late, is all there is.
+        let fresh = plan(
+            work(1000),
+            pace(1000, 10_000),
+            &prices,
+            "gemini-2.5-flash",
+            2 * HOUR,
+            24 * HOUR,
+            true,
+        );
+        assert_eq!(fresh.chosen, Mode::Flex);
+        let late = plan(
             work(1000),
             spent,
             &prices,
             "gemini-2.5-flash",
-            22 * HOUR,
-            21 * HOUR,
+            2 * HOUR,
+            24 * HOUR,
             true,
         );
-        assert_eq!((plan.chosen, plan.in_time), (Mode::Batch, true));
-        assert_eq!(plan.estimates[0].time, 20 * HOUR + STANDARD_LATENCY);
-        let line = plan.line();
+        assert_eq!((late.chosen, late.in_time), (Mode::Batch, false));
+        let line = late.line();
         assert!(
-            line.contains("an earlier run found the day's quota spent: nothing goes for 20 h"),
+            line.contains("standard about 1 min, $2.53, not before the day's quota is back in 3 h"),
             "{line}"
         );
+        // Without --output, nothing can send now, and the line says so.
+        let stuck = plan(
+            work(1000),
+            spent,
+            &prices,
+            "gemini-2.5-flash",
+            2 * HOUR,
+            24 * HOUR,
+            false,
+        );
+        assert_eq!((stuck.chosen, stuck.in_time), (Mode::Standard, false));
+        assert!(
+            stuck
+                .line()
+                .starts_with("--mode auto chose standard, as none can send now"),
+            "{}",
+            stuck.line()
+        );
+    }
+
+    #[test]
+    fn requests_sent_today_count_against_the_day() {
+        // 1,000 prompts at 1,000 a day: within the day on a fresh one, the
+        // next day when 500 went already.
+        let fresh = paced(work(1000), pace(1000, 1000));
+        assert!(fresh < Duration::from_secs(3600), "{fresh:?}");
+        let half = Pace {
+            sent_today: 500,
+            ..pace(1000, 1000)
+        };
+        assert!(paced(work(1000), half) >= Duration::from_secs(86_400));
     }
 
     #[test]
@@ -452,6 +498,8 @@ mod tests {
         assert_eq!(span(Duration::from_secs(45)), "45 s");
         assert_eq!(span(Duration::from_secs(61)), "2 min");
         assert_eq!(span(Duration::from_secs(3600)), "1 h");
+        assert_eq!(span(Duration::from_secs(3599)), "1 h");
+        assert_eq!(span(Duration::from_secs(3540)), "59 min");
         assert_eq!(span(Duration::from_secs(5400)), "1 h 30 min");
         assert_eq!(span(Duration::from_secs(86_400 + 3 * 3600)), "1 d 3 h");
     }

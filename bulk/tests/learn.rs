@@ -300,18 +300,20 @@ async fn auto_knows_a_day_an_earlier_run_found_spent() {
     let sent = server.stats().generates().len();
 
     // Flex would finish in 15 minutes on a fresh day; this one is spent for
-    // about an hour, so nothing is in time and the plan says why.
+    // about an hour, and a synchronous run would stop at once: nothing can
+    // send now without --output, and the plan says why.
     let auto = ["-n", "2", "--mode", "auto", "--deadline", "30m"];
     let second = bulk(&server, &file, &[&auto[..], &pace].concat()).await;
     let plan = lines(&second, "--mode auto chose");
     assert_eq!(plan.len(), 1, "{}", second.stderr);
     assert!(
-        plan[0].contains("none finishes within 30 min"),
+        plan[0].starts_with("--mode auto chose standard, as none can send now"),
         "{}",
         plan[0]
     );
     assert!(
-        plan[0].contains("an earlier run found the day's quota spent: nothing goes for"),
+        plan[0].contains("flex about")
+            && plan[0].contains(", not before the day's quota is back in"),
         "{}",
         plan[0]
     );
@@ -319,5 +321,56 @@ async fn auto_knows_a_day_an_earlier_run_found_spent() {
         server.stats().generates().len(),
         sent,
         "not one request sent"
+    );
+
+    // --no-limit paces nothing and remembers nothing: the plan neither.
+    let unpaced = [
+        "-n",
+        "1",
+        "--mode",
+        "auto",
+        "--deadline",
+        "30m",
+        "--no-limit",
+    ];
+    let blind = bulk(&server, &file, &unpaced).await;
+    let plan = lines(&blind, "--mode auto chose");
+    assert!(
+        plan[0].starts_with("--mode auto chose flex, the cheapest"),
+        "{}",
+        blind.stderr
+    );
+    let sent = server.stats().generates().len();
+
+    // With --output, a batch job can go: it has a quota of its own.
+    let prompts = dir.path().join("q.txt");
+    std::fs::write(&prompts, "Why?\nHow?\n").expect("written");
+    let output = dir.path().join("answers.jsonl");
+    let files = [
+        "--prompts",
+        prompts.to_str().expect("UTF-8"),
+        "--output",
+        output.to_str().expect("UTF-8"),
+        "--mode",
+        "auto",
+        "--deadline",
+        "30m",
+        "--batch-expect",
+        "1s",
+        "--batch-poll",
+        "100ms",
+    ];
+    let third = bulk(&server, &file, &[&files[..], &pace].concat()).await;
+    let plan = lines(&third, "--mode auto chose");
+    assert!(
+        plan[0].starts_with("--mode auto chose batch"),
+        "{}",
+        third.stderr
+    );
+    third.assert_accounted(2, false);
+    assert_eq!(
+        server.stats().generates().len(),
+        sent,
+        "no synchronous request"
     );
 }

@@ -117,6 +117,17 @@ fn unit(which: QuotaKind) -> &'static str {
     }
 }
 
+/// What an earlier run left in force, for the planner ([`Learner::in_force`]).
+#[derive(Debug, Clone)]
+pub struct InForce {
+    /// The limits, with what earlier runs learned applied.
+    pub limits: Limits,
+    /// Requests earlier runs sent today (they count against RPD).
+    pub sent_today: u64,
+    /// How long a day an earlier run found spent still lasts, if it does.
+    pub spent_for: Option<Duration>,
+}
+
 /// Learns limits from 429s, remembers them and the day's spend.
 pub struct Learner {
     model: String,
@@ -220,14 +231,7 @@ impl Learner {
             }
         }
         let mut said: Vec<String> = said.into_iter().map(|(_, line)| line).collect();
-        let start = day_start_ms(state_file::now_ms(), self.day);
-        let ages: Vec<Duration> = self
-            .remembered
-            .sent_ms
-            .iter()
-            .filter(|&&ms| ms >= start)
-            .map(|&ms| state_file::age(ms))
-            .collect();
+        let ages: Vec<Duration> = self.remembered_today().map(state_file::age).collect();
         if !ages.is_empty() {
             limiter.remember(&ages);
             said.push(format!("{} requests already sent today", ages.len()));
@@ -244,12 +248,11 @@ impl Learner {
         (line, stop)
     }
 
-    /// The limits `limiter` would keep to once what earlier runs learned is
-    /// applied (by the rules of [`Learner::learn`]; the file's lessons, then
-    /// those shared through Redis), and how long the day an earlier run
-    /// found spent still lasts: what `--mode auto` plans with. Unlike
-    /// [`Learner::prime`], it changes nothing.
-    pub fn in_force(&self, limiter: &dyn RateLimit) -> (Limits, Option<Duration>) {
+    /// What `limiter` would start from once what earlier runs remembered is
+    /// applied, as [`Learner::prime`] applies it (the file's lessons, then
+    /// those shared through Redis, by the rules of [`Learner::learn`]): what
+    /// `--mode auto` plans with. Unlike `prime`, it changes nothing.
+    pub fn in_force(&self, limiter: &dyn RateLimit) -> InForce {
         let mut limits = limiter.stats().limits;
         let lessons = self
             .remembered_lessons()
@@ -258,7 +261,11 @@ impl Learner {
             let new = self.allowed(current(&limits, which), which, value);
             *slot(&mut limits, which) = Some(new);
         }
-        (limits, self.remembered_stop())
+        InForce {
+            limits,
+            sent_today: self.remembered_today().count() as u64,
+            spent_for: self.remembered_stop(),
+        }
     }
 
     /// The limits the state file holds, in the order they were learned.
@@ -269,6 +276,16 @@ impl Learner {
             .iter()
             .filter_map(|l| Some((from_name(&l.limit)?, l.value)));
         usable(from_file)
+    }
+
+    /// When each request an earlier run sent today was sent (unix ms).
+    fn remembered_today(&self) -> impl Iterator<Item = u64> + '_ {
+        let start = day_start_ms(state_file::now_ms(), self.day);
+        self.remembered
+            .sent_ms
+            .iter()
+            .copied()
+            .filter(move |&ms| ms >= start)
     }
 
     /// How long the day an earlier run found spent still lasts, if it does.
