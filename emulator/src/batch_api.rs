@@ -18,7 +18,7 @@ use crate::batch::{self, Input, InputSpec, ListOperations, NewJob, ParsedLine};
 use crate::catalog;
 use crate::errors::ApiError;
 use crate::http::{
-    JSON_UTF8, authenticate, checked, error_response, page_size, page_token, parse_page_token,
+    JSON_UTF8, answer_json, authenticate, error_response, page_size, page_token, parse_page_token,
     read_body, respond, split_id,
 };
 use crate::request;
@@ -126,27 +126,6 @@ async fn read_input_file(
     Ok(lines)
 }
 
-/// Runs one batch handler: records the arrival, checks the version and the key, and answers.
-fn handle(
-    shared: &AppState,
-    method: &str,
-    version: &str,
-    query: Option<&str>,
-    headers: &HeaderMap,
-    body: impl FnOnce(u64, Instant) -> Result<Bytes, ApiError>,
-) -> Response {
-    let started = Instant::now();
-    let arrival = shared.arrive("", method);
-    let result =
-        checked(shared, version, query, headers).and_then(|(project, now)| body(project, now));
-    let response = match result {
-        Ok(bytes) => respond(200, JSON_UTF8, Body::from(bytes), started),
-        Err(error) => error_response(&error, false, started),
-    };
-    shared.finish(arrival, response.status().as_u16());
-    response
-}
-
 /// `GET /{version}/batches/{id}`.
 pub(crate) async fn get(
     State(shared): State<AppState>,
@@ -155,7 +134,7 @@ pub(crate) async fn get(
     headers: HeaderMap,
 ) -> Response {
     let (id, action) = split_id(&rest);
-    handle(
+    answer_json(
         &shared,
         "getBatch",
         &version,
@@ -169,11 +148,8 @@ pub(crate) async fn get(
             let job = jobs
                 .job(project, id)
                 .ok_or_else(ApiError::entity_not_found)?;
-            Ok(wire::pretty(&job.operation(
-                job.progress(now, jobs.settings()),
-                &shared.clock,
-                true,
-            )))
+            let operation = job.operation(job.progress(now, jobs.settings()), &shared.clock, true);
+            Ok(wire::pretty(&operation))
         },
     )
 }
@@ -186,7 +162,7 @@ pub(crate) async fn list(
     headers: HeaderMap,
 ) -> Response {
     let query = query.as_deref();
-    handle(
+    answer_json(
         &shared,
         "listBatches",
         &version,
@@ -217,7 +193,7 @@ pub(crate) async fn cancel(
     headers: HeaderMap,
 ) -> Response {
     let (id, action) = split_id(&rest);
-    handle(
+    answer_json(
         &shared,
         "cancelBatch",
         &version,
@@ -244,7 +220,7 @@ pub(crate) async fn delete(
     headers: HeaderMap,
 ) -> Response {
     let (id, action) = split_id(&rest);
-    handle(
+    answer_json(
         &shared,
         "deleteBatch",
         &version,

@@ -23,11 +23,12 @@ use tokio::time::Instant;
 use crate::errors::ApiError;
 use crate::files::{Command, FileResource, NewFile, Progress, Source, UploadError};
 use crate::http::{
-    authenticate, checked, error_response, json_response, page_size, page_token, parse_page_token,
-    query_param, read_body, respond, split_id, valid_version,
+    answer_json, authenticate, checked, error_response, json_response, page_size, page_token,
+    parse_page_token, query_param, read_body, respond, split_id, valid_version,
 };
 use crate::request::{self, field};
 use crate::state::{ServerState, lock};
+use crate::wire;
 
 type AppState = Arc<ServerState>;
 
@@ -300,30 +301,25 @@ pub(crate) async fn get(
         Some("download") => download_file(&shared, &version, id, query.as_deref(), request),
         Some(_) => not_found(&shared, "getFile"),
         None => {
-            let started = Instant::now();
-            let arrival = shared.arrive("", "getFile");
             let (parts, _) = request.into_parts();
-            let result = checked(&shared, &version, query.as_deref(), &parts.headers).and_then(
-                |(project, now)| {
+            let query = query.as_deref();
+            answer_json(
+                &shared,
+                "getFile",
+                &version,
+                query,
+                &parts.headers,
+                |project, now| {
                     let mut files = lock(&shared.files);
                     let file = files
                         .get(project, id, now)
                         .ok_or_else(ApiError::entity_not_found)?;
-                    Ok(FileResource::of(
-                        file,
-                        &shared.clock,
-                        shared.settings.batch.file_lifetime,
-                        &base_url(&shared, &parts),
-                        &version,
-                    ))
+                    let lifetime = shared.settings.batch.file_lifetime;
+                    let base = base_url(&shared, &parts);
+                    let resource = FileResource::of(file, &shared.clock, lifetime, &base, &version);
+                    Ok(wire::pretty(&resource))
                 },
-            );
-            let response = match result {
-                Ok(resource) => json_response(&resource, started),
-                Err(error) => error_response(&error, false, started),
-            };
-            shared.finish(arrival, response.status().as_u16());
-            response
+            )
         }
     }
 }
@@ -396,26 +392,25 @@ pub(crate) async fn delete(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let started = Instant::now();
-    let arrival = shared.arrive("", "deleteFile");
     let (id, action) = split_id(&rest);
-    let result =
-        checked(&shared, &version, query.as_deref(), &headers).and_then(|(project, now)| {
+    let query = query.as_deref();
+    answer_json(
+        &shared,
+        "deleteFile",
+        &version,
+        query,
+        &headers,
+        |project, now| {
             if action.is_some() {
                 return Err(ApiError::method_not_found());
             }
             if lock(&shared.files).delete(project, id, now) {
-                Ok(())
+                Ok(wire::pretty(&json!({})))
             } else {
                 Err(ApiError::entity_not_found())
             }
-        });
-    let response = match result {
-        Ok(()) => json_response(&json!({}), started),
-        Err(error) => error_response(&error, false, started),
-    };
-    shared.finish(arrival, response.status().as_u16());
-    response
+        },
+    )
 }
 
 /// `files.list`: newest first.
@@ -435,29 +430,28 @@ pub(crate) async fn list(
     RawQuery(query): RawQuery,
     request: Request,
 ) -> Response {
-    let started = Instant::now();
-    let arrival = shared.arrive("", "listFiles");
     let query = query.as_deref();
     let (parts, _) = request.into_parts();
-    let result = checked(&shared, &version, query, &parts.headers).and_then(|(project, now)| {
-        let after = parse_page_token(query)?;
-        let (page, next) = lock(&shared.files).list(project, after, page_size(query), now);
-        let base = base_url(&shared, &parts);
-        let lifetime = shared.settings.batch.file_lifetime;
-        Ok(ListFiles {
-            files: page
-                .iter()
-                .map(|file| FileResource::of(file, &shared.clock, lifetime, &base, &version))
-                .collect(),
-            next_page_token: next.map(page_token),
-        })
-    });
-    let response = match result {
-        Ok(list) => json_response(&list, started),
-        Err(error) => error_response(&error, false, started),
-    };
-    shared.finish(arrival, response.status().as_u16());
-    response
+    answer_json(
+        &shared,
+        "listFiles",
+        &version,
+        query,
+        &parts.headers,
+        |project, now| {
+            let after = parse_page_token(query)?;
+            let (page, next) = lock(&shared.files).list(project, after, page_size(query), now);
+            let base = base_url(&shared, &parts);
+            let lifetime = shared.settings.batch.file_lifetime;
+            Ok(wire::pretty(&ListFiles {
+                files: page
+                    .iter()
+                    .map(|file| FileResource::of(file, &shared.clock, lifetime, &base, &version))
+                    .collect(),
+                next_page_token: next.map(page_token),
+            }))
+        },
+    )
 }
 
 #[cfg(test)]

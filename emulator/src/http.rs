@@ -55,6 +55,29 @@ pub(crate) fn checked(
     Ok((project, now))
 }
 
+/// Runs one batch or files handler: records the arrival, checks the version and the key
+/// ([`checked`]), and answers the JSON `body` returns ([`crate::wire::pretty`]), or its error.
+/// Bytes, not a value: a batch's Operation borrows the job, so it is written under the lock.
+pub(crate) fn answer_json(
+    shared: &ServerState,
+    method: &str,
+    version: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: impl FnOnce(u64, Instant) -> Result<Bytes, ApiError>,
+) -> Response {
+    let started = Instant::now();
+    let arrival = shared.arrive("", method);
+    let result =
+        checked(shared, version, query, headers).and_then(|(project, now)| body(project, now));
+    let response = match result {
+        Ok(json) => respond(200, JSON_UTF8, Body::from(json), started),
+        Err(error) => error_response(&error, false, started),
+    };
+    shared.finish(arrival, response.status().as_u16());
+    response
+}
+
 /// The first value of `name` in a raw query string (`+` and `%XX` decoded,
 /// an invalid escape kept as it is).
 pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
