@@ -73,7 +73,9 @@ async fn https_speaks_http2_and_http1_on_a_certificate_for_localhost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_connection_never_carries_more_than_max_streams() {
-    let emu = https(10, Duration::from_millis(300)).await;
+    // A second of latency: the first ten are all still in flight when the rest arrive, even on
+    // busy shared cores (at 300 ms a stall could let one finish first and the peak read 9).
+    let emu = https(10, Duration::from_secs(1)).await;
     // One reqwest client that knows the server speaks HTTP/2 = one connection (without prior
     // knowledge, a cold client races one connection per request until ALPN says h2); 30
     // requests at once must queue behind 10 streams.
