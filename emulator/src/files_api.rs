@@ -23,8 +23,8 @@ use tokio::time::Instant;
 use crate::errors::ApiError;
 use crate::files::{Command, FileResource, NewFile, Progress, Source, UploadError};
 use crate::http::{
-    answer_json, authenticate, checked, error_response, json_response, page_size, page_token,
-    parse_page_token, query_param, read_body, respond, split_id, valid_version,
+    answer_json, authenticate, checked, error_response, json_response, method_not_found, page_size,
+    page_token, parse_page_token, query_param, read_body, respond, split_id, valid_version,
 };
 use crate::request::{self, field};
 use crate::state::{ServerState, lock};
@@ -299,7 +299,7 @@ pub(crate) async fn get(
     let (id, action) = split_id(&rest);
     match action {
         Some("download") => download_file(&shared, &version, id, query.as_deref(), request),
-        Some(_) => not_found(&shared, "getFile"),
+        Some(_) => method_not_found(&shared, "getFile"),
         None => {
             let (parts, _) = request.into_parts();
             let query = query.as_deref();
@@ -333,14 +333,8 @@ pub(crate) async fn download(
 ) -> Response {
     match split_id(&rest) {
         (id, Some("download")) => download_file(&shared, &version, id, query.as_deref(), request),
-        _ => not_found(&shared, "downloadFile"),
+        _ => method_not_found(&shared, "downloadFile"),
     }
-}
-
-fn not_found(shared: &ServerState, method: &str) -> Response {
-    let arrival = shared.arrive("", method);
-    shared.finish(arrival, 404);
-    error_response(&ApiError::method_not_found(), false, Instant::now())
 }
 
 /// The bytes of a generated file, with its MIME type.

@@ -55,6 +55,13 @@ pub(crate) fn checked(
     Ok((project, now))
 }
 
+/// A path no method answers (the 404 the real API sends), recorded as `method`.
+pub(crate) fn method_not_found(shared: &ServerState, method: &str) -> Response {
+    let arrival = shared.arrive("", method);
+    shared.finish(arrival, 404);
+    error_response(&ApiError::method_not_found(), false, Instant::now())
+}
+
 /// Runs one batch or files handler: records the arrival, checks the version and the key
 /// ([`checked`]), and answers the JSON `body` returns ([`crate::wire::pretty`]), or its error.
 /// Bytes, not a value: a batch's Operation borrows the job, so it is written under the lock.

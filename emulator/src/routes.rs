@@ -33,8 +33,8 @@ use crate::catalog::{self, ModelInfo};
 use crate::errors::{ApiError, QuotaKind};
 use crate::faults::{self, Break, Fault};
 use crate::http::{
-    EVENT_STREAM, JSON_UTF8, authenticate, error_response, page_size, page_token, parse_page_token,
-    query_param, read_body, respond, valid_version,
+    EVENT_STREAM, JSON_UTF8, authenticate, error_response, method_not_found, page_size, page_token,
+    parse_page_token, query_param, read_body, respond, valid_version,
 };
 use crate::latency;
 use crate::limits::{Decision, Limits};
@@ -142,10 +142,7 @@ async fn sleep_unless_shutdown(delay: Duration, shutdown: &mut watch::Receiver<b
 // Handlers.
 
 async fn fallback(State(shared): State<AppState>) -> Response {
-    let started = Instant::now();
-    let arrival = shared.arrive("", "unknown");
-    shared.finish(arrival, 404);
-    error_response(&ApiError::method_not_found(), false, started)
+    method_not_found(&shared, "unknown")
 }
 
 async fn list_models(
