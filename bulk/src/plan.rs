@@ -316,6 +316,20 @@ mod tests {
         PriceTable::built_in().expect("valid")
     }
 
+    /// 1,000 prompts of gemini-2.5-flash at `pace` by `deadline`, a batch expected in 24 h.
+    fn thousand(pace: Pace, deadline: Duration, batch_usable: bool) -> Plan {
+        let model = "gemini-2.5-flash";
+        plan(
+            work(1000),
+            pace,
+            &table(),
+            model,
+            deadline,
+            24 * HOUR,
+            batch_usable,
+        )
+    }
+
     #[test]
     fn the_pace_counts_windows_and_days() {
         // 1,000 prompts at 100 per minute: 9 more minutes after the first.
@@ -333,17 +347,7 @@ mod tests {
 
     #[test]
     fn a_roomy_deadline_picks_batch_and_a_tight_one_flex_or_standard() {
-        let prices = table();
-        let model = "gemini-2.5-flash";
-        let roomy = plan(
-            work(1000),
-            pace(1000, 10_000),
-            &prices,
-            model,
-            48 * HOUR,
-            24 * HOUR,
-            true,
-        );
+        let roomy = thousand(pace(1000, 10_000), 48 * HOUR, true);
         assert_eq!((roomy.chosen, roomy.in_time), (Mode::Batch, true));
         let line = roomy.line();
         assert!(
@@ -353,15 +357,7 @@ mod tests {
         assert!(line.contains("standard about 1 min, $2.53"), "{line}");
         assert!(line.contains("batch within 1 d, $1.26"), "{line}");
 
-        let hours = plan(
-            work(1000),
-            pace(1000, 10_000),
-            &prices,
-            model,
-            2 * HOUR,
-            24 * HOUR,
-            true,
-        );
+        let hours = thousand(pace(1000, 10_000), 2 * HOUR, true);
         assert_eq!(hours.chosen, Mode::Flex);
         // Standard takes about a minute: flex may run until 2 h less that minute.
         assert_eq!(
@@ -376,15 +372,7 @@ mod tests {
             hours.line()
         );
 
-        let minutes = plan(
-            work(1000),
-            pace(1000, 10_000),
-            &prices,
-            model,
-            Duration::from_secs(300),
-            24 * HOUR,
-            true,
-        );
+        let minutes = thousand(pace(1000, 10_000), Duration::from_secs(300), true);
         assert_eq!(minutes.chosen, Mode::Standard);
         assert_eq!(minutes.fallback_after, None);
     }
@@ -392,15 +380,7 @@ mod tests {
     #[test]
     fn without_output_batch_is_out_and_without_time_the_fastest_is_taken() {
         let prices = table();
-        let no_output = plan(
-            work(1000),
-            pace(1000, 10_000),
-            &prices,
-            "gemini-2.5-flash",
-            48 * HOUR,
-            24 * HOUR,
-            false,
-        );
+        let no_output = thousand(pace(1000, 10_000), 48 * HOUR, false);
         assert_eq!(no_output.chosen, Mode::Flex);
         assert!(
             no_output.line().contains("needs --output"),
@@ -427,7 +407,6 @@ mod tests {
 
     #[test]
     fn a_spent_day_rules_out_the_synchronous_modes_and_is_said() {
-        let prices = table();
         let spent = Pace {
             spent_for: Some(3 * HOUR),
             ..pace(1000, 10_000)
@@ -435,25 +414,9 @@ mod tests {
         // On a fresh day flex (about 15 min) is the cheapest in 2 h; batch,
         // expected in 24 h, is not in time. With the day spent for 3 h,
         // neither standard nor flex can send: batch, late, is all there is.
-        let fresh = plan(
-            work(1000),
-            pace(1000, 10_000),
-            &prices,
-            "gemini-2.5-flash",
-            2 * HOUR,
-            24 * HOUR,
-            true,
-        );
+        let fresh = thousand(pace(1000, 10_000), 2 * HOUR, true);
         assert_eq!(fresh.chosen, Mode::Flex);
-        let late = plan(
-            work(1000),
-            spent,
-            &prices,
-            "gemini-2.5-flash",
-            2 * HOUR,
-            24 * HOUR,
-            true,
-        );
+        let late = thousand(spent, 2 * HOUR, true);
         assert_eq!((late.chosen, late.in_time), (Mode::Batch, false));
         let line = late.line();
         assert!(
@@ -461,15 +424,7 @@ mod tests {
             "{line}"
         );
         // Without --output, nothing can send now, and the line says so.
-        let stuck = plan(
-            work(1000),
-            spent,
-            &prices,
-            "gemini-2.5-flash",
-            2 * HOUR,
-            24 * HOUR,
-            false,
-        );
+        let stuck = thousand(spent, 2 * HOUR, false);
         assert_eq!((stuck.chosen, stuck.in_time), (Mode::Standard, false));
         assert!(
             stuck
